@@ -1,0 +1,76 @@
+"""The endpoint model and the pure diff between two endpoint sets."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["Change", "Endpoint", "diff", "normalize"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """One ready backend: an IP address and port, as DNS or the API publishes it.
+
+    ``ttl`` (seconds, from DNS; ``None`` from the API) is informational and not
+    part of equality, so a TTL counting down in a cache is never a change.
+    """
+
+    address: str
+    port: int
+    hostname: str | None = None
+    ttl: int | None = field(default=None, compare=False)
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+    @property
+    def hostport(self) -> str:
+        """``10.0.0.1:8000`` or ``[fd00::1]:8000``."""
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+    def sort_key(self) -> tuple[int, int, int, str]:
+        ip = ipaddress.ip_address(self.address)
+        return (ip.version, int(ip), self.port, self.hostname or "")
+
+    def __str__(self) -> str:
+        return self.hostport if self.hostname is None else f"{self.hostport} ({self.hostname})"
+
+
+def normalize(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    """Sorted (IPv4 before IPv6, numerically), duplicates dropped keeping the lowest TTL."""
+    best: dict[Endpoint, Endpoint] = {}
+    for ep in endpoints:
+        seen = best.get(ep)
+        if seen is None or (ep.ttl is not None and (seen.ttl is None or ep.ttl < seen.ttl)):
+            best[ep] = ep
+    return tuple(sorted(best.values(), key=Endpoint.sort_key))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A real change between two endpoint sets (both normalized)."""
+
+    old: tuple[Endpoint, ...]
+    new: tuple[Endpoint, ...]
+    added: tuple[Endpoint, ...]
+    removed: tuple[Endpoint, ...]
+
+    def __str__(self) -> str:
+        return f"{len(self.old)} -> {len(self.new)} endpoints (+{len(self.added)} -{len(self.removed)})"
+
+
+def diff(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> Change | None:
+    """The change from ``old`` to ``new``, or ``None`` when they hold the same endpoints."""
+    old_t, new_t = normalize(old), normalize(new)
+    if old_t == new_t:
+        return None
+    old_s, new_s = set(old_t), set(new_t)
+    return Change(
+        old=old_t,
+        new=new_t,
+        added=tuple(ep for ep in new_t if ep not in old_s),
+        removed=tuple(ep for ep in old_t if ep not in new_s),
+    )

@@ -1,0 +1,114 @@
+"""The exceptions dnsbalance raises, and the one place third-party errors are translated.
+
+Hierarchy::
+
+    DnsBalanceError
+    ├── TargetError        a target string that is not a Kubernetes service target
+    ├── ConfigError        arguments or environment that cannot work together
+    ├── ResolutionError    DNS did not answer usefully (SERVFAIL, REFUSED, timeout, ...)
+    ├── KubernetesError    the Kubernetes API refused or failed a request
+    ├── ConversionError    a Service that cannot be converted to a headless one
+    └── ClosedError        a channel or poller used after close()
+
+NXDOMAIN is not an error: cluster DNS answers it for a headless Service with no
+ready endpoint, so discovery returns an empty tuple for it.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.resolver
+
+__all__ = [
+    "ClosedError",
+    "ConfigError",
+    "ConversionError",
+    "DnsBalanceError",
+    "KubernetesError",
+    "ResolutionError",
+    "TargetError",
+]
+
+
+class DnsBalanceError(Exception):
+    """Root of every exception dnsbalance raises on purpose."""
+
+
+class TargetError(DnsBalanceError, ValueError):
+    """A target string could not be parsed; ``part`` names what is wrong."""
+
+    def __init__(self, message: str, *, target: str, part: str) -> None:
+        super().__init__(f"invalid target {target!r}: {message}")
+        self.target = target
+        self.part = part
+
+
+class ConfigError(DnsBalanceError, ValueError):
+    """Arguments or environment that cannot work; the message says how to fix it."""
+
+
+class ResolutionError(DnsBalanceError):
+    """DNS gave no usable answer: SERVFAIL, REFUSED, timeout, or a broken reply.
+
+    ``server`` is the nameserver (``host:port``, or several joined by ``, ``),
+    ``reason`` a short machine-friendly word (``SERVFAIL``, ``REFUSED``,
+    ``timeout``, ``network``, ``malformed``), ``qname`` and ``rdtype`` the question.
+    """
+
+    def __init__(self, *, qname: str, rdtype: str, server: str, reason: str, detail: str) -> None:
+        super().__init__(f"{rdtype} {qname} via {server}: {reason} ({detail})")
+        self.qname = qname
+        self.rdtype = rdtype
+        self.server = server
+        self.reason = reason
+        self.detail = detail
+
+
+class KubernetesError(DnsBalanceError):
+    """The Kubernetes API failed or refused a request."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ConversionError(DnsBalanceError):
+    """A Service (or manifest) that cannot be turned into a headless one."""
+
+
+class ClosedError(DnsBalanceError, RuntimeError):
+    """An object was used after ``close()``."""
+
+
+def resolution_error(
+    exc: dns.exception.DNSException, *, qname: str, rdtype: str, servers: str
+) -> ResolutionError:
+    """Translate a dnspython failure into a :class:`ResolutionError` (use ``raise ... from``)."""
+    reason, server = "error", servers
+    if isinstance(exc, dns.exception.Timeout):
+        reason = "timeout"
+    elif isinstance(exc, dns.exception.FormError):
+        reason = "malformed"
+    elif isinstance(exc, dns.resolver.NoNameservers):
+        # Each error is (server, tcp, port, failure, response); failure is an rcode's
+        # text (SERVFAIL, REFUSED, ...) or the exception met on the way.
+        errors = exc.kwargs.get("errors") or []
+        if errors:
+            server = ", ".join(dict.fromkeys(f"{e[0]}:{e[2]}" for e in errors))
+            reason = _failure_reason(errors[-1][3])
+        else:
+            reason = "no nameserver answered"
+    return ResolutionError(qname=qname, rdtype=rdtype, server=server, reason=reason, detail=str(exc))
+
+
+def _failure_reason(failure: object) -> str:
+    if isinstance(failure, str):
+        return failure
+    if isinstance(failure, dns.exception.Timeout):
+        return "timeout"
+    if isinstance(failure, dns.exception.FormError):
+        return "malformed"
+    if isinstance(failure, OSError | EOFError):
+        return "network"
+    return type(failure).__name__

@@ -1,0 +1,269 @@
+"""Target strings: which Kubernetes Service, namespace, port and cluster domain a client means.
+
+Accepted forms (``PORT`` is a number or a port name)::
+
+    kubernetes:///svc.ns:PORT      kubernetes:///svc:PORT      kubernetes://ns/svc:PORT
+    dns:///svc.ns.svc.cluster.local:PORT
+    dns://10.96.0.10:53/svc.ns.svc.cluster.local:PORT   (DNS server in the authority)
+    svc.ns:PORT      svc:PORT      svc.ns.svc.cluster.local:PORT
+
+The kubernetes forms are kuberesolver's, so Go users can move over unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._exceptions import TargetError
+
+__all__ = ["Target", "parse_target"]
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+RESOLV_CONF = Path("/etc/resolv.conf")
+DEFAULT_NAMESPACE = "default"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+# Service names are DNS-1035 labels; namespaces DNS-1123 labels; port names IANA service names.
+_SERVICE_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_PORT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
+_DOMAIN_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """A parsed target: one port of one Service.
+
+    ``port`` is an ``int`` for a numeric port and a ``str`` for a named port (which
+    DNS resolves through SRV records). ``dns_server`` is ``host:port`` when the
+    target named a DNS server (``dns://10.96.0.10:53/...``), else ``None``.
+    """
+
+    service: str
+    namespace: str
+    port: int | str
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+    dns_server: str | None = None
+
+    @property
+    def fqdn(self) -> str:
+        """The Service's DNS name, without the trailing dot."""
+        return f"{self.service}.{self.namespace}.svc.{self.cluster_domain}"
+
+    @property
+    def port_name(self) -> str | None:
+        return self.port if isinstance(self.port, str) else None
+
+    @property
+    def srv_name(self) -> str:
+        """The SRV name of a named port (``_grpc._tcp.svc.ns.svc.cluster.local``)."""
+        if self.port_name is None:
+            raise TargetError("a numeric port has no SRV record", target=str(self), part="port")
+        return f"_{self.port_name}._tcp.{self.fqdn}"
+
+    def __str__(self) -> str:
+        return f"kubernetes:///{self.service}.{self.namespace}:{self.port}"
+
+
+def parse_target(
+    text: str,
+    *,
+    namespace: str | None = None,
+    cluster_domain: str | None = None,
+) -> Target:
+    """Parse ``text`` into a :class:`Target`.
+
+    A namespace or cluster domain written in ``text`` wins. Otherwise ``namespace``
+    (else the pod's service-account namespace, else ``default``) and
+    ``cluster_domain`` (else the ``svc.<domain>`` entry of resolv.conf's search
+    list, else ``cluster.local``) fill the gaps. Raises :class:`TargetError`.
+    """
+    if not isinstance(text, str):
+        raise TargetError("a target must be a string", target=repr(text), part="target")
+    original = text
+    text = text.strip()
+    if not text:
+        raise TargetError("empty target", target=original, part="target")
+
+    authority: str | None = None
+    scheme: str | None = None
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("kubernetes", "dns"):
+            raise TargetError(
+                f"unknown scheme {scheme!r} (use kubernetes://, dns:// or no scheme)",
+                target=original,
+                part="scheme",
+            )
+        if "/" not in rest:
+            raise TargetError(
+                f"{scheme}:// must be followed by an authority and '/' (e.g. {scheme}:///svc.ns:8000)",
+                target=original,
+                part="authority",
+            )
+        authority, text = rest.split("/", 1)
+    elif ":" not in text and "/" in text:
+        raise TargetError("unknown form; expected svc.ns:port", target=original, part="target")
+
+    host, port_text = _split_host_port(text, original)
+    port = _parse_port(port_text, original)
+
+    ns_from_authority: str | None = None
+    dns_server: str | None = None
+    if authority:
+        if scheme == "kubernetes":
+            ns_from_authority = _check(_NAMESPACE_RE, authority, "namespace", original)
+        else:
+            dns_server = _parse_dns_server(authority, original)
+
+    service, ns, domain = _split_service_name(host, original)
+    if ns is not None and ns_from_authority is not None and ns != ns_from_authority:
+        raise TargetError(
+            f"namespace given twice ({ns_from_authority!r} and {ns!r})",
+            target=original,
+            part="namespace",
+        )
+    ns = ns or ns_from_authority or namespace or default_namespace()
+    _check(_NAMESPACE_RE, ns, "namespace", original)
+    domain = domain or cluster_domain or default_cluster_domain()
+    _check_domain(domain, original)
+    return Target(
+        service=service, namespace=ns, port=port, cluster_domain=domain, dns_server=dns_server
+    )
+
+
+def default_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The pod's namespace from its service-account mount, else ``default``."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return DEFAULT_NAMESPACE
+    return value if value and _NAMESPACE_RE.fullmatch(value) else DEFAULT_NAMESPACE
+
+
+def default_cluster_domain(path: Path = RESOLV_CONF) -> str:
+    """The cluster domain from resolv.conf's search list (``svc.<domain>``), else cluster.local."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return DEFAULT_CLUSTER_DOMAIN
+    for line in lines:
+        words = line.split()
+        if not words or words[0] != "search":
+            continue
+        for entry in words[1:]:
+            entry = entry.rstrip(".").lower()
+            if entry.startswith("svc.") and len(entry) > 4:
+                return entry[4:]
+    return DEFAULT_CLUSTER_DOMAIN
+
+
+def _split_host_port(text: str, original: str) -> tuple[str, str]:
+    if text.startswith("["):
+        raise TargetError(
+            "an IPv6 address is not a Service name", target=original, part="service"
+        )
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise TargetError("missing port (e.g. svc.ns:8000 or svc.ns:grpc)", target=original, part="port")
+    if ":" in host:
+        raise TargetError(
+            "an IPv6 address is not a Service name", target=original, part="service"
+        )
+    if not host:
+        raise TargetError("empty service name", target=original, part="service")
+    return host.rstrip(".").lower(), port_text
+
+
+def _parse_port(text: str, original: str) -> int | str:
+    if text.isdigit():
+        port = int(text)
+        if not 1 <= port <= 65535:
+            raise TargetError(f"port {port} out of range 1-65535", target=original, part="port")
+        return port
+    if not text:
+        raise TargetError("empty port", target=original, part="port")
+    name = text.lower()
+    if (
+        not _PORT_NAME_RE.fullmatch(name)
+        or "--" in name
+        or not any(c.isalpha() for c in name)
+    ):
+        raise TargetError(
+            f"bad port {text!r}: a number 1-65535 or a port name (IANA_SVC_NAME, at most 15 "
+            "characters of a-z, 0-9 and '-')",
+            target=original,
+            part="port",
+        )
+    return name
+
+
+def _parse_dns_server(authority: str, original: str) -> str:
+    host, port = authority, 53
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise TargetError("unclosed '[' in DNS server", target=original, part="authority")
+        host, rest = authority[1:end], authority[end + 1 :]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise TargetError("bad DNS server port", target=original, part="authority")
+            port = int(rest[1:])
+    elif authority.count(":") == 1:
+        host, port_text = authority.split(":")
+        if not port_text.isdigit():
+            raise TargetError("bad DNS server port", target=original, part="authority")
+        port = int(port_text)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise TargetError(
+            f"DNS server {host!r} must be an IP address", target=original, part="authority"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise TargetError(f"DNS server port {port} out of range", target=original, part="authority")
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _split_service_name(host: str, original: str) -> tuple[str, str | None, str | None]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        raise TargetError(
+            f"{host} is an IP address, not a Service name", target=original, part="service"
+        )
+    labels = host.split(".")
+    if any(not label for label in labels):
+        raise TargetError(f"empty label in {host!r}", target=original, part="service")
+    service = _check(_SERVICE_RE, labels[0], "service", original)
+    if len(labels) == 1:
+        return service, None, None
+    namespace = _check(_NAMESPACE_RE, labels[1], "namespace", original)
+    if len(labels) == 2:
+        return service, namespace, None
+    if labels[2] != "svc":
+        raise TargetError(
+            f"{host!r} is not a Service name (expected svc, svc.ns or svc.ns.svc.<cluster domain>)",
+            target=original,
+            part="service",
+        )
+    domain = ".".join(labels[3:]) or None
+    return service, namespace, domain
+
+
+def _check(pattern: re.Pattern[str], value: str, part: str, original: str) -> str:
+    if not pattern.fullmatch(value):
+        raise TargetError(f"bad {part} {value!r}", target=original, part=part)
+    return value
+
+
+def _check_domain(domain: str, original: str) -> None:
+    labels = domain.rstrip(".").split(".")
+    if len(domain) > 200 or not all(_DOMAIN_LABEL_RE.fullmatch(label) for label in labels):
+        raise TargetError(f"bad cluster domain {domain!r}", target=original, part="cluster_domain")
