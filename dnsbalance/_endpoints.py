@@ -29,7 +29,11 @@ class Endpoint:
     @property
     def hostport(self) -> str:
         """``10.0.0.1:8000`` or ``[fd00::1]:8000``."""
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return (
+            f"[{self.address}]:{self.port}"
+            if ":" in self.address
+            else f"{self.address}:{self.port}"
+        )
 
     def sort_key(self) -> tuple[int, int, int, str]:
         ip = ipaddress.ip_address(self.address)
@@ -59,7 +63,8 @@ class Change:
     removed: tuple[Endpoint, ...]
 
     def __str__(self) -> str:
-        return f"{len(self.old)} -> {len(self.new)} endpoints (+{len(self.added)} -{len(self.removed)})"
+        counts = f"+{len(self.added)} -{len(self.removed)}"
+        return f"{len(self.old)} -> {len(self.new)} endpoints ({counts})"
 
 
 def diff(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> Change | None:

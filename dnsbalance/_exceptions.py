@@ -99,7 +99,9 @@ def resolution_error(
             reason = _failure_reason(errors[-1][3])
         else:
             reason = "no nameserver answered"
-    return ResolutionError(qname=qname, rdtype=rdtype, server=server, reason=reason, detail=str(exc))
+    return ResolutionError(
+        qname=qname, rdtype=rdtype, server=server, reason=reason, detail=str(exc)
+    )
 
 
 def _failure_reason(failure: object) -> str:

@@ -164,15 +164,21 @@ def default_cluster_domain(path: Path = RESOLV_CONF) -> str:
 
 def _split_host_port(text: str, original: str) -> tuple[str, str]:
     if text.startswith("["):
-        raise TargetError(
-            "an IPv6 address is not a Service name", target=original, part="service"
-        )
+        raise TargetError("an IPv6 address is not a Service name", target=original, part="service")
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        raise TargetError("missing port (e.g. svc.ns:8000 or svc.ns:grpc)", target=original, part="port")
-    if ":" in host:
         raise TargetError(
-            "an IPv6 address is not a Service name", target=original, part="service"
+            "missing port (e.g. svc.ns:8000 or svc.ns:grpc)", target=original, part="port"
+        )
+    if ":" in host:
+        if all(c in "0123456789abcdefABCDEF:." for c in host):
+            raise TargetError(
+                "an IPv6 address is not a Service name", target=original, part="service"
+            )
+        raise TargetError(
+            f"unexpected ':' in {host!r} (a scheme needs '://', e.g. kubernetes:///svc.ns:8000)",
+            target=original,
+            part="scheme",
         )
     if not host:
         raise TargetError("empty service name", target=original, part="service")
@@ -188,11 +194,7 @@ def _parse_port(text: str, original: str) -> int | str:
     if not text:
         raise TargetError("empty port", target=original, part="port")
     name = text.lower()
-    if (
-        not _PORT_NAME_RE.fullmatch(name)
-        or "--" in name
-        or not any(c.isalpha() for c in name)
-    ):
+    if not _PORT_NAME_RE.fullmatch(name) or "--" in name or not any(c.isalpha() for c in name):
         raise TargetError(
             f"bad port {text!r}: a number 1-65535 or a port name (IANA_SVC_NAME, at most 15 "
             "characters of a-z, 0-9 and '-')",

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dnsbalance import Target, TargetError, parse_target
+from dnsbalance._target import default_cluster_domain, default_namespace
+
+
+def t(service: str, namespace: str, port: int | str, **kw: str | None) -> Target:
+    return Target(service=service, namespace=namespace, port=port, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("kubernetes:///svc.ns:8000", t("svc", "ns", 8000)),
+        ("kubernetes:///svc.ns:grpc", t("svc", "ns", "grpc")),
+        ("kubernetes://ns/svc:8000", t("svc", "ns", 8000)),
+        ("kubernetes:///svc:8000", t("svc", "default", 8000)),
+        ("dns:///svc.ns.svc.cluster.local:8000", t("svc", "ns", 8000)),
+        (
+            "dns://10.96.0.10:53/svc.ns.svc.cluster.local:8000",
+            t("svc", "ns", 8000, dns_server="10.96.0.10:53"),
+        ),
+        ("dns://10.96.0.10/svc.ns.svc.cluster.local:8000", t("svc", "ns", 8000, dns_server="10.96.0.10:53")),
+        ("dns://[::1]:5353/svc.ns:8000", t("svc", "ns", 8000, dns_server="[::1]:5353")),
+        ("svc.ns:8000", t("svc", "ns", 8000)),
+        ("svc.ns:grpc", t("svc", "ns", "grpc")),
+        ("svc:8000", t("svc", "default", 8000)),
+        ("svc.ns.svc:8000", t("svc", "ns", 8000)),
+        ("svc.ns.svc.corp.example.:8000", t("svc", "ns", 8000, cluster_domain="corp.example")),
+        ("  Grpc-Server-Service.Example:HTTP2  ", t("grpc-server-service", "example", "http2")),
+        ("KUBERNETES:///svc.ns:8000", t("svc", "ns", 8000)),
+        ("kubernetes://ns/svc.ns:8000", t("svc", "ns", 8000)),
+    ],
+)
+def test_accepted_forms(text: str, expected: Target) -> None:
+    assert parse_target(text, namespace="default", cluster_domain="cluster.local") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        ("", "target"),
+        ("svc.ns", "port"),
+        ("svc.ns:", "port"),
+        ("svc.ns:0", "port"),
+        ("svc.ns:65536", "port"),
+        ("svc.ns:-1", "port"),
+        ("svc.ns:averyveryverylongportname", "port"),
+        ("svc.ns:grpc--web", "port"),
+        ("svc.ns:1234x_", "port"),
+        (":8000", "service"),
+        ("kubernetes:///:8000", "service"),
+        ("http://svc.ns:8000", "scheme"),
+        ("kubernetes:svc.ns:8000", "scheme"),
+        ("dns:svc.ns:8000", "scheme"),
+        ("kubernetes://svc.ns:8000", "authority"),
+        ("[::1]:8000", "service"),
+        ("dns:///[fd00::1]:8000", "service"),
+        ("dns:///fd00::1:8000", "service"),
+        ("10.0.0.1:8000", "service"),
+        ("1svc.ns:8000", "service"),
+        ("svc_x.ns:8000", "service"),
+        ("svc.-ns:8000", "namespace"),
+        ("svc..ns:8000", "service"),
+        ("foo.example.com:8000", "service"),
+        ("svc.ns.svc.bad_domain:8000", "cluster_domain"),
+        ("dns://dns.example/svc.ns:8000", "authority"),
+        ("dns://10.0.0.1:x/svc.ns:8000", "authority"),
+        ("dns://10.0.0.1:0/svc.ns:8000", "authority"),
+        ("dns://[::1/svc.ns:8000", "authority"),
+        ("kubernetes://Bad_NS/svc:8000", "namespace"),
+        ("kubernetes://a/svc.b:8000", "namespace"),
+        ("a/b", "target"),
+    ],
+)
+def test_rejected_forms_name_the_part(text: str, part: str) -> None:
+    with pytest.raises(TargetError) as info:
+        parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert info.value.part == part
+    assert repr(text.strip()) in str(info.value) or text == ""
+
+
+def test_explicit_defaults_fill_gaps_but_text_wins() -> None:
+    assert parse_target("svc:1", namespace="app").namespace == "app"
+    assert parse_target("svc.ns:1", namespace="app").namespace == "ns"
+    assert parse_target("svc.ns:1", cluster_domain="k8s.corp").fqdn == "svc.ns.svc.k8s.corp"
+    assert parse_target("svc.ns.svc.a.b:1", cluster_domain="k8s.corp").cluster_domain == "a.b"
+
+
+def test_names() -> None:
+    target = parse_target("svc.ns:grpc", cluster_domain="cluster.local")
+    assert target.fqdn == "svc.ns.svc.cluster.local"
+    assert target.srv_name == "_grpc._tcp.svc.ns.svc.cluster.local"
+    assert target.port_name == "grpc"
+    with pytest.raises(TargetError):
+        _ = parse_target("svc.ns:80").srv_name
+
+
+def test_namespace_from_service_account_file(tmp_path: Path) -> None:
+    path = tmp_path / "namespace"
+    assert default_namespace(path) == "default"
+    path.write_text("payments\n")
+    assert default_namespace(path) == "payments"
+    path.write_text("Not A Namespace")
+    assert default_namespace(path) == "default"
+
+
+def test_cluster_domain_from_resolv_conf(tmp_path: Path) -> None:
+    path = tmp_path / "resolv.conf"
+    assert default_cluster_domain(path) == "cluster.local"
+    path.write_text(
+        "nameserver 10.96.0.10\n"
+        "search app.svc.k8s.corp svc.k8s.corp k8s.corp\n"
+        "options ndots:5\n"
+    )
+    assert default_cluster_domain(path) == "k8s.corp"
+    path.write_text("search example.com\n")
+    assert default_cluster_domain(path) == "cluster.local"
+
+
+@given(st.text(max_size=80))
+def test_any_text_gives_a_target_or_target_error(text: str) -> None:
+    try:
+        target = parse_target(text, namespace="default", cluster_domain="cluster.local")
+    except TargetError:
+        return
+    assert target.service and target.namespace and target.port
+
+
+@given(
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True),
+    st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True),
+    st.integers(1, 65535),
+)
+def test_round_trip(service: str, namespace: str, port: int) -> None:
+    target = parse_target(f"{service}.{namespace}:{port}", cluster_domain="cluster.local")
+    assert parse_target(str(target), cluster_domain="cluster.local") == target
