@@ -1,0 +1,489 @@
+"""BalancedChannel: a grpc.Channel that swaps its underlying channel without dropping calls.
+
+How a call finds its channel: every multicallable handed out (and so every stub
+made once) looks up the *current* slot at call time. Reading the slot and
+counting the call in flight happen under one lock, so the drainer can never see
+a slot idle while a call is about to start on it (the swap-and-drain race in
+the grpcio notes).
+
+How a rebuild goes: a new grpc channel with the identical target string and
+options is built while the old one is still open (grpcio then shares the
+surviving endpoints' connections), the caller waits, bounded, for it to be
+READY, the slots are swapped, and the old slot is handed to the drainer. The
+drainer closes it on its own thread once its in-flight calls, futures and
+streams are done, or when ``drain_timeout`` passes (grpc's close cancels what
+is still running, and can block ~200 ms: never on a caller's path).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+
+from ._endpoints import Endpoint
+from ._exceptions import ClosedError
+from ._grpc_config import ChannelPlan
+
+__all__ = ["BalancedChannel", "ChannelFactory", "OnChange"]
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+OnChange = Callable[[tuple[Endpoint, ...], tuple[Endpoint, ...]], None]
+ChannelFactory = Callable[[ChannelPlan], grpc.Channel]
+Connectivity = Callable[[grpc.ChannelConnectivity], None]
+
+if TYPE_CHECKING:  # the stubs are generic; the runtime classes are not
+    _UnaryUnaryBase = grpc.UnaryUnaryMultiCallable[Any, Any]
+    _UnaryStreamBase = grpc.UnaryStreamMultiCallable[Any, Any]
+    _StreamUnaryBase = grpc.StreamUnaryMultiCallable[Any, Any]
+    _StreamStreamBase = grpc.StreamStreamMultiCallable[Any, Any]
+else:
+    _UnaryUnaryBase = grpc.UnaryUnaryMultiCallable
+    _UnaryStreamBase = grpc.UnaryStreamMultiCallable
+    _StreamUnaryBase = grpc.StreamUnaryMultiCallable
+    _StreamStreamBase = grpc.StreamStreamMultiCallable
+
+# How long a rebuild waits for the new channel to be READY before swapping anyway.
+READY_TIMEOUT = 5.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One underlying grpc channel and the calls running on it."""
+
+    channel: grpc.Channel
+    plan: ChannelPlan
+    endpoints: tuple[Endpoint, ...]
+    generation: int
+    inflight: int = 0
+    retired_at: float | None = None
+    callables: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def callable(self, key: tuple[Any, ...]) -> Any:
+        found = self.callables.get(key)
+        if found is None:
+            kind, method, serializer, deserializer, registered = key
+            factory = getattr(self.channel, kind)
+            found = factory(method, serializer, deserializer, _registered_method=registered)
+            self.callables[key] = found
+        return found
+
+
+class _Slots:
+    """The current slot, the retired ones and the lock that guards them.
+
+    Shared by the channel, its multicallables and its drainer thread; it holds no
+    reference to the BalancedChannel, so an unclosed channel can still be
+    collected (and then warns and closes itself).
+    """
+
+    def __init__(self, name: str, first: _Slot, drain_timeout: float | None) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.drained = threading.Condition(self.lock)
+        self.current = first
+        self.retired: list[_Slot] = []
+        self.closed = False
+        self.drain_timeout = drain_timeout
+
+    def acquire(self) -> _Slot:
+        """The slot a new call runs on, counted in flight in the same step."""
+        with self.lock:
+            if self.closed:
+                raise ClosedError(f"{self.name}: channel is closed")
+            slot = self.current
+            slot.inflight += 1
+            return slot
+
+    def release(self, slot: _Slot) -> None:
+        with self.lock:
+            slot.inflight -= 1
+            if slot.inflight == 0 and slot.retired_at is not None:
+                self.drained.notify_all()
+
+    def release_when_done(self, slot: _Slot, call: Any) -> Any:
+        """Release ``slot`` once ``call`` (a future or response iterator) terminates."""
+        try:
+            call.add_done_callback(lambda _call: self.release(slot))
+        except BaseException:
+            self.release(slot)
+            raise
+        return call
+
+    def swap(self, new: _Slot) -> _Slot | None:
+        """Make ``new`` current and retire the old slot; ``None`` when closed."""
+        with self.lock:
+            if self.closed:
+                return None
+            old, self.current = self.current, new
+            old.retired_at = time.monotonic()
+            self.retired.append(old)
+            self.drained.notify_all()
+            return old
+
+    def close(self) -> list[_Slot]:
+        """Mark closed; return every slot still to close (empty if already closed)."""
+        with self.lock:
+            if self.closed:
+                return []
+            self.closed = True
+            slots = [*self.retired, self.current]
+            self.retired.clear()
+            self.drained.notify_all()
+            return slots
+
+    def drain_loop(self) -> None:
+        """Close retired channels once idle or past ``drain_timeout``; exit on close()."""
+        while True:
+            with self.lock:
+                done: list[_Slot] = []
+                while not done:
+                    if self.closed:
+                        return
+                    now = time.monotonic()
+                    wait: float | None = None
+                    for slot in self.retired:
+                        assert slot.retired_at is not None
+                        if slot.inflight == 0:
+                            done.append(slot)
+                        elif self.drain_timeout is not None:
+                            left = slot.retired_at + self.drain_timeout - now
+                            if left <= 0:
+                                done.append(slot)
+                            else:
+                                wait = left if wait is None else min(wait, left)
+                    if not done:
+                        self.drained.wait(wait)
+                for slot in done:
+                    self.retired.remove(slot)
+            for slot in done:
+                if slot.inflight:
+                    log.warning(
+                        "%s: drain timeout: cancelling %d calls still running on generation %d",
+                        self.name,
+                        slot.inflight,
+                        slot.generation,
+                    )
+                slot.channel.close()
+
+
+class BalancedChannel(grpc.Channel):
+    """A ``grpc.Channel`` over a changing set of endpoints; see :func:`dnsbalance.resolve_channel`.
+
+    ``endpoints``, ``target`` and ``generation`` describe the channel in use now.
+    Thread-safe. Close it (or use it as a context manager) to stop its threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        plan: Callable[[Sequence[Endpoint]], ChannelPlan],
+        factory: ChannelFactory,
+        endpoints: Sequence[Endpoint] = (),
+        drain_timeout: float | None = 30.0,
+        ready_timeout: float = READY_TIMEOUT,
+        on_change: OnChange | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._plan = plan
+        self._factory = factory
+        self._ready_timeout = ready_timeout
+        self._on_change = on_change
+        self._on_close = on_close
+        self._rebuild_lock = threading.Lock()
+        self._subscriptions: list[tuple[Connectivity, bool]] = []
+        first = tuple(endpoints)
+        first_plan = plan(first)
+        self._slots = _Slots(name, _Slot(factory(first_plan), first_plan, first, 0), drain_timeout)
+        self._drainer = threading.Thread(
+            target=self._slots.drain_loop, name=f"dnsbalance-drain-{name}", daemon=True
+        )
+        self._drainer.start()
+
+    # -- introspection ------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints the current underlying channel was built for."""
+        return self._slots.current.endpoints
+
+    @property
+    def target(self) -> str:
+        """The grpc target string in use (``dns://.../svc.ns.svc.cluster.local:8000``)."""
+        return self._slots.current.plan.target
+
+    @property
+    def generation(self) -> int:
+        """How many times the underlying channel has been rebuilt."""
+        return self._slots.current.generation
+
+    @property
+    def closed(self) -> bool:
+        return self._slots.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.endpoints)} endpoints"
+        return f"<BalancedChannel {self._name} gen={self.generation} {state}>"
+
+    # -- rebuilds -----------------------------------------------------------------
+
+    def update(self, endpoints: Sequence[Endpoint], *, force: bool = False) -> bool:
+        """Rebuild onto ``endpoints`` if they differ from the current ones (or ``force``).
+
+        Returns whether a rebuild happened. Blocks up to ``ready_timeout`` waiting
+        for the new channel; called from the poller's thread, not the call path.
+        """
+        new = tuple(endpoints)
+        with self._rebuild_lock:
+            current = self._slots.current
+            if self._slots.closed or (not force and new == current.endpoints):
+                return False
+            plan = self._plan(new)
+            channel = self._factory(plan)
+            self._wait_ready(channel, new)
+            slot = _Slot(channel, plan, new, current.generation + 1)
+            old = self._slots.swap(slot)
+            if old is None:  # closed while we waited
+                channel.close()
+                return False
+            for callback, try_to_connect in self._subscriptions:
+                old.channel.unsubscribe(callback)
+                channel.subscribe(callback, try_to_connect)
+        log.info(
+            "%s: rebuilt channel, generation %d: %d -> %d endpoints, target %s",
+            self._name,
+            slot.generation,
+            len(old.endpoints),
+            len(new),
+            plan.target,
+        )
+        if self._on_change is not None:
+            try:
+                self._on_change(old.endpoints, new)
+            except Exception:
+                log.exception("%s: on_change callback failed", self._name)
+        return True
+
+    def rebuild(self) -> None:
+        """Rebuild onto the current endpoints (e.g. to re-resolve at once)."""
+        self.update(self.endpoints, force=True)
+
+    def _wait_ready(self, channel: grpc.Channel, endpoints: tuple[Endpoint, ...]) -> None:
+        if not endpoints:
+            return
+        future = grpc.channel_ready_future(channel)
+        try:
+            future.result(timeout=self._ready_timeout)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            log.warning(
+                "%s: new channel not ready after %.1f s; swapping anyway",
+                self._name,
+                self._ready_timeout,
+            )
+
+    # -- the call path ------------------------------------------------------------
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
+        key = ("unary_unary", method, request_serializer, response_deserializer, _registered_method)
+        return _UnaryUnary(self, key)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.UnaryStreamMultiCallable[Any, Any]:
+        key = (
+            "unary_stream",
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+        return _UnaryStream(self, key)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.StreamUnaryMultiCallable[Any, Any]:
+        key = (
+            "stream_unary",
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+        return _StreamUnary(self, key)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.StreamStreamMultiCallable[Any, Any]:
+        key = (
+            "stream_stream",
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+        return _StreamStream(self, key)
+
+    # -- connectivity -------------------------------------------------------------
+
+    def subscribe(self, callback: Connectivity, try_to_connect: bool = False) -> None:
+        """Follow the connectivity of the current channel, across rebuilds."""
+        with self._rebuild_lock:
+            if self._slots.closed:
+                raise ClosedError(f"{self._name}: channel is closed")
+            self._subscriptions.append((callback, try_to_connect))
+            self._slots.current.channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Connectivity) -> None:
+        with self._rebuild_lock:
+            self._subscriptions = [s for s in self._subscriptions if s[0] is not callback]
+            if not self._slots.closed:
+                self._slots.current.channel.unsubscribe(callback)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop refreshing and close every underlying channel (cancelling in-flight calls,
+        as ``grpc.Channel.close`` does). Idempotent."""
+        slots = self._slots.close()
+        if not slots:
+            return
+        if self._on_close is not None:
+            try:
+                self._on_close()
+            except Exception:
+                log.exception("%s: stopping the endpoint source failed", self._name)
+        with self._rebuild_lock:  # a rebuild in progress finishes (and closes its channel)
+            self._subscriptions.clear()
+        for slot in slots:
+            slot.channel.close()
+        if self._drainer is not threading.current_thread():
+            self._drainer.join(5.0)
+
+    def __enter__(self) -> BalancedChannel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        slots = getattr(self, "_slots", None)
+        if slots is not None and not slots.closed:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+            self.close()
+
+
+class _MultiCallable:
+    """Looks up the current slot at call time; holds the channel so a stub keeps it alive."""
+
+    def __init__(self, owner: BalancedChannel, key: tuple[Any, ...]) -> None:
+        self._owner = owner
+        self._slots = owner._slots
+        self._key = key
+
+
+class _UnaryUnary(_MultiCallable, _UnaryUnaryBase):
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            return slot.callable(self._key)(request, *args, **kwargs)
+        finally:
+            self._slots.release(slot)
+
+    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            return slot.callable(self._key).with_call(request, *args, **kwargs)
+        finally:
+            self._slots.release(slot)
+
+    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            call = slot.callable(self._key).future(request, *args, **kwargs)
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        return self._slots.release_when_done(slot, call)
+
+
+class _StreamUnary(_MultiCallable, _StreamUnaryBase):
+    def __call__(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            return slot.callable(self._key)(request_iterator, *args, **kwargs)
+        finally:
+            self._slots.release(slot)
+
+    def with_call(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            return slot.callable(self._key).with_call(request_iterator, *args, **kwargs)
+        finally:
+            self._slots.release(slot)
+
+    def future(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            call = slot.callable(self._key).future(request_iterator, *args, **kwargs)
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        return self._slots.release_when_done(slot, call)
+
+
+class _UnaryStream(_MultiCallable, _UnaryStreamBase):
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            call = slot.callable(self._key)(request, *args, **kwargs)
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        return self._slots.release_when_done(slot, call)
+
+
+class _StreamStream(_MultiCallable, _StreamStreamBase):
+    def __call__(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
+        slot = self._slots.acquire()
+        try:
+            call = slot.callable(self._key)(request_iterator, *args, **kwargs)
+        except BaseException:
+            self._slots.release(slot)
+            raise
+        return self._slots.release_when_done(slot, call)

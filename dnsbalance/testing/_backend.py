@@ -1,0 +1,210 @@
+"""A real gRPC backend for tests and the demo: ``demo.DemoService`` without protobuf.
+
+It speaks the wire format of ``examples/demo/demo.proto`` (so the generated
+``DemoServiceStub`` works against it) with hand-encoded messages, which keeps
+protobuf out of dnsbalance's runtime dependencies. Each backend answers with its
+own name and records the peers (one per client TCP connection) it served.
+
+Methods (``/demo.DemoService/...``): ``Demo(Empty) -> Response{value}``,
+``DemoStream(StreamRequest{count, interval_ms}) -> stream Response``,
+``Collect(stream Response) -> Response`` (joins the values),
+``Chat(stream Response) -> stream Response`` (echoes each value with the name).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+__all__ = ["Backend", "decode_response", "encode_response"]
+
+SERVICE = "demo.DemoService"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of a protobuf message holding varint and bytes fields."""
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, i = _read_varint(data, i)
+            yield number, value
+        elif wire_type == 2:
+            length, i = _read_varint(data, i)
+            yield number, data[i : i + length]
+            i += length
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def encode_response(value: str) -> bytes:
+    """``demo.Response{value}`` on the wire."""
+    raw = value.encode()
+    return b"\x0a" + _varint(len(raw)) + raw if raw else b""
+
+
+def decode_response(data: bytes) -> str:
+    for number, value in _fields(data):
+        if number == 1 and isinstance(value, bytes):
+            return value.decode()
+    return ""
+
+
+class Backend:
+    """One gRPC server on ``host:port`` (port 0 picks one) named ``name``.
+
+    ``calls`` counts calls served, ``peers`` the distinct client connections seen
+    (``ipv4:127.0.0.1:PORT``: one per TCP connection). ``health=True`` adds the
+    standard health service (needs grpcio-health-checking); ``set_serving``
+    flips it. Server option ``grpc.so_reuseport`` is off, so two backends can
+    never silently share one address.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str | None = None,
+        health: bool = False,
+        server_credentials: grpc.ServerCredentials | None = None,
+        max_workers: int = 16,
+        options: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.host = host
+        self.name = name or host
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.peers: Counter[str] = Counter()
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"backend-{self.name}")
+        self._server = grpc.server(self._executor, options=(("grpc.so_reuseport", 0), *options))
+        handlers = {
+            "Demo": grpc.unary_unary_rpc_method_handler(self._demo),
+            "DemoStream": grpc.unary_stream_rpc_method_handler(self._demo_stream),
+            "Collect": grpc.stream_unary_rpc_method_handler(self._collect),
+            "Chat": grpc.stream_stream_rpc_method_handler(self._chat),
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
+        )
+        self._health: Any = None
+        if health:
+            from grpc_health.v1 import health as health_mod
+            from grpc_health.v1 import health_pb2_grpc
+
+            self._health = health_mod.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+            self.set_serving(True)
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if server_credentials is None:
+            self.port = self._server.add_insecure_port(bind)
+        else:
+            self.port = self._server.add_secure_port(bind, server_credentials)
+        if not self.port:
+            raise OSError(f"could not bind {bind}")
+        self._started = False
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Distinct client connections that carried at least one call."""
+        with self._lock:
+            return len(self.peers)
+
+    def start(self) -> Backend:
+        self._server.start()
+        self._started = True
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop gracefully: refuse new calls (GOAWAY), let running ones finish for ``grace``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.stop(grace).wait()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def set_serving(self, serving: bool) -> None:
+        from grpc_health.v1 import health_pb2
+
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        self._health.set("", status)
+
+    def __enter__(self) -> Backend:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(0)
+
+    def _count(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self.calls += 1
+            self.peers[context.peer()] += 1
+
+    def _demo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._count(context)
+        return encode_response(self.name)
+
+    def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._count(context)
+        count, interval_ms = 1, 0
+        for number, value in _fields(request):
+            if number == 1 and isinstance(value, int):
+                count = value
+            elif number == 2 and isinstance(value, int):
+                interval_ms = value
+        for i in range(min(count, 100_000)):
+            if i and interval_ms:
+                time.sleep(interval_ms / 1000)
+            yield encode_response(f"{self.name}:{i}")
+
+    def _collect(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        self._count(context)
+        values = [decode_response(r) for r in requests]
+        return encode_response(f"{self.name}:{','.join(values)}")
+
+    def _chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._count(context)
+        for request in requests:
+            yield encode_response(f"{self.name}:{decode_response(request)}")
