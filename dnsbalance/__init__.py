@@ -19,8 +19,8 @@ from ._exceptions import (
     TargetError,
 )
 from ._policy import PollPolicy
-from ._resolve import resolve_channel
 from ._poller import DnsPoller
+from ._resolve import resolve_channel
 from ._target import Target, parse_target
 from ._version import __version__
 

@@ -95,13 +95,21 @@ def resolution_error(
         # text (SERVFAIL, REFUSED, ...) or the exception met on the way.
         errors = exc.kwargs.get("errors") or []
         if errors:
-            server = ", ".join(dict.fromkeys(f"{e[0]}:{e[2]}" for e in errors))
+            server = ", ".join(dict.fromkeys(_server_text(e[0], e[2]) for e in errors))
             reason = _failure_reason(errors[-1][3])
         else:
             reason = "no nameserver answered"
     return ResolutionError(
         qname=qname, rdtype=rdtype, server=server, reason=reason, detail=str(exc)
     )
+
+
+def _server_text(name: str | None, port: int) -> str:
+    """dnspython names a server ``Do53:10.0.0.1@53``; we say ``10.0.0.1:53``."""
+    address = str(name or "?")
+    if address.startswith("Do53:"):
+        address = address[len("Do53:") :].rsplit("@", 1)[0]
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _failure_reason(failure: object) -> str:

@@ -24,8 +24,8 @@ from ._grpc_config import (
     plan_channel,
     service_config_json,
 )
-from ._poller import DnsPoller
 from ._policy import PollPolicy
+from ._poller import DnsPoller
 from ._target import Target, parse_target
 
 __all__ = ["ChannelSettings", "Mode", "resolve_channel"]
@@ -127,7 +127,7 @@ def resolve_channel(
     poller = DnsPoller(
         partial(discover, target, resolver=resolver),
         policy=PollPolicy(interval=settings.poll_interval),
-        name=f"dnsbalance-dns-{target.service}.{target.namespace}",
+        name=f"dnsbalance-poll-{target.service}.{target.namespace}",
     )
     poller.poll_once()
     channel = BalancedChannel(

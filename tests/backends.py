@@ -11,24 +11,38 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
-from dnsbalance.testing._backend import Backend
+from dnsbalance.testing import Backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "demo"))
 
-import demo_pb2  # noqa: E402
-import demo_pb2_grpc  # noqa: E402
+import demo_pb2
+import demo_pb2_grpc
 
-__all__ = ["Fleet", "demo_pb2", "demo_pb2_grpc", "fleet", "rss_kib", "thread_names", "wait_until"]
+__all__ = [
+    "Fleet",
+    "call_counts",
+    "demo_pb2",
+    "demo_pb2_grpc",
+    "new_fleet",
+    "rss_kib",
+    "thread_names",
+    "wait_until",
+]
 
 _next_block = iter(range(2, 250))
 _block_lock = threading.Lock()
+
+
+def new_fleet() -> Fleet:
+    """A fleet on a loopback block no other fleet of this process uses."""
+    with _block_lock:
+        return Fleet(next(_next_block))
 
 
 class Fleet:
@@ -57,15 +71,6 @@ class Fleet:
 
     def calls(self) -> dict[str, int]:
         return {host: b.calls for host, b in self.backends.items()}
-
-
-@pytest.fixture
-def fleet() -> Iterator[Fleet]:
-    with _block_lock:
-        block = next(_next_block)
-    f = Fleet(block)
-    yield f
-    f.close()
 
 
 def call_counts(stub: demo_pb2_grpc.DemoServiceStub, n: int, timeout: float = 5.0) -> Counter[str]:

@@ -26,7 +26,10 @@ def t(service: str, namespace: str, port: int | str, **kw: str | None) -> Target
             "dns://10.96.0.10:53/svc.ns.svc.cluster.local:8000",
             t("svc", "ns", 8000, dns_server="10.96.0.10:53"),
         ),
-        ("dns://10.96.0.10/svc.ns.svc.cluster.local:8000", t("svc", "ns", 8000, dns_server="10.96.0.10:53")),
+        (
+            "dns://10.96.0.10/svc.ns.svc.cluster.local:8000",
+            t("svc", "ns", 8000, dns_server="10.96.0.10:53"),
+        ),
         ("dns://[::1]:5353/svc.ns:8000", t("svc", "ns", 8000, dns_server="[::1]:5353")),
         ("svc.ns:8000", t("svc", "ns", 8000)),
         ("svc.ns:grpc", t("svc", "ns", "grpc")),
@@ -115,9 +118,7 @@ def test_cluster_domain_from_resolv_conf(tmp_path: Path) -> None:
     path = tmp_path / "resolv.conf"
     assert default_cluster_domain(path) == "cluster.local"
     path.write_text(
-        "nameserver 10.96.0.10\n"
-        "search app.svc.k8s.corp svc.k8s.corp k8s.corp\n"
-        "options ndots:5\n"
+        "nameserver 10.96.0.10\nsearch app.svc.k8s.corp svc.k8s.corp k8s.corp\noptions ndots:5\n"
     )
     assert default_cluster_domain(path) == "k8s.corp"
     path.write_text("search example.com\n")
@@ -130,7 +131,9 @@ def test_any_text_gives_a_target_or_target_error(text: str) -> None:
         target = parse_target(text, namespace="default", cluster_domain="cluster.local")
     except TargetError:
         return
-    assert target.service and target.namespace and target.port
+    assert target.service
+    assert target.namespace
+    assert target.port
 
 
 @given(

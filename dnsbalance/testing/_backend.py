@@ -111,7 +111,7 @@ class Backend:
         self.peers: Counter[str] = Counter()
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"backend-{self.name}")
         self._server = grpc.server(self._executor, options=(("grpc.so_reuseport", 0), *options))
-        handlers = {
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "Demo": grpc.unary_unary_rpc_method_handler(self._demo),
             "DemoStream": grpc.unary_stream_rpc_method_handler(self._demo_stream),
             "Collect": grpc.stream_unary_rpc_method_handler(self._collect),

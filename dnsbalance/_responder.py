@@ -1,0 +1,546 @@
+"""A small authoritative DNS server for one in-memory zone, on loopback.
+
+It serves UDP and TCP on the same port, each from a named daemon thread, with a
+short-lived daemon thread per UDP query and per TCP connection (at most
+``_MAX_HANDLERS`` at once; more are dropped, like an overloaded server would).
+The records live in an immutable snapshot swapped under a lock by :meth:`replace`;
+queries read the current snapshot without locking.
+
+What it answers (no recursion, no CNAME chasing, wildcards, delegation or zone transfer):
+
+- outside the zone: REFUSED;
+- the apex: SOA (``ns.dns.<zone>. hostmaster.<zone>.``, as CoreDNS) and NS
+  (``ns.dns.<zone>.``, whose A/AAAA is the listening address);
+- a stored (name, type): the RRset, authoritative; SRV answers carry the targets'
+  A/AAAA in the Additional section; ANY returns every RRset of the name;
+- a name that exists, or has a name below it (an empty non-terminal), but lacks the
+  type: NOERROR/NODATA with the SOA in Authority; anything else: NXDOMAIN with the SOA.
+
+Sizes: EDNS is echoed (version 0) and the client's payload size honoured; without
+EDNS a UDP answer is limited to 512 bytes. Additional records that do not fit are
+left out; when the Answer itself does not fit, a UDP reply carries the TC flag and
+the question only (clients then retry over TCP). TCP replies may use 65535 bytes.
+Unparseable queries get FORMERR when their header can be read, else no reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Literal, Self
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from dnsbalance._exceptions import ClosedError
+
+__all__ = ["ZoneResponder"]
+
+logger = logging.getLogger(__name__)
+
+_POLL = 0.1  # seconds between checks of the stop event in blocking socket calls
+_JOIN_TIMEOUT = 1.0  # close() waits this long, in total, for the threads
+_MAX_HANDLERS = 64  # concurrent UDP queries + TCP connections
+_MAX_TCP_QUERIES = 10_000  # per connection
+_TCP_READ_TIMEOUT = 2.0  # to read one message once its first byte arrived
+_BIND_ATTEMPTS = 20  # port=0: tries to find a port free for both UDP and TCP
+_OUR_PAYLOAD = 1232  # EDNS payload size we advertise
+_UDP_LIMIT = 512
+_TCP_LIMIT = 65535
+
+_Node = Mapping[dns.rdatatype.RdataType, dns.rrset.RRset]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Immutable view of the zone: never mutated once published."""
+
+    user: Mapping[dns.name.Name, _Node]  # what replace() installed
+    nodes: Mapping[dns.name.Name, _Node]  # user + SOA/NS/ns.dns address
+    names: frozenset[dns.name.Name]  # every existing name, empty non-terminals included
+    soa: dns.rrset.RRset
+
+
+class ZoneResponder:
+    """An authoritative DNS server for ONE zone held in memory, UDP and TCP on one port.
+
+    ``zone`` is the origin (``"cluster.local"``); ``host`` an IP literal (``"127.0.0.1"``,
+    ``"::1"``); ``port`` 0 picks a port free for both UDP and TCP; ``ttl`` is the TTL of
+    the SOA and NS records and of negative answers. Load records with :meth:`replace`.
+
+    Fault knobs for tests, thread-safe and effective from the next query:
+
+    - ``fail_rcode``: ``None`` (default) or an rcode (``dns.rcode.SERVFAIL``, ...) to
+      answer every query with, without records (FORMERR-level errors still come first);
+    - ``delay``: seconds to wait before answering each query (``close()`` cuts it short);
+    - ``drop``: when true, never answer (queries are still counted);
+    - ``additional``: when false, leave the Additional section empty (as some servers do),
+      so clients must look SRV targets up themselves;
+    - ``queries``: number of DNS messages received (UDP and TCP); assignable, e.g. 0.
+    """
+
+    def __init__(
+        self,
+        zone: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ttl: int = 5,
+        tcp_idle_timeout: float = 10.0,
+    ) -> None:
+        self._origin = dns.name.from_text(zone)
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"host must be an IP address, not {host!r}") from None
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} out of range")
+        self._host = str(ip)
+        self._family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        self._requested_port = port
+        self._port = 0
+        self._ttl = ttl
+        self._tcp_idle_timeout = tcp_idle_timeout
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._state: Literal["new", "running", "closed"] = "new"
+        self._udp: socket.socket | None = None
+        self._tcp: socket.socket | None = None
+        self._threads: set[threading.Thread] = set()
+        self._handlers = threading.BoundedSemaphore(_MAX_HANDLERS)
+        # Fault knobs: plain attributes, each read once per query (atomic under the GIL).
+        self.fail_rcode: int | None = None
+        self.delay = 0.0
+        self.drop = False
+        self.additional = True
+        self._queries = 0
+        self._serial = int(time.time()) & 0xFFFFFFFF
+        self._snapshot = self._build({})
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind UDP then TCP on the same port and start serving; returns ``self``."""
+        with self._lock:
+            if self._state == "closed":
+                raise ClosedError(f"{self!r} is closed; create a new ZoneResponder")
+            if self._state == "running":
+                raise RuntimeError(f"{self!r} is already started")
+            self._udp, self._tcp = self._bind()
+            self._port = self._udp.getsockname()[1]
+            self._state = "running"
+            self._snapshot = self._build(self._snapshot.user)  # ns.dns address is known now
+        self._spawn(self._serve_udp, "udp", self._udp, tracked=False)
+        self._spawn(self._serve_tcp, "tcp", self._tcp, tracked=False)
+        logger.debug("serving zone %s on %s", self._origin, self.address)
+        return self
+
+    def close(self) -> None:
+        """Stop serving, close the sockets and join the threads (1 s at most). Idempotent."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+        self._stop.set()
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                break
+            threads[0].join(remaining)
+        for sock in (self._udp, self._tcp):
+            if sock is not None:
+                sock.close()
+
+    def __enter__(self) -> Self:
+        if self._state == "new":
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.address if self._state == "running" else self._state
+        return f"<ZoneResponder {self._origin} {where}>"
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def zone(self) -> str:
+        """The zone, without the final dot (``cluster.local``)."""
+        return self._origin.to_text(omit_final_dot=True)
+
+    @property
+    def origin(self) -> dns.name.Name:
+        """The zone as an absolute dnspython name."""
+        return self._origin
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if not self._port:
+            raise RuntimeError(f"{self!r} has no port until start()")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` or ``[::1]:PORT``."""
+        host = f"[{self._host}]" if self._family == socket.AF_INET6 else self._host
+        return f"{host}:{self.port}"
+
+    @property
+    def queries(self) -> int:
+        """DNS messages received so far, UDP and TCP (assignable, e.g. to 0)."""
+        with self._lock:
+            return self._queries
+
+    @queries.setter
+    def queries(self, value: int) -> None:
+        with self._lock:
+            self._queries = value
+
+    # -- records -------------------------------------------------------------------
+
+    def replace(
+        self,
+        rrsets: Iterable[dns.rrset.RRset],
+        *,
+        names: Iterable[dns.name.Name] | None = None,
+    ) -> None:
+        """Atomically install ``rrsets`` as the zone's records (SOA/NS excepted).
+
+        With ``names=None`` every previous record goes. With ``names``, only the records
+        owned by those names go; the others stay, and each given RRset replaces any
+        RRset of the same name and type. Raises ValueError for a name outside the zone,
+        a class other than IN, or SOA/NS at the apex.
+        """
+        incoming: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
+        for rrset in rrsets:
+            self._check(rrset)
+            if not rrset:
+                continue
+            node = incoming.setdefault(rrset.name, {})
+            rdatas = list(rrset)
+            ttl = rrset.ttl
+            if rrset.rdtype in node:
+                rdatas = list(node[rrset.rdtype]) + rdatas
+                ttl = min(ttl, node[rrset.rdtype].ttl)
+            # A private copy: the caller may change its RRset afterwards.
+            node[rrset.rdtype] = dns.rrset.from_rdata_list(rrset.name, ttl, rdatas)
+        drop = None if names is None else set(names)
+        with self._lock:
+            if drop is None:
+                user: dict[dns.name.Name, _Node] = {}
+            else:
+                user = {n: node for n, node in self._snapshot.user.items() if n not in drop}
+            for name, new_node in incoming.items():
+                merged = dict(user.get(name, {}))
+                merged.update(new_node)
+                user[name] = MappingProxyType(merged)
+            self._serial = (self._serial + 1) & 0xFFFFFFFF
+            self._snapshot = self._build(user)
+
+    def _check(self, rrset: dns.rrset.RRset) -> None:
+        if not rrset.name.is_absolute() or not rrset.name.is_subdomain(self._origin):
+            raise ValueError(f"{rrset.name} is not in zone {self._origin}")
+        if rrset.rdclass != dns.rdataclass.IN:
+            raise ValueError(f"{rrset.name}: only class IN is served")
+        if rrset.name == self._origin and rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS):
+            raise ValueError("the zone's SOA and NS are not replaceable")
+
+    def _build(self, user: Mapping[dns.name.Name, _Node]) -> _Snapshot:
+        """A new snapshot from the user's records plus SOA, NS and the NS address."""
+        origin = self._origin
+        ns_name = dns.name.from_text("ns.dns", origin)
+        soa = dns.rrset.from_text(
+            origin,
+            self._ttl,
+            "IN",
+            "SOA",
+            f"{ns_name} hostmaster.{origin} {self._serial} 7200 1800 86400 {self._ttl}",
+        )
+        ns = dns.rrset.from_text(origin, self._ttl, "IN", "NS", ns_name.to_text())
+        nodes: dict[dns.name.Name, _Node] = dict(user)
+        nodes[origin] = MappingProxyType(
+            {**user.get(origin, {}), dns.rdatatype.SOA: soa, dns.rdatatype.NS: ns}
+        )
+        if self._port and ns_name not in user:
+            rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
+            address = dns.rrset.from_text(ns_name, self._ttl, "IN", rdtype, self._host)
+            nodes[ns_name] = MappingProxyType({address.rdtype: address})
+        names: set[dns.name.Name] = set()
+        for name in nodes:
+            # Walk up to the apex, so empty non-terminals exist too.
+            for _ in range(len(name) - len(origin) + 1):
+                if name in names:
+                    break
+                names.add(name)
+                name = name.parent()
+        return _Snapshot(
+            MappingProxyType(dict(user)), MappingProxyType(nodes), frozenset(names), soa
+        )
+
+    # -- answering -------------------------------------------------------------------
+
+    def _handle(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        """The reply to one DNS message (``None``: no reply). Used by the socket threads."""
+        with self._lock:
+            self._queries += 1
+        if self.drop:
+            return None
+        delay = self.delay
+        if delay > 0 and self._stop.wait(delay):
+            return None
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:  # anything dnspython cannot parse, by design
+            return _formerr(wire)
+        if query.flags & dns.flags.QR:
+            return None
+        try:
+            response = dns.message.make_response(query, our_payload=_OUR_PAYLOAD)
+        except Exception:
+            return _formerr(wire)
+        fail_rcode = self.fail_rcode
+        if query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+        elif query.opcode() != dns.opcode.QUERY:
+            response.set_rcode(dns.rcode.NOTIMP)
+        elif len(query.question) != 1:
+            response.set_rcode(dns.rcode.FORMERR)
+        elif fail_rcode is not None:
+            response.set_rcode(dns.rcode.Rcode.make(fail_rcode))
+        else:
+            q = query.question[0]
+            self._answer(response, q.name, q.rdtype, q.rdclass)
+        if tcp:
+            limit = _TCP_LIMIT
+        elif query.edns >= 0:
+            limit = max(_UDP_LIMIT, min(query.payload, _TCP_LIMIT))
+        else:
+            limit = _UDP_LIMIT
+        return _render(response, limit)
+
+    def _answer(
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        rdclass: dns.rdataclass.RdataClass,
+    ) -> None:
+        snapshot = self._snapshot
+        if rdclass != dns.rdataclass.IN or not qname.is_subdomain(self._origin):
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        if rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            response.set_rcode(dns.rcode.NOTIMP)
+            return
+        response.flags |= dns.flags.AA
+        node = snapshot.nodes.get(qname, {})
+        if rdtype == dns.rdatatype.ANY:
+            found = list(node.values())
+        else:
+            found = [node[rdtype]] if rdtype in node else []
+        if found:
+            response.answer.extend(found)
+            if self.additional:
+                for rrset in found:
+                    self._add_additional(response, snapshot, rrset)
+            return
+        if qname not in snapshot.names:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority.append(snapshot.soa)
+
+    @staticmethod
+    def _add_additional(
+        response: dns.message.Message, snapshot: _Snapshot, rrset: dns.rrset.RRset
+    ) -> None:
+        if rrset.rdtype not in (dns.rdatatype.SRV, dns.rdatatype.NS):
+            return
+        seen: set[dns.name.Name] = set()
+        for rdata in rrset:
+            target: dns.name.Name = rdata.target
+            if target in seen:
+                continue
+            seen.add(target)
+            node = snapshot.nodes.get(target, {})
+            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                if rdtype in node:
+                    response.additional.append(node[rdtype])
+
+    # -- sockets ---------------------------------------------------------------------
+
+    def _bind(self) -> tuple[socket.socket, socket.socket]:
+        attempts = _BIND_ATTEMPTS if self._requested_port == 0 else 1
+        last: OSError | None = None
+        for _ in range(attempts):
+            udp = socket.socket(self._family, socket.SOCK_DGRAM)
+            tcp = socket.socket(self._family, socket.SOCK_STREAM)
+            try:
+                udp.bind((self._host, self._requested_port))
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((self._host, udp.getsockname()[1]))
+                tcp.listen(64)
+            except OSError as exc:
+                udp.close()
+                tcp.close()
+                last = exc
+                continue
+            udp.settimeout(_POLL)
+            tcp.settimeout(_POLL)
+            return udp, tcp
+        assert last is not None
+        raise OSError(
+            last.errno, f"cannot bind UDP+TCP on {self._host} port {self._requested_port}: {last}"
+        ) from last
+
+    def _spawn(
+        self, target: Callable[..., None], kind: str, *args: object, tracked: bool = True
+    ) -> bool:
+        """Start a named daemon thread; a handler thread needs a free slot (else False)."""
+        if tracked and not self._handlers.acquire(blocking=False):
+            return False
+        thread = threading.Thread(
+            target=self._run,
+            args=(target, tracked, *args),
+            name=f"dnsbalance-dns-{kind}-{self._port}",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+        return True
+
+    def _run(self, target: Callable[..., None], tracked: bool, *args: object) -> None:
+        try:
+            target(*args)
+        except Exception:  # a bad packet must never kill the server: log and go on
+            logger.exception("DNS responder thread failed")
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+            if tracked:
+                self._handlers.release()
+
+    def _serve_udp(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                wire, peer = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(_POLL)  # e.g. ICMP errors surfacing; bounded by the stop event
+                continue
+            self._spawn(self._answer_udp, "udp-query", sock, wire, peer)
+
+    def _answer_udp(self, sock: socket.socket, wire: bytes, peer: tuple[str, int]) -> None:
+        reply = self._handle(wire, tcp=False)
+        if reply is not None and not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                sock.sendto(reply, peer)
+
+    def _serve_tcp(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(_POLL)
+                continue
+            if not self._spawn(self._serve_connection, "tcp-conn", conn):
+                conn.close()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(_POLL)
+            for _ in range(_MAX_TCP_QUERIES):
+                idle_deadline = time.monotonic() + self._tcp_idle_timeout
+                head = self._recv_exact(conn, 2, idle_deadline)
+                if head is None:
+                    return
+                (length,) = struct.unpack("!H", head)
+                wire = self._recv_exact(conn, length, time.monotonic() + _TCP_READ_TIMEOUT)
+                if wire is None:
+                    return
+                reply = self._handle(wire, tcp=True)
+                if reply is None:
+                    continue
+                if self._stop.is_set():
+                    return
+                try:
+                    conn.sendall(struct.pack("!H", len(reply)) + reply)
+                except OSError:
+                    return
+
+    def _recv_exact(self, conn: socket.socket, size: int, deadline: float) -> bytes | None:
+        """``size`` bytes, or None on EOF, error, stop or deadline."""
+        buf = bytearray()
+        while len(buf) < size:
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return None
+            try:
+                chunk = conn.recv(size - len(buf))
+            except TimeoutError:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+
+def _render(response: dns.message.Message, limit: int) -> bytes:
+    """Wire format within ``limit``: Additional trimmed first, else TC and question only."""
+    wire = response.to_wire(max_size=limit, prefer_truncation=True)
+    if wire[2] & (dns.flags.TC >> 8):
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        wire = response.to_wire(max_size=limit)
+    return wire
+
+
+def _formerr(wire: bytes) -> bytes | None:
+    """FORMERR for a message whose header is readable; None otherwise (or for a response)."""
+    if len(wire) < 12:
+        return None
+    msg_id, flags = struct.unpack("!HH", wire[:4])
+    if flags & dns.flags.QR:
+        return None
+    opcode_and_rd = flags & (0x7800 | dns.flags.RD)
+    return struct.pack(
+        "!HHHHHH", msg_id, dns.flags.QR | opcode_and_rd | dns.rcode.FORMERR, 0, 0, 0, 0
+    )

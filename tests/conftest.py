@@ -1,0 +1,99 @@
+"""Shared fixtures: a clean environment, real DNS servers (BIND9 and the embedded one)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+from backends import Fleet, new_fleet
+
+from dnsbalance.testing import BindServer, DNSResponder
+from dnsbalance.testing._bind import find_named
+
+_NAMED_HINT = "named (BIND9) is required under CI: apt-get install -y bind9"
+
+
+@pytest.fixture(autouse=True)
+def _clean_kubernetes_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's kubeconfig or in-cluster variables never leak into a test."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    for name in list(os.environ):
+        if name.startswith(("KUBERNETES_SERVICE_", "KUBERNETES_PORT")):
+            monkeypatch.delenv(name, raising=False)
+
+
+# -- DNS servers ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bind_server() -> Iterator[BindServer]:
+    """A real BIND9 named on 127.0.0.1 serving cluster.local (and a broken.local)."""
+    named = find_named()
+    if named is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(_NAMED_HINT)
+        pytest.skip(_NAMED_HINT.replace("required under CI", "not installed"))
+    with BindServer(named=named) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_dns() -> Iterator[DNSResponder]:
+    """dnsbalance.testing.DNSResponder on 127.0.0.1, cluster.local."""
+    with DNSResponder() as server:
+        yield server
+
+
+@pytest.fixture(
+    params=[pytest.param("bind", marks=pytest.mark.bind), "embedded"], ids=["bind", "embedded"]
+)
+def dns_server(request: pytest.FixtureRequest) -> BindServer | DNSResponder:
+    """Each test runs against both servers; they share the publishing API."""
+    if request.param == "bind":
+        server: BindServer | DNSResponder = request.getfixturevalue("bind_server")
+    else:
+        server = request.getfixturevalue("embedded_dns")
+    return server
+
+
+_service_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def unique_service() -> str:
+    """A Service name (DNS-1035 label) no other test of the session uses."""
+    return f"svc-{next(_service_numbers)}"
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[str]:
+    """``127.0.0.1:PORT`` where UDP is bound and TCP listens, but nothing ever answers."""
+    for _ in range(20):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            udp.bind(("127.0.0.1", 0))
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            tcp.listen(16)  # connections complete in the kernel; nobody accepts them
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        with udp, tcp:
+            yield f"127.0.0.1:{udp.getsockname()[1]}"
+        return
+    pytest.fail("no port free for both UDP and TCP")
+
+
+# -- gRPC backends -----------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet() -> Iterator[Fleet]:
+    """Real gRPC backends on their own 127.0.N.x block, sharing one port; all stopped after."""
+    backends = new_fleet()
+    yield backends
+    backends.close()
