@@ -10,7 +10,7 @@ from typing import Self
 import dns.name
 import dns.rrset
 
-from .._responder import ZoneResponder
+from dnsbalance._responder import ZoneResponder
 from ._records import Pod, ServiceRegistry
 
 __all__ = ["DNSResponder"]

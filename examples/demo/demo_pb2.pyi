@@ -1,7 +1,6 @@
-from typing import ClassVar as _ClassVar
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -13,7 +12,7 @@ class Response(_message.Message):
     __slots__ = ("value",)
     VALUE_FIELD_NUMBER: _ClassVar[int]
     value: str
-    def __init__(self, value: str | None = ...) -> None: ...
+    def __init__(self, value: _Optional[str] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
     __slots__ = ("count", "interval_ms")
@@ -21,4 +20,4 @@ class StreamRequest(_message.Message):
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     count: int
     interval_ms: int
-    def __init__(self, count: int | None = ..., interval_ms: int | None = ...) -> None: ...
+    def __init__(self, count: _Optional[int] = ..., interval_ms: _Optional[int] = ...) -> None: ...
