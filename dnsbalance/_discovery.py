@@ -29,7 +29,7 @@ import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
 
-from ._endpoints import Endpoint, normalize
+from ._endpoints import Endpoint, dashed_ip, normalize
 from ._exceptions import ConfigError, resolution_error
 from ._target import Target, parse_target
 
@@ -93,30 +93,38 @@ def _srv_plan(srv_name: dns.name.Name, service_name: dns.name.Name) -> Plan:
     for rrset in reply.response.additional:
         if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             extra.setdefault(rrset.name, []).extend((rd.address, rrset.ttl) for rd in rrset)
+    records = [rd for rd in reply if isinstance(rd, SRV) and rd.port != 0]
+    missing = [rd for rd in records if rd.target not in extra]
+    if missing:
+        # No Additional records (BIND leaves them out of large answers, some servers
+        # always do). One A/AAAA lookup of the Service name gives every ready address;
+        # a target named by the dashed form of one of them (CoreDNS's name for a pod
+        # without hostname) is that address. Only targets with a real hostname are
+        # looked up one by one, so 1000 endpoints cost 3 queries, not 2001.
+        by_dashed = {
+            dashed_ip(ep.address): ep
+            for ep in (yield from _address_plan(service_name, 0, hostname=None))
+        }
+        for rd in missing:
+            label = _hostname(rd.target, service_name)
+            known = by_dashed.get(label) if label is not None else None
+            if known is not None:
+                extra[rd.target] = [(known.address, known.ttl or srv_ttl)]
+            else:
+                extra[rd.target] = [
+                    (ep.address, ep.ttl or srv_ttl)
+                    for ep in (yield from _address_plan(rd.target, rd.port, hostname=None))
+                ]
     found: list[Endpoint] = []
-    for rd in reply:
-        assert isinstance(rd, SRV)
-        if rd.port == 0:
-            continue
+    for rd in records:
         hostname = _hostname(rd.target, service_name)
-        if rd.target in extra:
-            for address, ttl in extra[rd.target]:
-                found.append(
-                    Endpoint(
-                        address=address,
-                        port=rd.port,
-                        hostname=_drop_dashed(hostname, address),
-                        ttl=min(ttl, srv_ttl),
-                    )
-                )
-            continue
-        for ep in (yield from _address_plan(rd.target, rd.port, hostname=hostname)):
+        for address, ttl in extra[rd.target]:
             found.append(
                 Endpoint(
-                    address=ep.address,
-                    port=ep.port,
-                    hostname=_drop_dashed(hostname, ep.address),
-                    ttl=min(ep.ttl or srv_ttl, srv_ttl),
+                    address=address,
+                    port=rd.port,
+                    hostname=None if hostname == dashed_ip(address) else hostname,
+                    ttl=min(ttl, srv_ttl),
                 )
             )
     return normalize(found)
@@ -128,17 +136,6 @@ def _hostname(target: dns.name.Name, service_name: dns.name.Name) -> str | None:
         return None
     label = target.relativize(service_name).labels[0]
     return label.decode("ascii", errors="replace").lower()
-
-
-def _drop_dashed(hostname: str | None, address: str) -> str | None:
-    """CoreDNS names endpoints without a hostname by their dashed IP: that is no hostname."""
-    if hostname is None:
-        return None
-    ip = ipaddress.ip_address(address)
-    dashed = {str(ip).replace(".", "-").replace(":", "-")}
-    if ip.version == 6:
-        dashed.add(ip.exploded.replace(":", "-"))
-    return None if hostname in dashed else hostname
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Change", "Endpoint", "diff", "normalize"]
+__all__ = ["Change", "Endpoint", "dashed_ip", "diff", "normalize"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,3 +79,14 @@ def diff(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> Change | None:
         added=tuple(ep for ep in new_t if ep not in old_s),
         removed=tuple(ep for ep in old_t if ep not in new_s),
     )
+
+
+def dashed_ip(address: str) -> str:
+    """CoreDNS's DNS label for an endpoint without a hostname: ``10.244.1.5`` ->
+    ``10-244-1-5``; IPv6 uses the compressed text, ``fd00::1`` -> ``fd00--1`` (a
+    trailing dash gets a ``0``: ``fd00::`` -> ``fd00--0``)."""
+    text = str(ipaddress.ip_address(address))
+    if "." in text:
+        return text.replace(".", "-")
+    dashed = text.replace(":", "-")
+    return dashed + "0" if dashed.endswith("-") else dashed

@@ -83,17 +83,36 @@ def test_named_port_uses_srv(dns_server: Any, unique_service: str) -> None:
 
 
 def test_srv_targets_resolved_when_additional_section_is_missing(embedded_dns: Any) -> None:
-    """A server that leaves out the Additional section: targets are looked up one by one."""
-    embedded_dns.set_service("noextra", "ns", [Pod(ip="10.4.0.1"), Pod(ip="10.4.0.2")], ports=PORTS)
+    """A server that leaves out the Additional section: dashed-IP targets are matched
+    against the Service's own A records; hostname targets are looked up one by one."""
+    pods = [Pod(ip="10.4.0.1"), Pod(ip="10.4.0.2"), Pod(ip="10.4.0.3", hostname="web-0")]
+    embedded_dns.set_service("noextra", "ns", pods, ports=PORTS)
     embedded_dns.additional = False
     before = embedded_dns.queries
     try:
         found = discover("noextra.ns:grpc", nameservers=[embedded_dns.address])
     finally:
         embedded_dns.additional = True
-    assert addresses(found) == ["10.4.0.1", "10.4.0.2"]
-    # SRV, then A and AAAA for each of the two targets.
+    assert [(ep.address, ep.hostname) for ep in found] == [
+        ("10.4.0.1", None),
+        ("10.4.0.2", None),
+        ("10.4.0.3", "web-0"),
+    ]
+    # SRV, the Service's A and AAAA, then A and AAAA of web-0 alone.
     assert embedded_dns.queries - before == 5
+
+
+def test_srv_without_additional_scales(embedded_dns: Any) -> None:
+    pods = [Pod(ip=f"10.5.{i // 250}.{i % 250 + 1}") for i in range(300)]
+    embedded_dns.set_service("noextra-big", "ns", pods, ports=PORTS)
+    embedded_dns.additional = False
+    before = embedded_dns.queries
+    try:
+        found = discover("noextra-big.ns:grpc", nameservers=[embedded_dns.address], timeout=5)
+    finally:
+        embedded_dns.additional = True
+    assert len(found) == 300
+    assert embedded_dns.queries - before <= 6  # UDP answers truncated, retried over TCP
 
 
 def test_nxdomain_is_empty(dns_server: Any, unique_service: str) -> None:

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 import dns.name
 import dns.rrset
 
-__all__ = ["Pod", "ServiceRegistry", "dashed_ip", "service_rrsets"]
+from dnsbalance._endpoints import dashed_ip
+
+__all__ = ["Pod", "ServiceRegistry", "service_rrsets"]
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -76,15 +78,6 @@ class Pod:
     def target(self) -> str:
         """The first label of the pod's name under the Service: hostname, else dashed IP."""
         return self.hostname if self.hostname is not None else dashed_ip(self.ip)
-
-
-def dashed_ip(ip: str) -> str:
-    """CoreDNS's label for an endpoint without hostname: ``10.244.1.5`` -> ``10-244-1-5``."""
-    text = str(ipaddress.ip_address(ip))
-    if "." in text:
-        return text.replace(".", "-")
-    dashed = text.replace(":", "-")
-    return dashed + "0" if dashed.endswith("-") else dashed
 
 
 def _check_ports(ports: Mapping[str, int]) -> dict[str, int]:

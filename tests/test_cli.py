@@ -1,0 +1,120 @@
+"""The dnsbalance command: in-process for detail, as a subprocess the way users run it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from dnsbalance import __version__
+from dnsbalance.cli import main
+from dnsbalance.testing import DNSResponder, Pod
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_resolve_text(dns_server: Any, unique_service: str) -> None:
+    dns_server.add_pod(unique_service, "ns", "10.9.0.2")
+    dns_server.add_pod(unique_service, "ns", "10.9.0.1")
+    code, out = run("resolve", f"{unique_service}.ns:8000", "--nameserver", dns_server.address)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"kubernetes:///{unique_service}.ns:8000 -> {unique_service}.ns.svc.cluster.local "
+        f"(A/AAAA via {dns_server.address})"
+    )
+    assert lines[1].split() == ["ADDRESS", "PORT", "HOSTNAME", "TTL"]
+    assert [line.split() for line in lines[2:]] == [
+        ["10.9.0.1", "8000", "-", "5"],
+        ["10.9.0.2", "8000", "-", "5"],
+    ]
+
+
+def test_resolve_json_named_port(embedded_dns: DNSResponder, unique_service: str) -> None:
+    embedded_dns.set_service(
+        unique_service, "ns", [Pod(ip="10.9.1.1", hostname="web-0")], ports={"grpc": 9000}
+    )
+    code, out = run(
+        "resolve", f"{unique_service}.ns:grpc", "--nameserver", embedded_dns.address, "-o", "json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["target"]["port"] == "grpc"
+    assert report["dns"]["name"] == f"_grpc._tcp.{unique_service}.ns.svc.cluster.local"
+    assert report["dns"]["endpoints"] == [
+        {"address": "10.9.1.1", "port": 9000, "hostname": "web-0", "ttl": 5}
+    ]
+
+
+def test_resolve_no_endpoints(embedded_dns: DNSResponder) -> None:
+    code, out = run("resolve", "nothing-here.ns:80", "--nameserver", embedded_dns.address)
+    assert code == 0
+    assert "no ready endpoints" in out
+
+
+def test_resolve_errors_have_exit_codes(
+    silent_dns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("resolve", "svc.ns:8000", "--nameserver", silent_dns, "--timeout", "0.3")[0] == 1
+    assert "timeout" in capsys.readouterr().err
+    assert run("resolve", "http://svc.ns:8000")[0] == 2
+    assert "unknown scheme 'http'" in capsys.readouterr().err
+    assert run("resolve", "svc.ns:8000", "--nameserver", "not-an-ip")[0] == 2
+    assert "bad nameserver" in capsys.readouterr().err
+    assert run()[0] == 2
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["resolve"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["resolve", "svc:80", "-o", "xml"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_subprocess_version_and_module_entry(embedded_dns: DNSResponder) -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "dnsbalance", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"dnsbalance {__version__}"
+    embedded_dns.add_pod("cli-sub", "ns", "10.9.2.1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dnsbalance",
+            "resolve",
+            "dns:///cli-sub.ns.svc.cluster.local:8000",
+            "--nameserver",
+            embedded_dns.address,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dns"]["endpoints"][0]["address"] == "10.9.2.1"
+    bad = subprocess.run(
+        [sys.executable, "-m", "dnsbalance", "resolve", "[::1]:80"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("dnsbalance: error: invalid target '[::1]:80'")
