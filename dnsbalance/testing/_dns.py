@@ -11,6 +11,7 @@ import dns.name
 import dns.rrset
 
 from dnsbalance._responder import ZoneResponder
+
 from ._records import Pod, ServiceRegistry
 
 __all__ = ["DNSResponder"]
