@@ -122,9 +122,7 @@ def forbidden(
     resource: str, group: str, name: str | None, verb: str, namespace: str | None, user: str
 ) -> StatusError:
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    why = (
-        f'User "{user}" cannot {verb} resource "{resource}" in API group "{group}" {scope}'
-    )
+    why = f'User "{user}" cannot {verb} resource "{resource}" in API group "{group}" {scope}'
     target = _qualified(resource, group) + (f' "{name}"' if name else "")
     message = f"{target} is forbidden: {why}"
     return StatusError(_status(403, message, "Forbidden", _details(name, group, resource)))
@@ -207,6 +205,8 @@ class FieldError:
             return f"Required value: {self.detail}" if self.detail else "Required value"
         if self.type == "FieldValueForbidden":
             return f"Forbidden: {self.detail}" if self.detail else "Forbidden"
+        if self.type == "FieldValueTooMany":
+            return f"Too many: {render_value(self.value)}: {self.detail}"
         if self.type == "FieldValueDuplicate":
             return f"Duplicate value: {render_value(self.value)}"
         return f"Unsupported value: {render_value(self.value)}: {self.detail}"
