@@ -157,6 +157,8 @@ def test_native_resolver_for_real(embedded_dns: Any) -> None:
             with resolve_channel(f"native.ns:{{fleet.port}}", nameservers=[dns_.address],
                                  mode="dns") as channel:
                 stub = demo_pb2_grpc.DemoServiceStub(channel)
+                for _ in range(30):  # until every backend is connected
+                    stub.Demo(demo_pb2.Empty(), timeout=5)
                 counts = Counter(stub.Demo(demo_pb2.Empty(), timeout=5).value for _ in range(30))
                 print(channel.target)
                 print(sorted(counts.values()))
