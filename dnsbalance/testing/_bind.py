@@ -24,9 +24,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,7 +38,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.update
 
-from ._records import Pod, ServiceRegistry
+from ._records import ServicePublisher
 
 __all__ = ["BindServer", "find_named", "free_port"]
 
@@ -111,14 +109,14 @@ ns.dns  IN A   127.0.0.1
 """
 
 
-class BindServer:
+class BindServer(ServicePublisher):
     """named serving ``zone`` (dynamic) and ``broken.local`` (SERVFAIL) on 127.0.0.1."""
 
     broken_zone = "broken.local"
     host = "127.0.0.1"
 
     def __init__(self, *, zone: str = "cluster.local", ttl: int = 5, named: str | None = None):
-        self.registry = ServiceRegistry(zone=zone, ttl=ttl)
+        super().__init__(zone=zone, ttl=ttl)
         self.zone = self.registry.zone
         self.ttl = ttl
         self.named = named or find_named()
@@ -126,7 +124,6 @@ class BindServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
-        self._lock = threading.Lock()  # keeps registry changes and updates in order
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -232,51 +229,20 @@ class BindServer:
 
     # -- publishing (the API of DNSResponder) ---------------------------------------
 
-    def set_service(
+    def _apply(
         self,
         service: str,
         namespace: str,
-        pods: Iterable[Pod | str],
-        ports: Mapping[str, int] | None = None,
+        old: list[dns.rrset.RRset],
+        new: list[dns.rrset.RRset],
     ) -> None:
-        pods = list(pods)
-        self._publish(
-            service, namespace, lambda: self.registry.set_service(service, namespace, pods, ports)
-        )
-
-    def add_pod(
-        self,
-        service: str,
-        namespace: str,
-        pod: Pod | str,
-        *,
-        ports: Mapping[str, int] | None = None,
-    ) -> None:
-        self._publish(
-            service, namespace, lambda: self.registry.add_pod(service, namespace, pod, ports=ports)
-        )
-
-    def remove_pod(self, service: str, namespace: str, ip: str) -> None:
-        self._publish(service, namespace, lambda: self.registry.remove_pod(service, namespace, ip))
-
-    def remove_service(self, service: str, namespace: str) -> None:
-        self._publish(service, namespace, lambda: self.registry.remove_service(service, namespace))
-
-    def pods(self, service: str, namespace: str) -> tuple[Pod, ...]:
-        return self.registry.pods(service, namespace)
-
-    def _publish(self, service: str, namespace: str, change: Callable[[], None]) -> None:
-        with self._lock:
-            old = self.registry.rrsets(service, namespace)
-            change()
-            new = self.registry.rrsets(service, namespace)
-            for update in _updates(self.zone, old, new):
-                reply = dns.query.tcp(update, self.host, port=self.port, timeout=10)
-                if reply.rcode() != dns.rcode.NOERROR:
-                    raise RuntimeError(
-                        f"named refused the update of {namespace}/{service}: "
-                        f"{dns.rcode.to_text(reply.rcode())}\n{self.log_tail(10)}"
-                    )
+        for update in _updates(self.zone, old, new):
+            reply = dns.query.tcp(update, self.host, port=self.port, timeout=10)
+            if reply.rcode() != dns.rcode.NOERROR:
+                raise RuntimeError(
+                    f"named refused the update of {namespace}/{service}: "
+                    f"{dns.rcode.to_text(reply.rcode())}\n{self.log_tail(10)}"
+                )
 
 
 _Key = tuple[dns.name.Name, dns.rdatatype.RdataType]

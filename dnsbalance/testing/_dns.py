@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Self
 
@@ -12,12 +10,12 @@ import dns.rrset
 
 from dnsbalance._responder import ZoneResponder
 
-from ._records import Pod, ServiceRegistry
+from ._records import ServicePublisher
 
 __all__ = ["DNSResponder"]
 
 
-class DNSResponder:
+class DNSResponder(ServicePublisher):
     """A cluster DNS server for tests and demos, on loopback, in this process.
 
     Publish Services with :meth:`set_service`, :meth:`add_pod`, :meth:`remove_pod` and
@@ -44,9 +42,8 @@ class DNSResponder:
         port: int = 0,
         ttl: int = 5,
     ) -> None:
-        self.registry = ServiceRegistry(zone=zone, ttl=ttl)
+        super().__init__(zone=zone, ttl=ttl)
         self.server = ZoneResponder(zone, host=host, port=port, ttl=ttl)
-        self._lock = threading.Lock()  # keeps registry changes and publishing in order
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -93,49 +90,14 @@ class DNSResponder:
 
     # -- publishing ----------------------------------------------------------------
 
-    def set_service(
+    def _apply(
         self,
         service: str,
         namespace: str,
-        pods: Iterable[Pod | str],
-        ports: Mapping[str, int] | None = None,
+        old: list[dns.rrset.RRset],
+        new: list[dns.rrset.RRset],
     ) -> None:
-        """Create or replace a Service's pods and named ports (default: none)."""
-        pods = list(pods)
-        self._publish(
-            service, namespace, lambda: self.registry.set_service(service, namespace, pods, ports)
-        )
-
-    def add_pod(
-        self,
-        service: str,
-        namespace: str,
-        pod: Pod | str,
-        *,
-        ports: Mapping[str, int] | None = None,
-    ) -> None:
-        """Add (or replace, by IP) a pod; ``ports`` given replaces the Service's ports."""
-        self._publish(
-            service, namespace, lambda: self.registry.add_pod(service, namespace, pod, ports=ports)
-        )
-
-    def remove_pod(self, service: str, namespace: str, ip: str) -> None:
-        """Remove a pod; the last one gone, the Service's names answer NXDOMAIN."""
-        self._publish(service, namespace, lambda: self.registry.remove_pod(service, namespace, ip))
-
-    def remove_service(self, service: str, namespace: str) -> None:
-        """Forget a Service and unpublish its records."""
-        self._publish(service, namespace, lambda: self.registry.remove_service(service, namespace))
-
-    def pods(self, service: str, namespace: str) -> tuple[Pod, ...]:
-        return self.registry.pods(service, namespace)
-
-    def _publish(self, service: str, namespace: str, change: Callable[[], None]) -> None:
-        with self._lock:
-            old = self.registry.rrsets(service, namespace)
-            change()
-            new = self.registry.rrsets(service, namespace)
-            self.server.replace(new, names=_names(old, new))
+        self.server.replace(new, names=_names(old, new))
 
     # -- fault knobs (see ZoneResponder) -------------------------------------------------
 

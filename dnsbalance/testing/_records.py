@@ -23,10 +23,11 @@ The SRV weight is CoreDNS's: 100 divided by the number of records of that priori
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import dns.name
@@ -34,7 +35,7 @@ import dns.rrset
 
 from dnsbalance._endpoints import dashed_ip
 
-__all__ = ["Pod", "ServiceRegistry", "service_rrsets"]
+__all__ = ["Pod", "ServicePublisher", "ServiceRegistry", "service_rrsets"]
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -259,3 +260,66 @@ class ServiceRegistry:
             return self._services[service, namespace]
         except KeyError:
             raise KeyError(f"no service {namespace}/{service}") from None
+
+
+class ServicePublisher(abc.ABC):
+    """The publishing API shared by :class:`~dnsbalance.testing.DNSResponder` and
+    :class:`~dnsbalance.testing.BindServer`: each change updates the registry and then
+    publishes the Service's old and new records through :meth:`_apply`, in order."""
+
+    def __init__(self, *, zone: str, ttl: int) -> None:
+        self.registry = ServiceRegistry(zone=zone, ttl=ttl)
+        self._publish_lock = threading.Lock()  # registry changes and publishing, in order
+
+    def set_service(
+        self,
+        service: str,
+        namespace: str,
+        pods: Iterable[Pod | str],
+        ports: Mapping[str, int] | None = None,
+    ) -> None:
+        """Create or replace a Service's pods and named ports (default: none)."""
+        pods = list(pods)
+        self._publish(
+            service, namespace, lambda: self.registry.set_service(service, namespace, pods, ports)
+        )
+
+    def add_pod(
+        self,
+        service: str,
+        namespace: str,
+        pod: Pod | str,
+        *,
+        ports: Mapping[str, int] | None = None,
+    ) -> None:
+        """Add (or replace, by IP) a pod; ``ports`` given replaces the Service's ports."""
+        self._publish(
+            service, namespace, lambda: self.registry.add_pod(service, namespace, pod, ports=ports)
+        )
+
+    def remove_pod(self, service: str, namespace: str, ip: str) -> None:
+        """Remove a pod; the last one gone, the Service's names answer NXDOMAIN."""
+        self._publish(service, namespace, lambda: self.registry.remove_pod(service, namespace, ip))
+
+    def remove_service(self, service: str, namespace: str) -> None:
+        """Forget a Service and unpublish its records."""
+        self._publish(service, namespace, lambda: self.registry.remove_service(service, namespace))
+
+    def pods(self, service: str, namespace: str) -> tuple[Pod, ...]:
+        return self.registry.pods(service, namespace)
+
+    def _publish(self, service: str, namespace: str, change: Callable[[], None]) -> None:
+        with self._publish_lock:
+            old = self.registry.rrsets(service, namespace)
+            change()
+            self._apply(service, namespace, old, self.registry.rrsets(service, namespace))
+
+    @abc.abstractmethod
+    def _apply(
+        self,
+        service: str,
+        namespace: str,
+        old: list[dns.rrset.RRset],
+        new: list[dns.rrset.RRset],
+    ) -> None:
+        """Make the server answer ``new`` where it answered ``old``."""
