@@ -1,0 +1,135 @@
+"""What a Service's EndpointSlices say: pure reading and merging, no I/O.
+
+A Service has one or more slices (at most 100 endpoints each, one per address
+family in dual-stack), joined by the label ``kubernetes.io/service-name``. They
+are merged by slice name, and a DELETED slice takes only its own endpoints with
+it: the "last slice wins" bug class (kuberesolver #66) cannot happen here.
+
+Readiness follows the API: ``ready`` (nil means true) endpoints are used.
+Terminating endpoints are never ready; with ``include_terminating`` those still
+``serving`` are used too (for long drains). FQDN slices are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._endpoints import Endpoint, normalize
+
+__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "read_slice"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True)
+class SliceEndpoints:
+    """One slice's endpoints for the target's port: those to use, and the rest."""
+
+    usable: tuple[Endpoint, ...]
+    unusable: tuple[Endpoint, ...]
+
+
+def read_slice(
+    obj: Mapping[str, Any], port: int | str, *, include_terminating: bool = False
+) -> SliceEndpoints:
+    """Read one EndpointSlice (a JSON dict, camelCase as the API sends it).
+
+    ``port``: a number is used as given; a name is looked up in the slice's
+    ``ports`` (a slice without it contributes nothing).
+    """
+    address_type = obj.get("addressType")
+    if address_type not in ("IPv4", "IPv6"):
+        log.debug("ignoring EndpointSlice %s of addressType %s", _name(obj), address_type)
+        return SliceEndpoints((), ())
+    number = _port_number(obj, port)
+    if number is None:
+        return SliceEndpoints((), ())
+    usable: list[Endpoint] = []
+    unusable: list[Endpoint] = []
+    for item in obj.get("endpoints") or ():
+        if not isinstance(item, Mapping):
+            continue
+        conditions = item.get("conditions") or {}
+        ready = conditions.get("ready") is not False
+        serving = conditions.get("serving") is not False
+        terminating = conditions.get("terminating") is True
+        use = (ready and not terminating) or (include_terminating and serving and terminating)
+        hostname = item.get("hostname") or None
+        for address in item.get("addresses") or ():
+            if not isinstance(address, str):
+                continue
+            try:
+                endpoint = Endpoint(address=address, port=number, hostname=hostname)
+                endpoint.sort_key()  # a valid IP address
+            except ValueError:
+                log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
+                continue
+            (usable if use else unusable).append(endpoint)
+    return SliceEndpoints(normalize(usable), normalize(unusable))
+
+
+def _port_number(obj: Mapping[str, Any], port: int | str) -> int | None:
+    if isinstance(port, int):
+        return port
+    for entry in obj.get("ports") or ():
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("name") == port
+            and entry.get("protocol", "TCP") == "TCP"
+        ):
+            number = entry.get("port")
+            if isinstance(number, int) and 1 <= number <= 65535:
+                return number
+    log.debug("EndpointSlice %s has no TCP port named %r", _name(obj), port)
+    return None
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("name", "?"))
+
+
+class SliceSet:
+    """All slices of one Service, merged by slice name.
+
+    Not thread-safe: one watcher thread owns it.
+    """
+
+    def __init__(self, port: int | str, *, include_terminating: bool = False) -> None:
+        self._port = port
+        self._include_terminating = include_terminating
+        self._slices: dict[str, SliceEndpoints] = {}
+
+    def reset(self, objs: Iterable[Mapping[str, Any]]) -> None:
+        """Replace everything with a fresh list's items."""
+        self._slices = {}
+        for obj in objs:
+            self.upsert(obj)
+
+    def upsert(self, obj: Mapping[str, Any]) -> None:
+        """An ADDED or MODIFIED slice."""
+        self._slices[_name(obj)] = read_slice(
+            obj, self._port, include_terminating=self._include_terminating
+        )
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        """A DELETED slice: only its own endpoints go."""
+        self._slices.pop(_name(obj), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._slices))
+
+    def usable(self) -> tuple[Endpoint, ...]:
+        """The endpoints to send calls to, over all slices."""
+        return normalize(ep for s in self._slices.values() for ep in s.usable)
+
+    def unusable(self) -> tuple[Endpoint, ...]:
+        """Endpoints the API knows but says not to use (not ready, terminating)."""
+        usable = set(self.usable())
+        return normalize(ep for s in self._slices.values() for ep in s.unusable if ep not in usable)
