@@ -16,6 +16,8 @@ ready endpoint, so discovery returns an empty tuple for it.
 
 from __future__ import annotations
 
+import json
+
 import dns.exception
 import dns.resolver
 
@@ -71,6 +73,42 @@ class KubernetesError(DnsBalanceError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+def api_error(
+    exc: BaseException, *, verb: str, resource: str, namespace: str | None = None
+) -> KubernetesError:
+    """Translate a kubernetes-client or urllib3 failure into a :class:`KubernetesError`
+    whose message says what was attempted and what the API answered (never a credential:
+    only the Status body's message is used)."""
+    where = f' in namespace "{namespace}"' if namespace else ""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, KubernetesError):
+        return exc
+    if type(exc).__name__ == "ApiException" and isinstance(status, int) and status > 0:
+        reason = str(getattr(exc, "reason", "") or "")
+        message = reason
+        body = getattr(exc, "body", None)
+        if body:
+            try:
+                parsed = json.loads(body)
+            except (TypeError, ValueError):
+                parsed = None
+            if isinstance(parsed, dict):
+                message = str(parsed.get("message") or message)
+                reason = str(parsed.get("reason") or reason)
+        return KubernetesError(
+            f"cannot {verb} {resource}{where}: HTTP {status} {reason}: {message}",
+            status=status,
+            reason=reason,
+        )
+    detail = str(getattr(exc, "reason", "") or "") if status == 0 else str(exc)
+    return KubernetesError(
+        f"cannot {verb} {resource}{where}: the Kubernetes API is unreachable "
+        f"({type(exc).__name__}: {detail[:300]})",
+        status=None,
+        reason="Unreachable",
+    )
 
 
 class ConversionError(DnsBalanceError):

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field, replace
 from ._endpoints import Change, Endpoint, diff, normalize
 from ._exceptions import ConfigError, DnsBalanceError
 
-__all__ = ["PollPolicy", "PollResult", "PollState", "backoff_delay", "on_answer", "on_error"]
+__all__ = [
+    "PollPolicy",
+    "PollResult",
+    "PollState",
+    "backoff_delay",
+    "exponential_backoff",
+    "on_answer",
+    "on_error",
+]
 
 MIN_INTERVAL = 0.2
 
@@ -77,9 +85,19 @@ def jittered(delay: float, policy: PollPolicy, rng: random.Random) -> float:
 
 
 def backoff_delay(error_streak: int, policy: PollPolicy, rng: random.Random) -> float:
-    """Delay after ``error_streak`` consecutive errors: interval x 2^n, jittered, capped."""
-    exponent = min(error_streak, 32)
-    return min(policy.max_backoff, jittered(policy.interval * 2.0**exponent, policy, rng))
+    """Delay after ``error_streak`` consecutive DNS errors: interval x 2^n, jittered, capped."""
+    return exponential_backoff(
+        error_streak + 1, policy.interval, policy.max_backoff, rng, jitter=policy.jitter
+    )
+
+
+def exponential_backoff(
+    attempt: int, base: float, cap: float, rng: random.Random, *, jitter: float = 0.2
+) -> float:
+    """``base`` x 2^(attempt-1), scaled by a random factor in [1 - jitter, 1 + jitter],
+    never more than ``cap``. Attempt 1 waits about ``base``."""
+    exponent = min(max(attempt - 1, 0), 32)
+    return min(cap, base * 2.0**exponent * rng.uniform(1 - jitter, 1 + jitter))
 
 
 def on_answer(

@@ -1,0 +1,178 @@
+"""Authentication, authorization and fault rules of FakeKubernetesAPI, and its request log.
+
+Pure state behind one lock each; the HTTP side asks :class:`Faults` what to do with a
+request (who is it, is it allowed, should it wait or fail) and records what it answered
+in :class:`RequestLog`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = ["DEFAULT_USER", "Faults", "RequestLog", "RequestRecord"]
+
+DEFAULT_USER = "system:serviceaccount:app:dnsbalance"
+
+
+class RequestRecord(NamedTuple):
+    """One answered request. ``verb``/``resource`` are RBAC's (``list``, ``endpointslices``)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    verb: str | None
+    resource: str | None
+    status: int
+
+
+class RequestLog:
+    """A thread-safe, bounded log of :class:`RequestRecord`."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._limit = limit
+
+    def add(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+            if len(self._records) > self._limit:
+                del self._records[: len(self._records) - self._limit]
+
+    def snapshot(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+@dataclass(frozen=True)
+class _Deny:
+    verb: str
+    resource: str
+    namespace: str | None
+    group: str | None
+    code: int
+
+    def matches(self, verb: str, resource: str, group: str, namespace: str | None) -> bool:
+        return (
+            self.verb in ("*", verb)
+            and self.resource in ("*", resource)
+            and (self.group is None or self.group == group)
+            and (self.namespace is None or self.namespace == namespace)
+        )
+
+
+@dataclass
+class _Failure:
+    remaining: int
+    code: int
+    verb: str | None
+    resource: str | None
+
+
+class Faults:
+    """Tokens, deny rules, injected failures and delays; safe to change while serving."""
+
+    def __init__(self, tokens: Iterable[str] | None, username: str) -> None:
+        self._lock = threading.Lock()
+        self._tokens: frozenset[str] | None = None if tokens is None else frozenset(tokens)
+        self.username = username
+        self._denies: list[_Deny] = []
+        self._failures: list[_Failure] = []
+        self._delays: dict[tuple[str | None, str | None], float] = {}
+
+    # -- authentication -------------------------------------------------------------
+
+    @property
+    def tokens(self) -> frozenset[str] | None:
+        with self._lock:
+            return self._tokens
+
+    def set_tokens(self, tokens: Iterable[str] | None) -> None:
+        with self._lock:
+            self._tokens = None if tokens is None else frozenset(tokens)
+
+    def rotate_token(self, old: str, new: str) -> None:
+        with self._lock:
+            current = set(self._tokens or ())
+            current.discard(old)
+            current.add(new)
+            self._tokens = frozenset(current)
+
+    def authenticated(self, authorization: str | None) -> bool:
+        """``Authorization: Bearer <token>`` (scheme case-insensitive, as the apiserver)."""
+        with self._lock:
+            tokens = self._tokens
+        if tokens is None:
+            return True
+        if not authorization:
+            return False
+        scheme, _, token = authorization.strip().partition(" ")
+        return scheme.lower() == "bearer" and token.strip() in tokens
+
+    # -- authorization --------------------------------------------------------------
+
+    def deny(
+        self, verb: str, resource: str, *, namespace: str | None, group: str | None, code: int
+    ) -> None:
+        with self._lock:
+            self._denies.append(_Deny(verb, resource, namespace, group, code))
+
+    def allow_all(self) -> None:
+        with self._lock:
+            self._denies.clear()
+
+    def denied(self, verb: str, resource: str, group: str, namespace: str | None) -> int | None:
+        """The code to answer (403 unless set otherwise), or None when allowed."""
+        with self._lock:
+            for rule in self._denies:
+                if rule.matches(verb, resource, group, namespace):
+                    return rule.code
+        return None
+
+    # -- failures and delays --------------------------------------------------------
+
+    def fail_next(self, n: int, code: int, verb: str | None, resource: str | None) -> None:
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            if n:
+                self._failures.append(_Failure(n, code, verb, resource))
+
+    def take_failure(self, verb: str | None, resource: str | None) -> int | None:
+        """Consume one matching injected failure; its code."""
+        with self._lock:
+            for failure in self._failures:
+                if failure.verb not in (None, verb) or failure.resource not in (None, resource):
+                    continue
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                return failure.code
+        return None
+
+    def set_delay(self, seconds: float, verb: str | None, resource: str | None) -> None:
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self._lock:
+            if seconds == 0:
+                self._delays.pop((verb, resource), None)
+            else:
+                self._delays[(verb, resource)] = seconds
+
+    def delay_for(self, verb: str | None, resource: str | None) -> float:
+        with self._lock:
+            return max(
+                (
+                    seconds
+                    for (v, r), seconds in self._delays.items()
+                    if v in (None, verb) and r in (None, resource)
+                ),
+                default=0.0,
+            )
