@@ -31,6 +31,7 @@ import grpc
 from ._endpoints import Endpoint
 from ._exceptions import ClosedError
 from ._grpc_config import ChannelPlan
+from ._merge import Discrepancy
 
 __all__ = ["BalancedChannel", "ChannelFactory", "OnChange"]
 
@@ -195,8 +196,10 @@ class BalancedChannel(grpc.Channel):
         ready_timeout: float = READY_TIMEOUT,
         on_change: OnChange | None = None,
         on_close: Callable[[], None] | None = None,
+        discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
     ) -> None:
         self._name = name
+        self._discrepancies = discrepancies
         self._plan = plan
         self._factory = factory
         self._ready_timeout = ready_timeout
@@ -228,6 +231,12 @@ class BalancedChannel(grpc.Channel):
     def generation(self) -> int:
         """How many times the underlying channel has been rebuilt."""
         return self._slots.current.generation
+
+    @property
+    def discrepancies(self) -> tuple[Discrepancy, ...]:
+        """Where DNS and the Kubernetes API have disagreed for longer than the DNS TTL
+        + 1 s (modes "auto"); empty otherwise."""
+        return self._discrepancies() if self._discrepancies is not None else ()
 
     @property
     def closed(self) -> bool:

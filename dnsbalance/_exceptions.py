@@ -85,7 +85,7 @@ def api_error(
     status = getattr(exc, "status", None)
     if isinstance(exc, KubernetesError):
         return exc
-    if type(exc).__name__ == "ApiException" and isinstance(status, int) and status > 0:
+    if _is_api_exception(exc) and isinstance(status, int) and status > 0:
         reason = str(getattr(exc, "reason", "") or "")
         message = reason
         body = getattr(exc, "body", None)
@@ -108,6 +108,15 @@ def api_error(
         f"({type(exc).__name__}: {detail[:300]})",
         status=None,
         reason="Unreachable",
+    )
+
+
+def _is_api_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` is the Kubernetes client's ApiException (or a subclass such as
+    ForbiddenException), without importing the client for users who never load it."""
+    return any(
+        cls.__name__ == "ApiException" and cls.__module__.startswith("kubernetes.")
+        for cls in type(exc).__mro__
     )
 
 

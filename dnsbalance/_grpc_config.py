@@ -83,25 +83,28 @@ def plan_channel(
     dns_authority: str | None,
     options: GrpcOptions,
     resolver: str = "ares",
+    name: str | None = None,
 ) -> ChannelPlan:
     """Plan the grpc channel for ``endpoints``.
 
-    The target is ``dns://<authority>/<fqdn>:<port>`` (``dns:///...`` without an
-    authority): the same string on every rebuild while the port stays. With
-    ``GRPC_DNS_RESOLVER=native`` grpc silently ignores an authority, so then (and
-    only then) an explicit ``ipv4:``/``ipv6:`` address list is used, which costs a
-    reconnect to every backend per change; :func:`native_resolver_warning` says so.
+    The target is ``dns://<authority>/<name>:<port>`` (``dns:///...`` without an
+    authority): the same string on every rebuild while the port stays. ``name`` is
+    the Service's FQDN, or the channel's name on the local DNS server (then
+    ``grpc.default_authority`` keeps ``:authority`` and TLS checks on the Service
+    name). With ``GRPC_DNS_RESOLVER=native`` grpc silently ignores an authority, so
+    then (and only then) an explicit ``ipv4:``/``ipv6:`` address list is used, which
+    costs a reconnect to every backend per change; :func:`native_resolver_warning`
+    says so.
     """
     port = channel_port(target, endpoints)
+    authority = ("grpc.default_authority", f"{target.fqdn}:{port if port is not None else 0}")
     if dns_authority and resolver == "native" and endpoints:
-        authority = f"{target.fqdn}:{port}"
-        return ChannelPlan(
-            address_list(endpoints), (*options, ("grpc.default_authority", authority)), port
-        )
+        return ChannelPlan(address_list(endpoints), (*options, authority), port)
+    if name is not None and name != target.fqdn:
+        options = (*options, authority)
+    host = name or target.fqdn
     return ChannelPlan(
-        f"dns://{dns_authority or ''}/{target.fqdn}:{port if port is not None else 0}",
-        options,
-        port,
+        f"dns://{dns_authority or ''}/{host}:{port if port is not None else 0}", options, port
     )
 
 

@@ -1,0 +1,361 @@
+"""The Kubernetes side (I/O): API configuration and the EndpointSlice list-and-watch loop.
+
+Configuration, in order: an explicit ``api_client``; an explicit ``kubeconfig``
+and/or ``context``; the pod's service account (in-cluster); ``KUBECONFIG``;
+``~/.kube/config``. None found: the API is "unconfigured".
+
+In-cluster, the bound service-account token rotates (kubelet rewrites the file).
+The official client re-reads it once a minute; dnsbalance re-reads it whenever
+the file changes (a ``stat`` before each request), so a rotated token is used on
+the next request and never rejected for a minute.
+
+The watch uses the official client for HTTP, auth and TLS, but reads the event
+stream itself instead of ``kubernetes.watch.Watch``: events stay JSON dicts (no
+model deserialization of thousands of endpoints), an ``ERROR`` 410 means re-list
+(``Watch`` retries once and then raises), and a stream that ends resumes from the
+last resourceVersion seen, bookmarks included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._endpoints import Endpoint
+from ._exceptions import KubernetesError, api_error
+from ._policy import exponential_backoff
+from ._slices import SERVICE_NAME_LABEL, SliceSet
+
+__all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "load_api_client"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+LIST_PAGE = 500
+WATCH_SECONDS = (240, 360)  # server-side timeout of one watch, randomized like client-go
+BACKOFF = (1.0, 30.0)
+
+ApiClient = Any  # kubernetes.client.ApiClient (imported lazily: mode="dns" never loads it)
+
+
+def _kubernetes() -> tuple[Any, Any, Any]:
+    """The client's ``client``, ``config`` and ``watch.watch`` modules, typed ``Any``: with
+    ``_preload_content=False`` its calls return urllib3 responses its annotations do not
+    describe, and its config loaders are untyped."""
+    from kubernetes import client, config
+    from kubernetes.watch import watch
+
+    return client, config, watch
+
+
+def load_api_client(
+    *,
+    api_client: ApiClient | None = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> ApiClient | None:
+    """An ApiClient from the first configuration that exists, or ``None``.
+
+    Raises KubernetesError when a configuration exists but cannot be loaded.
+    """
+    if api_client is not None:
+        return api_client
+    client, config, _ = _kubernetes()
+    env = os.environ if environ is None else environ
+    try:
+        if kubeconfig is not None or context is not None:
+            return config.new_client_from_config(
+                config_file=os.fspath(kubeconfig) if kubeconfig else None, context=context
+            )
+        if env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").is_file():
+            configuration = client.Configuration()
+            token = service_account_dir / "token"
+            loader = config.incluster_config.InClusterConfigLoader(
+                token_filename=str(token),
+                cert_filename=str(service_account_dir / "ca.crt"),
+                try_refresh_token=False,
+                environ=env,
+            )
+            loader.load_and_set(configuration)
+            configuration.refresh_api_key_hook = TokenFile(token)
+            return client.ApiClient(configuration)
+        path = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        paths = [p for p in path.split(os.pathsep) if p and Path(p).is_file()]
+        if paths:
+            return config.new_client_from_config(config_file=paths[0], context=context)
+    except config.ConfigException as exc:
+        raise KubernetesError(f"cannot load Kubernetes configuration: {exc}") from exc
+    return None
+
+
+class TokenFile:
+    """A refresh hook that re-reads a token file whenever it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, configuration: Any) -> None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return  # keep the token we have; the API will say if it is no good
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if seen == self._seen:
+                return
+            try:
+                token = self._path.read_text(encoding="utf-8").strip()
+            except OSError:
+                return
+            if token:
+                configuration.api_key["BearerToken"] = f"bearer {token}"
+                configuration.api_key_prefix.pop("BearerToken", None)
+                if self._seen is not None:
+                    log.info("service-account token file changed; using the new token")
+                self._seen = seen
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old: list again."""
+
+
+ViewCallback = Callable[[tuple[Endpoint, ...] | None, KubernetesError | None], None]
+
+
+class SliceWatcher:
+    """Lists a Service's EndpointSlices, then watches them, on a named daemon thread.
+
+    ``on_view(endpoints, None)`` after every change of the usable endpoints;
+    ``on_view(None, error)`` when the API cannot be read (forbidden,
+    unauthorized, unreachable, failing); retries back off 1 s to 30 s with
+    jitter. ``list_once()`` lists on the caller's thread and raises.
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        namespace: str,
+        service: str,
+        port: int | str,
+        include_terminating: bool = False,
+        on_view: ViewCallback | None = None,
+        name: str = "dnsbalance-watch",
+        rng: random.Random | None = None,
+    ) -> None:
+        client, _, _ = _kubernetes()
+        self._api = client.DiscoveryV1Api(api_client)
+        self.namespace = namespace
+        self.service = service
+        self.on_view = on_view
+        self._name = name
+        self._rng = rng or random.Random()
+        self._slices = SliceSet(port, include_terminating=include_terminating)
+        self._selector = f"{SERVICE_NAME_LABEL}={service}"
+        self._rv: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._resp_lock = threading.Lock()
+        self._resp: Any = None
+        self.restarts = 0  # watch streams (re)opened after the first
+
+    # -- the caller's side ----------------------------------------------------------
+
+    def list_once(self) -> tuple[Endpoint, ...]:
+        """List the slices now (raises KubernetesError) and return the usable endpoints."""
+        items, rv = self._list()
+        self._slices.reset(items)
+        self._rv = rv
+        return self._slices.usable()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop watching: closes the open stream and joins the thread. Idempotent."""
+        self._stop.set()
+        with self._resp_lock:
+            resp, self._resp = self._resp, None
+        if resp is not None:
+            try:
+                resp.shutdown() if hasattr(resp, "shutdown") else resp.close()
+            except Exception:  # closing from another thread may race the reader
+                log.debug("%s: closing the watch stream", self._name, exc_info=True)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # -- the thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if self._rv is None:
+                    self.list_once()
+                    self._emit()
+                failures = 0
+                self._watch()
+            except _Expired:
+                log.debug("%s: resourceVersion expired; listing again", self._name)
+                self._rv = None
+            except KubernetesError as exc:
+                if self._stop.is_set():
+                    return
+                failures += 1
+                self._rv = None
+                self._emit(exc)
+                self._stop.wait(exponential_backoff(failures, *BACKOFF, self._rng))
+            except Exception as exc:  # a bug or a broken stream: never die
+                if self._stop.is_set():
+                    return
+                failures += 1
+                log.debug("%s: watch failed: %r", self._name, exc, exc_info=True)
+                self._stop.wait(exponential_backoff(failures, *BACKOFF, self._rng))
+
+    def _emit(self, error: KubernetesError | None = None) -> None:
+        if self.on_view is None:
+            return
+        try:
+            self.on_view(None if error else self._slices.usable(), error)
+        except Exception:
+            log.exception("%s: view callback failed", self._name)
+
+    def _list(self) -> tuple[list[dict[str, Any]], str]:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(10_000):  # pages; bounded
+            body = self._call(limit=LIST_PAGE, _continue=token, _request_timeout=(5, 60))
+            items.extend(i for i in body.get("items") or () if isinstance(i, dict))
+            metadata = body.get("metadata") or {}
+            token = metadata.get("continue") or None
+            if token is None:
+                return items, str(metadata.get("resourceVersion") or "")
+        raise KubernetesError("EndpointSlice list did not end after 10000 pages")
+
+    def _call(self, **kwargs: Any) -> dict[str, Any]:
+        try:
+            resp = self._api.list_namespaced_endpoint_slice(
+                self.namespace,
+                label_selector=self._selector,
+                _preload_content=False,
+                **kwargs,
+            )
+            try:
+                body = json.loads(resp.data)
+            finally:
+                resp.release_conn()
+        except Exception as exc:
+            raise api_error(
+                exc,
+                verb="list",
+                resource="endpointslices.discovery.k8s.io",
+                namespace=self.namespace,
+            ) from exc
+        if not isinstance(body, dict):
+            raise KubernetesError("EndpointSlice list: the API answered no JSON object")
+        return body
+
+    def _watch(self) -> None:
+        seconds = self._rng.randint(*WATCH_SECONDS)
+        started = time.monotonic()
+        try:
+            resp = self._api.list_namespaced_endpoint_slice(
+                self.namespace,
+                label_selector=self._selector,
+                watch=True,
+                resource_version=self._rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=seconds,
+                _preload_content=False,
+                _request_timeout=(5, seconds + 30),
+            )
+        except Exception as exc:
+            raise api_error(
+                exc,
+                verb="watch",
+                resource="endpointslices.discovery.k8s.io",
+                namespace=self.namespace,
+            ) from exc
+        with self._resp_lock:
+            if self._stop.is_set():
+                resp.close()
+                return
+            self._resp = resp
+        events = 0
+        try:
+            for event in _events(resp):
+                events += 1
+                self._apply(event)
+                if self._stop.is_set():
+                    return
+        except (_Expired, KubernetesError):
+            raise
+        except Exception as exc:  # the stream broke (cut, reset): resume from the last rv
+            if self._stop.is_set():
+                return
+            log.debug("%s: watch stream ended: %r", self._name, exc)
+        finally:
+            with self._resp_lock:
+                self._resp = None
+            resp.close()
+            resp.release_conn()
+        self.restarts += 1
+        if events == 0 and time.monotonic() - started < 1.0:
+            self._stop.wait(1.0)  # an API that ends streams at once must not spin us
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event.get("object")
+        if not isinstance(obj, dict):
+            return
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired()
+            raise KubernetesError(
+                f"watch of endpointslices failed: {obj.get('reason')}: {obj.get('message')}",
+                status=obj.get("code") if isinstance(obj.get("code"), int) else None,
+                reason=str(obj.get("reason") or ""),
+            )
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self._rv = str(rv)
+        if kind == "BOOKMARK":
+            return
+        before = self._slices.usable()
+        if kind in ("ADDED", "MODIFIED"):
+            self._slices.upsert(obj)
+        elif kind == "DELETED":
+            self._slices.delete(obj)
+        else:
+            return
+        if self._slices.usable() != before:
+            self._emit()
+
+
+def _events(resp: Any) -> Iterator[dict[str, Any]]:
+    """The JSON events of a watch response, one per line."""
+    _, _, watch = _kubernetes()
+    for line in watch.iter_resp_lines(resp):
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            log.debug("skipping a watch line that is not JSON: %.100r", line)
+            continue
+        if isinstance(event, dict):
+            yield event

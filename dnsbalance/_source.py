@@ -1,0 +1,179 @@
+"""The thread driver of modes "auto" and "api": DNS poller + EndpointSlice watcher -> channel.
+
+Decisions are :func:`dnsbalance._merge.agree`'s. This module only runs one
+merge thread that re-evaluates when DNS or the API changes, or a deadline
+passes; re-polls DNS every 0.2 s while the API has endpoints DNS lacks; publishes
+the agreed set on the local DNS server; and hands it to the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from ._endpoints import Endpoint
+from ._exceptions import KubernetesError
+from ._local_dns import LocalName
+from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
+from ._poller import DnsPoller
+
+__all__ = ["MergedSource", "fallback_warning"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = 5
+Sink = Callable[[tuple[Endpoint, ...]], None]
+
+
+def fallback_warning(error: KubernetesError | None, namespace: str) -> str:
+    """The one WARNING of a fallback to DNS only: what is missing and how to fix it."""
+    if error is None:
+        return (
+            "no Kubernetes API configuration (not in a pod, no KUBECONFIG): using DNS only; "
+            'pass mode="dns" to say so'
+        )
+    if error.status in (401, 403):
+        return (
+            f'cannot list endpointslices.discovery.k8s.io in namespace "{namespace}" '
+            f"(HTTP {error.status} {error.reason}): using DNS only; apply "
+            'manifests/rbac.yaml or pass mode="dns"'
+        )
+    return f"the Kubernetes API cannot be read ({error}): using DNS only until it recovers"
+
+
+class MergedSource:
+    """Feeds ``sink`` the endpoints DNS and the API agree on (see :mod:`dnsbalance._merge`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        mode: Literal["auto", "api"],
+        namespace: str,
+        poller: DnsPoller | None,
+        local: LocalName,
+        api_endpoints: tuple[Endpoint, ...] | None,
+        api_error: KubernetesError | None = None,
+    ) -> None:
+        self._name = name
+        self._mode = mode
+        self._namespace = namespace
+        self._poller = poller
+        self._local = local
+        self.sink: Sink | None = None
+        self._cond = threading.Condition()
+        self._api = api_endpoints
+        self._api_error = api_error
+        self._dirty = True
+        self._stopped = False
+        self._state = MergeState()
+        self._published: tuple[Endpoint, ...] | None = None
+        self._warned: set[tuple[str, str, int]] = set()
+        self._fallback_warned = False
+        self.discrepancies: tuple[Discrepancy, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._wake: float | None = None
+        if mode == "auto" and api_endpoints is None:
+            self._warn_fallback(api_error)
+
+    # -- inputs (any thread) ----------------------------------------------------------
+
+    def dns_changed(self, _change: object = None) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def api_view(
+        self, endpoints: tuple[Endpoint, ...] | None, error: KubernetesError | None
+    ) -> None:
+        with self._cond:
+            if endpoints is None and self._mode == "auto":
+                self._warn_fallback(error)
+            elif endpoints is not None and self._fallback_warned:
+                log.warning(
+                    "%s: the Kubernetes API is readable again; cross-checking DNS", self._name
+                )
+                self._fallback_warned = False
+            elif endpoints is None:
+                log.warning("%s: %s; keeping the last endpoints", self._name, error)
+            self._api, self._api_error = endpoints, error
+            self._dirty = True
+            self._cond.notify()
+
+    def _warn_fallback(self, error: KubernetesError | None) -> None:
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            log.warning("%s: %s", self._name, fallback_warning(error, self._namespace))
+
+    # -- decisions --------------------------------------------------------------------
+
+    def evaluate(self) -> tuple[tuple[Endpoint, ...], float | None]:
+        """Decide now; publish a new set. Returns it and when to evaluate again."""
+        dns = self._poller.endpoints if self._poller is not None else None
+        if self._poller is not None and not self._poller.state.answered:
+            dns = None
+        ttl = max((ep.ttl or 0 for ep in dns or ()), default=0) or DEFAULT_TTL
+        now = time.monotonic()
+        with self._cond:
+            api = self._api
+            self._dirty = False
+        result = agree(self._state, mode=self._mode, dns=dns, api=api, now=now, window=ttl + 1.0)
+        self._state = result.state
+        self._note(result.discrepancies)
+        if result.endpoints != self._published:
+            self._published = result.endpoints
+            self._local.publish(result.endpoints)
+            if self.sink is not None:
+                self.sink(result.endpoints)
+        wake: float | None = None
+        if result.repoll_dns and self._poller is not None:
+            self._poller.poll_now()
+            wake = REPOLL_INTERVAL
+        if result.next_deadline is not None:
+            until = max(0.0, result.next_deadline - time.monotonic())
+            wake = until if wake is None else min(wake, until)
+        self._wake = wake
+        return result.endpoints, wake
+
+    def _note(self, discrepancies: tuple[Discrepancy, ...]) -> None:
+        self.discrepancies = discrepancies
+        for d in discrepancies:
+            key = (d.kind, d.endpoint.address, d.endpoint.port)
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning("%s: DNS and the API disagree: %s", self._name, d)
+        current = {(d.kind, d.endpoint.address, d.endpoint.port) for d in discrepancies}
+        self._warned &= current  # a disagreement that ends may be logged again later
+
+    # -- the thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"dnsbalance-merge-{self._name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        wake = self._wake  # what the caller's first evaluation asked for
+        while True:
+            with self._cond:
+                if not self._dirty and not self._stopped:
+                    self._cond.wait(wake)
+                if self._stopped:
+                    return
+            try:
+                _, wake = self.evaluate()
+            except Exception:  # never die: the channel keeps its last set
+                log.exception("%s: merging DNS and API views failed", self._name)
+                wake = 1.0
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
