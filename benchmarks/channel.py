@@ -4,6 +4,9 @@
   ``dns:`` channel, interleaved A/B trials (target >= 0.98).
 - Churn: new TCP connections opened per single scale-up (target 1), counted
   server-side as distinct client peers.
+- The API modes' mechanism, measured both ways: a ``dns://`` target kept identical
+  and answered by the in-process DNS (what dnsbalance does), against an explicit
+  ``ipv4:`` address list rebuilt on each change.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dnsbalance import resolve_channel
 from dnsbalance.testing import Backend
 
 from ._common import Suite, cluster_dns, median, spread
+
+ROUND_ROBIN = (("grpc.service_config", '{"loadBalancingConfig":[{"round_robin":{}}]}'),)
 
 METHOD = "/demo.DemoService/Demo"
 
@@ -130,6 +135,20 @@ def run(quick: bool) -> Suite:
                 finally:
                     for b in fleet:
                         b.stop(0)
+            local_dns, address_list = _api_mechanisms(3 if quick else 5)
+            suite.add(
+                "API mode, local DNS target: new connections per scale-up 3 -> 4 (median)",
+                median(local_dns),
+                "connections",
+                target="1",
+                trials=local_dns,
+            )
+            suite.add(
+                "explicit ipv4: address list: new connections per scale-up 3 -> 4 (median)",
+                median(address_list),
+                "connections",
+                trials=address_list,
+            )
             suite.add(
                 "new connections per single scale-up (median)",
                 median(opened),
@@ -141,3 +160,61 @@ def run(quick: bool) -> Suite:
             for backend in backends:
                 backend.stop(0)
     return suite
+
+
+def _api_mechanisms(trials: int) -> tuple[list[int], list[int]]:
+    """New connections per 3 -> 4 scale-up: mode "api" (the local DNS target) against
+    rebuilding an explicit address list, as grpcio gives them."""
+    import tempfile
+    from pathlib import Path
+
+    from dnsbalance.testing import FakeKubernetesAPI
+
+    local_dns: list[int] = []
+    address_list: list[int] = []
+    for trial in range(trials):
+        block = 40 + trial
+        fleet = [Backend(f"127.0.{block}.1", 0).start()]
+        port = fleet[0].port
+        fleet += [Backend(f"127.0.{block}.{i}", port).start() for i in (2, 3, 4)]
+        hosts = [b.host for b in fleet]
+        try:
+            with FakeKubernetesAPI() as kube, tempfile.TemporaryDirectory() as tmp:
+                config = kube.write_kubeconfig(Path(tmp) / "kubeconfig", namespace="bench")
+                ports = [("grpc", port, "TCP")]
+                kube.apply_slice("api-a", "bench", "api", endpoints=hosts[:3], ports=ports)
+                with resolve_channel("api.bench:grpc", kubeconfig=config, mode="api") as channel:
+                    demo = channel.unary_unary(METHOD)
+                    for _ in range(30):
+                        demo(b"", timeout=5)
+                    before = sum(b.connections for b in fleet)
+                    kube.apply_slice("api-a", "bench", "api", endpoints=hosts, ports=ports)
+                    deadline = time.monotonic() + 5
+                    while channel.generation < 1 and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    for _ in range(80):
+                        demo(b"", timeout=5)
+                    local_dns.append(sum(b.connections for b in fleet) - before)
+            for b in fleet:  # fresh counters: new backends for the other mechanism
+                b.stop(0)
+            fleet = [Backend(f"127.0.{block}.{i}", port).start() for i in (1, 2, 3, 4)]
+            old = grpc.insecure_channel(
+                "ipv4:" + ",".join(f"{h}:{port}" for h in hosts[:3]), options=ROUND_ROBIN
+            )
+            new = grpc.insecure_channel(
+                "ipv4:" + ",".join(f"{h}:{port}" for h in hosts), options=ROUND_ROBIN
+            )
+            try:
+                for _ in range(30):
+                    old.unary_unary(METHOD)(b"", timeout=5)
+                before = sum(b.connections for b in fleet)
+                for _ in range(80):
+                    new.unary_unary(METHOD)(b"", timeout=5)
+                address_list.append(sum(b.connections for b in fleet) - before)
+            finally:
+                old.close()
+                new.close()
+        finally:
+            for b in fleet:
+                b.stop(0)
+    return local_dns, address_list
