@@ -15,7 +15,7 @@ from ._endpoints import Change, Endpoint
 from ._exceptions import ClosedError, DnsBalanceError
 from ._policy import PollPolicy, PollResult, PollState, on_answer, on_error
 
-__all__ = ["DnsPoller"]
+__all__ = ["DnsPoller", "PollTracker"]
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,63 @@ Lookup = Callable[[], tuple[Endpoint, ...]]
 ChangeCallback = Callable[[Change], None]
 
 
-class DnsPoller:
+class PollTracker:
+    """What the DNS poll drivers share: the poll state, the policy's decisions, the
+    warning on failure and the change callback. Drivers only do the lookups and
+    the sleeping (:class:`DnsPoller` on a thread, the asyncio one in a task)."""
+
+    def __init__(
+        self,
+        *,
+        policy: PollPolicy | None = None,
+        on_change: ChangeCallback | None = None,
+        name: str = "dnsbalance-poller",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy or PollPolicy()
+        self.on_change = on_change
+        self._rng = rng or random.Random()
+        self._name = name
+        self._lock = threading.Lock()
+        self._state = PollState()
+        self._delay = self.policy.interval
+
+    @property
+    def state(self) -> PollState:
+        return self._state
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return self._state.endpoints
+
+    def record_error(self, exc: DnsBalanceError) -> PollResult:
+        """A poll failed: keep the last known good set, back off, warn."""
+        with self._lock:
+            result = on_error(self._state, exc, self.policy, self._rng)
+            self._state, self._delay = result.state, result.delay
+        log.warning(
+            "%s: DNS poll failed (%s); keeping %d endpoints, next poll in %.1f s",
+            self._name,
+            exc,
+            len(result.state.endpoints),
+            result.delay,
+        )
+        return result
+
+    def record_answer(self, endpoints: tuple[Endpoint, ...]) -> PollResult:
+        """A poll answered: apply the policy and report a real change."""
+        with self._lock:
+            result = on_answer(self._state, endpoints, self.policy, self._rng)
+            self._state, self._delay = result.state, result.delay
+        if result.change is not None and self.on_change is not None:
+            try:
+                self.on_change(result.change)
+            except Exception:
+                log.exception("%s: change callback failed", self._name)
+        return result
+
+
+class DnsPoller(PollTracker):
     """Re-polls ``lookup`` on a daemon thread and calls ``on_change`` for real changes.
 
     ``poll_once()`` polls on the caller's thread (used for the first answer);
@@ -41,25 +97,11 @@ class DnsPoller:
         name: str = "dnsbalance-poller",
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng)
         self._lookup = lookup
-        self.policy = policy or PollPolicy()
-        self.on_change = on_change
-        self._rng = rng or random.Random()
-        self._name = name
-        self._lock = threading.Lock()
-        self._state = PollState()
-        self._delay = self.policy.interval
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def state(self) -> PollState:
-        return self._state
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        return self._state.endpoints
 
     @property
     def running(self) -> bool:
@@ -72,26 +114,8 @@ class DnsPoller:
         try:
             endpoints = self._lookup()
         except DnsBalanceError as exc:
-            with self._lock:
-                result = on_error(self._state, exc, self.policy, self._rng)
-                self._state, self._delay = result.state, result.delay
-            log.warning(
-                "%s: DNS poll failed (%s); keeping %d endpoints, next poll in %.1f s",
-                self._name,
-                exc,
-                len(result.state.endpoints),
-                result.delay,
-            )
-            return result
-        with self._lock:
-            result = on_answer(self._state, endpoints, self.policy, self._rng)
-            self._state, self._delay = result.state, result.delay
-        if result.change is not None and self.on_change is not None:
-            try:
-                self.on_change(result.change)
-            except Exception:
-                log.exception("%s: change callback failed", self._name)
-        return result
+            return self.record_error(exc)
+        return self.record_answer(endpoints)
 
     def start(self) -> None:
         if self._stopped.is_set():
