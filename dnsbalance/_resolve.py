@@ -2,62 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 
 from ._channel import BalancedChannel, OnChange
 from ._discovery import discover, make_resolver
-from ._exceptions import ConfigError, KubernetesError
-from ._grpc_config import (
-    ChannelPlan,
-    GrpcOptions,
-    authority_for,
-    grpc_dns_resolver,
-    native_resolver_warning,
-    plan_channel,
-    service_config_json,
-)
-from ._kube import SliceWatcher, load_api_client
+from ._grpc_config import ChannelPlan
 from ._local_dns import local_name
-from ._policy import PollPolicy
 from ._poller import DnsPoller
+from ._setup import ApiSide, ChannelSettings, Mode, settings_for, weak_callback
 from ._source import MergedSource
-from ._target import Target, parse_target
+from ._target import Target
 
-__all__ = ["ChannelSettings", "Mode", "resolve_channel"]
-
-log = logging.getLogger(__name__)
-
-Mode = Literal["auto", "dns", "api"]
-MODES = ("auto", "dns", "api")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelSettings:
-    """Validated settings of one balanced channel (see :func:`resolve_channel`)."""
-
-    mode: Mode = "auto"
-    poll_interval: float = 5.0
-    dns_timeout: float = 2.0
-    drain_timeout: float | None = 30.0
-    nameservers: tuple[str, ...] | None = None
-    health_check: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.drain_timeout is not None and not self.drain_timeout >= 0:
-            raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
-        if not self.dns_timeout > 0:
-            raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
-        PollPolicy(interval=self.poll_interval)  # validates the interval
+__all__ = ["resolve_channel"]
 
 
 def resolve_channel(
@@ -107,157 +68,93 @@ def resolve_channel(
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """
-    settings = ChannelSettings(
+    settings = settings_for(
+        target,
+        options=options,
+        service_config=service_config,
+        health_check=health_check,
         mode=mode,
         poll_interval=poll_interval,
-        dns_timeout=dns_timeout,
+        nameservers=nameservers,
+        cluster_domain=cluster_domain,
         drain_timeout=drain_timeout,
-        nameservers=tuple(nameservers) if nameservers else None,
-        health_check=health_check,
+        namespace=namespace,
+        dns_timeout=dns_timeout,
     )
-    if isinstance(target, str):
-        target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
-    servers = settings.nameservers or ((target.dns_server,) if target.dns_server else None)
-    grpc_options: GrpcOptions = (
-        *((str(k), v) for k, v in options),
-        ("grpc.service_config", service_config_json(service_config, health_check=health_check)),
-    )
-    resolver_kind = grpc_dns_resolver()
 
-    def factory(channel_plan: ChannelPlan) -> grpc.Channel:
+    def factory(plan: ChannelPlan) -> grpc.Channel:
         if credentials is None:
-            return grpc.insecure_channel(channel_plan.target, options=channel_plan.options)
-        return grpc.secure_channel(channel_plan.target, credentials, options=channel_plan.options)
+            return grpc.insecure_channel(plan.target, options=plan.options)
+        return grpc.secure_channel(plan.target, credentials, options=plan.options)
 
     poller = None
     if settings.mode != "api":
         poller = DnsPoller(
-            partial(discover, target, resolver=make_resolver(servers, timeout=dns_timeout)),
-            policy=PollPolicy(interval=settings.poll_interval),
-            name=f"dnsbalance-poll-{target.service}.{target.namespace}",
+            partial(
+                discover,
+                settings.target,
+                resolver=make_resolver(settings.servers, timeout=settings.dns_timeout),
+            ),
+            policy=settings.policy,
+            name=f"dnsbalance-poll-{settings.thread_suffix}",
         )
     if settings.mode == "dns":
         assert poller is not None
-        authority = authority_for(servers[0]) if servers else None
-        if authority and resolver_kind == "native":
-            log.warning(native_resolver_warning(target))
         poller.poll_once()
         channel = BalancedChannel(
-            name=str(target),
-            plan=partial(
-                plan_channel,
-                target,
-                dns_authority=authority,
-                options=grpc_options,
-                resolver=resolver_kind,
-            ),
+            name=settings.name,
+            plan=settings.dns_plan(),
             factory=factory,
             endpoints=poller.endpoints,
             drain_timeout=settings.drain_timeout,
             on_change=on_change,
             on_close=poller.stop,
         )
-        poller.on_change = _weak(channel, lambda ch, change: ch.update(change.new))
+        poller.on_change = weak_callback(channel, lambda ch, change: ch.update(change.new))
         poller.start()
         return channel
-    return _with_api(
-        target,
+    api = ApiSide.open(
         settings,
-        poller=poller,
-        factory=factory,
-        grpc_options=grpc_options,
-        resolver_kind=resolver_kind,
-        on_change=on_change,
         api_client=api_client,
         kubeconfig=kubeconfig,
         context=context,
         include_terminating=include_terminating,
     )
+    return _merged(settings, api, poller, factory, on_change)
 
 
-def _with_api(
-    target: Target,
+def _merged(
     settings: ChannelSettings,
-    *,
+    api: ApiSide,
     poller: DnsPoller | None,
-    factory: Callable[[ChannelPlan], grpc.Channel],
-    grpc_options: GrpcOptions,
-    resolver_kind: str,
+    factory: Any,
     on_change: OnChange | None,
-    api_client: Any,
-    kubeconfig: str | os.PathLike[str] | None,
-    context: str | None,
-    include_terminating: bool,
 ) -> BalancedChannel:
     """Modes "auto" and "api": the channel dials the agreed set through the local DNS."""
-    mode: Literal["auto", "api"] = "api" if settings.mode == "api" else "auto"
-    api_error: KubernetesError | None = None
-    client = None
-    try:
-        client = load_api_client(api_client=api_client, kubeconfig=kubeconfig, context=context)
-    except KubernetesError as exc:
-        if mode == "api":
-            raise
-        api_error = exc
-    if client is None and mode == "api":
-        raise KubernetesError(
-            'mode="api" needs Kubernetes API access: run in a pod with a service account, '
-            "set KUBECONFIG, or pass api_client=/kubeconfig="
-        )
-    owns_client = client is not None and api_client is None
-    watcher = None
-    api_endpoints = None
-    if client is not None:
-        watcher = SliceWatcher(
-            client,
-            namespace=target.namespace,
-            service=target.service,
-            port=target.port,
-            include_terminating=include_terminating,
-            name=f"dnsbalance-watch-{target.service}.{target.namespace}",
-        )
-        try:
-            api_endpoints = watcher.list_once()
-        except KubernetesError as exc:
-            if mode == "api":
-                if owns_client:
-                    client.close()
-                raise
-            api_error = exc
     if poller is not None:
         poller.poll_once()
     local = local_name()
     source = MergedSource(
-        name=str(target),
-        mode=mode,
-        namespace=target.namespace,
+        name=settings.name,
+        mode="api" if settings.mode == "api" else "auto",
+        namespace=settings.target.namespace,
         poller=poller,
         local=local,
-        api_endpoints=api_endpoints,
-        api_error=api_error,
+        api_endpoints=api.endpoints,
+        api_error=api.error,
     )
     initial, _ = source.evaluate()
-    if resolver_kind == "native":
-        log.warning(native_resolver_warning(target))
 
     def stop() -> None:
-        for part in (watcher, poller, source):
-            if part is not None:
-                part.stop()
+        api.close()
+        if poller is not None:
+            poller.stop()
+        source.stop()
         local.close()
-        if owns_client and client is not None:
-            client.close()
 
     channel = BalancedChannel(
-        name=str(target),
-        plan=partial(
-            plan_channel,
-            target,
-            dns_authority=local.authority,
-            options=grpc_options,
-            resolver=resolver_kind,
-            name=local.name,
-        ),
+        name=settings.name,
+        plan=settings.local_plan(local),
         factory=factory,
         endpoints=initial,
         drain_timeout=settings.drain_timeout,
@@ -265,25 +162,12 @@ def _with_api(
         on_close=stop,
         discrepancies=lambda: source.discrepancies,
     )
-    source.sink = _weak(channel, lambda ch, endpoints: ch.update(endpoints))
+    source.sink = weak_callback(channel, lambda ch, endpoints: ch.update(endpoints))
     if poller is not None:
         poller.on_change = source.dns_changed
         poller.start()
-    if watcher is not None:
-        watcher.on_view = source.api_view
-        watcher.start()
+    if api.watcher is not None:
+        api.watcher.on_view = source.api_view
+        api.watcher.start()
     source.start()
     return channel
-
-
-def _weak(channel: BalancedChannel, action: Callable[[BalancedChannel, Any], object]) -> Any:
-    """A callback that does not keep ``channel`` alive (so an unclosed one is collected,
-    warns and closes itself)."""
-    ref = weakref.ref(channel)
-
-    def callback(value: Any) -> None:
-        alive = ref()
-        if alive is not None:
-            action(alive, value)
-
-    return callback

@@ -1,0 +1,213 @@
+"""What the sync and asyncio ``resolve_channel`` share before any channel exists:
+validated settings, grpc options, the Kubernetes side, and the channel plan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+from ._endpoints import Endpoint
+from ._exceptions import ConfigError, KubernetesError
+from ._grpc_config import (
+    ChannelPlan,
+    GrpcOptions,
+    authority_for,
+    grpc_dns_resolver,
+    native_resolver_warning,
+    plan_channel,
+    service_config_json,
+)
+from ._kube import SliceWatcher, load_api_client
+from ._local_dns import LocalName
+from ._policy import PollPolicy
+from ._target import Target, parse_target
+
+__all__ = ["ApiSide", "ChannelSettings", "Mode", "settings_for", "weak_callback"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "dns", "api"]
+MODES = ("auto", "dns", "api")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSettings:
+    """Validated settings of one balanced channel (see ``resolve_channel``)."""
+
+    target: Target
+    mode: Mode = "auto"
+    poll_interval: float = 5.0
+    dns_timeout: float = 2.0
+    drain_timeout: float | None = 30.0
+    nameservers: tuple[str, ...] | None = None
+    grpc_options: GrpcOptions = ()
+    resolver_kind: str = "ares"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.drain_timeout is not None and not self.drain_timeout >= 0:
+            raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
+        if not self.dns_timeout > 0:
+            raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
+        PollPolicy(interval=self.poll_interval)  # validates the interval
+
+    @property
+    def name(self) -> str:
+        return str(self.target)
+
+    @property
+    def thread_suffix(self) -> str:
+        return f"{self.target.service}.{self.target.namespace}"
+
+    @property
+    def policy(self) -> PollPolicy:
+        return PollPolicy(interval=self.poll_interval)
+
+    @property
+    def servers(self) -> tuple[str, ...] | None:
+        """The DNS servers to poll: given, else the target's, else resolv.conf's (None)."""
+        if self.nameservers:
+            return self.nameservers
+        return (self.target.dns_server,) if self.target.dns_server else None
+
+    def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
+        """Mode "dns": grpc resolves the Service name against the polled server."""
+        servers = self.servers
+        authority = authority_for(servers[0]) if servers else None
+        if authority and self.resolver_kind == "native":
+            log.warning(native_resolver_warning(self.target))
+        return partial(
+            plan_channel,
+            self.target,
+            dns_authority=authority,
+            options=self.grpc_options,
+            resolver=self.resolver_kind,
+        )
+
+    def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
+        """Modes "auto"/"api": grpc resolves the channel's name on the local DNS."""
+        if self.resolver_kind == "native":
+            log.warning(native_resolver_warning(self.target))
+        return partial(
+            plan_channel,
+            self.target,
+            dns_authority=local.authority,
+            options=self.grpc_options,
+            resolver=self.resolver_kind,
+            name=local.name,
+        )
+
+
+def settings_for(
+    target: str | Target,
+    *,
+    options: Sequence[tuple[str, Any]],
+    service_config: Mapping[str, Any] | str | None,
+    health_check: bool,
+    mode: Mode,
+    poll_interval: float,
+    nameservers: Sequence[str] | None,
+    cluster_domain: str | None,
+    drain_timeout: float | None,
+    namespace: str | None,
+    dns_timeout: float,
+) -> ChannelSettings:
+    """Parse and validate everything ``resolve_channel`` was given (raises TargetError,
+    ConfigError)."""
+    if isinstance(target, str):
+        target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
+    config = service_config_json(service_config, health_check=health_check)
+    return ChannelSettings(
+        target=target,
+        mode=mode,
+        poll_interval=poll_interval,
+        dns_timeout=dns_timeout,
+        drain_timeout=drain_timeout,
+        nameservers=tuple(nameservers) if nameservers else None,
+        grpc_options=(*((str(k), v) for k, v in options), ("grpc.service_config", config)),
+        resolver_kind=grpc_dns_resolver(),
+    )
+
+
+@dataclass
+class ApiSide:
+    """The Kubernetes side of modes "auto" and "api", after the first list."""
+
+    client: Any
+    owns_client: bool
+    watcher: SliceWatcher | None
+    endpoints: tuple[Endpoint, ...] | None
+    error: KubernetesError | None
+
+    @classmethod
+    def open(
+        cls,
+        settings: ChannelSettings,
+        *,
+        api_client: Any,
+        kubeconfig: str | os.PathLike[str] | None,
+        context: str | None,
+        include_terminating: bool,
+    ) -> ApiSide:
+        """Configure and list once (blocking). Mode "api" raises KubernetesError where
+        mode "auto" records the error and goes on with DNS only."""
+        target, strict = settings.target, settings.mode == "api"
+        error: KubernetesError | None = None
+        client = None
+        try:
+            client = load_api_client(api_client=api_client, kubeconfig=kubeconfig, context=context)
+        except KubernetesError as exc:
+            if strict:
+                raise
+            error = exc
+        if client is None:
+            if strict:
+                raise KubernetesError(
+                    'mode="api" needs Kubernetes API access: run in a pod with a service '
+                    "account, set KUBECONFIG, or pass api_client=/kubeconfig="
+                )
+            return cls(None, False, None, None, error)
+        side = cls(client, api_client is None, None, None, None)
+        side.watcher = SliceWatcher(
+            client,
+            namespace=target.namespace,
+            service=target.service,
+            port=target.port,
+            include_terminating=include_terminating,
+            name=f"dnsbalance-watch-{settings.thread_suffix}",
+        )
+        try:
+            side.endpoints = side.watcher.list_once()
+        except KubernetesError as exc:
+            if strict:
+                side.close()
+                raise
+            side.error = exc
+        return side
+
+    def close(self) -> None:
+        """Stop watching and close a client we made. Idempotent."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.owns_client and self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def weak_callback(owner: object, action: Callable[[Any, Any], object]) -> Callable[[Any], None]:
+    """``action(owner, value)`` without keeping ``owner`` alive, so an unclosed channel is
+    collected (and then warns)."""
+    ref = weakref.ref(owner)
+
+    def callback(value: Any) -> None:
+        alive = ref()
+        if alive is not None:
+            action(alive, value)
+
+    return callback
