@@ -13,7 +13,7 @@ import pytest
 from backends import Fleet, call_counts, demo_pb2, demo_pb2_grpc, wait_until
 
 from dnsbalance import BalancedChannel, KubernetesError, resolve_channel
-from dnsbalance.testing import FakeKubernetesAPI
+from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
 
 NS = "app"
 
@@ -297,36 +297,36 @@ def test_auto_scale_up_at_dns_speed_and_api_removal_within_a_second(
 def test_discrepancies_after_ttl_plus_one(
     kube: FakeKubernetesAPI,
     kubeconfig: Path,
-    embedded_dns: Any,
+    fleet: Fleet,
     unique_service: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    embedded_dns.add_pod(unique_service, NS, "10.6.0.1")
-    embedded_dns.add_pod(unique_service, NS, "10.6.0.2")
+    both, dns_only, api_only = (fleet.add().host for _ in range(3))
     kube.apply_slice(
         f"{unique_service}-a",
         NS,
         unique_service,
-        endpoints=["10.6.0.1", "10.6.0.3"],
-        ports=[("grpc", 80, "TCP")],
+        endpoints=[both, api_only],
+        ports=[("grpc", fleet.port, "TCP")],
     )
-    embedded_dns.registry.ttl = 1  # a short TTL keeps the test short: window = 2 s
-    embedded_dns.set_service(unique_service, NS, embedded_dns.pods(unique_service, NS), ports=None)
+    # Its own DNS server with a 1 s TTL keeps the test short: the window is 2 s.
     with (
+        DNSResponder(ttl=1) as dns_server,
         caplog.at_level(logging.WARNING, logger="dnsbalance"),
-        resolve_channel(
-            f"{unique_service}.{NS}:80",
-            kubeconfig=kubeconfig,
-            nameservers=[embedded_dns.address],
-            poll_interval=0.5,
-        ) as channel,
     ):
-        assert addresses(channel) == ["10.6.0.1"]
-        assert wait_until(lambda: len(channel.discrepancies) == 2, 4.0)
-        kinds = {(d.endpoint.address, d.kind) for d in channel.discrepancies}
-        assert kinds == {("10.6.0.2", "dns-only"), ("10.6.0.3", "api-only")}
-        assert addresses(channel) == ["10.6.0.1", "10.6.0.3"]  # the API's word, after the window
-    embedded_dns.registry.ttl = 5
+        dns_server.set_service(unique_service, NS, [both, dns_only])
+        with resolve_channel(
+            f"{unique_service}.{NS}:{fleet.port}",
+            kubeconfig=kubeconfig,
+            nameservers=[dns_server.address],
+            poll_interval=0.5,
+        ) as channel:
+            assert addresses(channel) == [both]
+            assert wait_until(lambda: len(channel.discrepancies) == 2, 4.0)
+            kinds = {(d.endpoint.address, d.kind) for d in channel.discrepancies}
+            assert kinds == {(dns_only, "dns-only"), (api_only, "api-only")}
+            # After the window the API's word is taken.
+            assert wait_until(lambda: addresses(channel) == sorted([both, api_only]), 2.0)
     logged = [r.getMessage() for r in caplog.records if "disagree" in r.getMessage()]
     assert len(logged) == 2
 
