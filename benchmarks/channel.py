@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
+import grpc.aio
 
+import dnsbalance.aio
 from dnsbalance import resolve_channel
 from dnsbalance.testing import Backend
 
@@ -135,6 +138,16 @@ def run(quick: bool) -> Suite:
                 finally:
                     for b in fleet:
                         b.stop(0)
+            aio_ratios = asyncio.run(_aio_ratios(dns_server.address, port, trials, calls))
+            suite.add(
+                "aio: calls/s ratio BalancedChannel / raw grpc.aio channel (median)",
+                median(aio_ratios),
+                "x",
+                target=">= 0.98",
+                trials=trials,
+                calls_per_trial=calls,
+                ratios=spread(aio_ratios),
+            )
             local_dns, address_list = _api_mechanisms(3 if quick else 5)
             suite.add(
                 "API mode, local DNS target: new connections per scale-up 3 -> 4 (median)",
@@ -218,3 +231,31 @@ def _api_mechanisms(trials: int) -> tuple[list[int], list[int]]:
             for b in fleet:
                 b.stop(0)
     return local_dns, address_list
+
+
+async def _aio_ratios(nameserver: str, port: int, trials: int, calls: int) -> list[float]:
+    """The asyncio twin of :func:`interleaved_ratio`, on one event loop."""
+    balanced = await dnsbalance.aio.resolve_channel(
+        f"bench.ns:{port}", nameservers=[nameserver], mode="dns"
+    )
+    raw = grpc.aio.insecure_channel(balanced.target, options=ROUND_ROBIN)
+    try:
+        call_a, call_b = balanced.unary_unary(METHOD), raw.unary_unary(METHOD)
+        for call in (call_a, call_b):
+            for _ in range(200):
+                await call(b"", timeout=5)
+        ratios = []
+        for _ in range(trials):
+            spent = {"a": 0.0, "b": 0.0}
+            for i in range(max(1, calls // 100)):
+                order = (("a", call_a), ("b", call_b)) if i % 2 else (("b", call_b), ("a", call_a))
+                for name, call in order:
+                    start = time.perf_counter()
+                    for _ in range(100):
+                        await call(b"", timeout=5)
+                    spent[name] += time.perf_counter() - start
+            ratios.append(spent["b"] / spent["a"])
+        return ratios
+    finally:
+        await raw.close()
+        await balanced.close()

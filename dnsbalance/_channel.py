@@ -22,12 +22,13 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+import grpc.aio
 
+from ._balanced import READY_TIMEOUT, BalancedBase, OnChange, _Slot
 from ._endpoints import Endpoint
 from ._exceptions import ClosedError
 from ._grpc_config import ChannelPlan
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-OnChange = Callable[[tuple[Endpoint, ...], tuple[Endpoint, ...]], None]
 ChannelFactory = Callable[[ChannelPlan], grpc.Channel]
 Connectivity = Callable[[grpc.ChannelConnectivity], None]
 
@@ -54,30 +54,8 @@ else:
     _StreamUnaryBase = grpc.StreamUnaryMultiCallable
     _StreamStreamBase = grpc.StreamStreamMultiCallable
 
-# How long a rebuild waits for the new channel to be READY before swapping anyway.
-READY_TIMEOUT = 5.0
 
-
-@dataclass(eq=False)
-class _Slot:
-    """One underlying grpc channel and the calls running on it."""
-
-    channel: grpc.Channel
-    plan: ChannelPlan
-    endpoints: tuple[Endpoint, ...]
-    generation: int
-    inflight: int = 0
-    retired_at: float | None = None
-    callables: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-
-    def callable(self, key: tuple[Any, ...]) -> Any:
-        found = self.callables.get(key)
-        if found is None:
-            kind, method, serializer, deserializer, registered = key
-            factory = getattr(self.channel, kind)
-            found = factory(method, serializer, deserializer, _registered_method=registered)
-            self.callables[key] = found
-        return found
+SyncSlot = _Slot[grpc.Channel]
 
 
 class _Slots:
@@ -88,16 +66,16 @@ class _Slots:
     collected (and then warns and closes itself).
     """
 
-    def __init__(self, name: str, first: _Slot, drain_timeout: float | None) -> None:
+    def __init__(self, name: str, first: SyncSlot, drain_timeout: float | None) -> None:
         self.name = name
         self.lock = threading.Lock()
         self.drained = threading.Condition(self.lock)
         self.current = first
-        self.retired: list[_Slot] = []
+        self.retired: list[SyncSlot] = []
         self.closed = False
         self.drain_timeout = drain_timeout
 
-    def acquire(self) -> _Slot:
+    def acquire(self) -> SyncSlot:
         """The slot a new call runs on, counted in flight in the same step."""
         with self.lock:
             if self.closed:
@@ -106,13 +84,13 @@ class _Slots:
             slot.inflight += 1
             return slot
 
-    def release(self, slot: _Slot) -> None:
+    def release(self, slot: SyncSlot) -> None:
         with self.lock:
             slot.inflight -= 1
             if slot.inflight == 0 and slot.retired_at is not None:
                 self.drained.notify_all()
 
-    def release_when_done(self, slot: _Slot, call: Any) -> Any:
+    def release_when_done(self, slot: SyncSlot, call: Any) -> Any:
         """Release ``slot`` once ``call`` (a future or response iterator) terminates."""
         try:
             call.add_done_callback(lambda _call: self.release(slot))
@@ -121,7 +99,7 @@ class _Slots:
             raise
         return call
 
-    def swap(self, new: _Slot) -> _Slot | None:
+    def swap(self, new: SyncSlot) -> SyncSlot | None:
         """Make ``new`` current and retire the old slot; ``None`` when closed."""
         with self.lock:
             if self.closed:
@@ -132,7 +110,7 @@ class _Slots:
             self.drained.notify_all()
             return old
 
-    def close(self) -> list[_Slot]:
+    def close(self) -> list[SyncSlot]:
         """Mark closed; return every slot still to close (empty if already closed)."""
         with self.lock:
             if self.closed:
@@ -147,7 +125,7 @@ class _Slots:
         """Close retired channels once idle or past ``drain_timeout``; exit on close()."""
         while True:
             with self.lock:
-                done: list[_Slot] = []
+                done: list[SyncSlot] = []
                 while not done:
                     if self.closed:
                         return
@@ -178,7 +156,7 @@ class _Slots:
                 slot.channel.close()
 
 
-class BalancedChannel(grpc.Channel):
+class BalancedChannel(BalancedBase[grpc.Channel], grpc.Channel):
     """A ``grpc.Channel`` over a changing set of endpoints; see :func:`dnsbalance.resolve_channel`.
 
     ``endpoints``, ``target`` and ``generation`` describe the channel in use now.
@@ -198,53 +176,30 @@ class BalancedChannel(grpc.Channel):
         on_close: Callable[[], None] | None = None,
         discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
     ) -> None:
-        self._name = name
-        self._discrepancies = discrepancies
-        self._plan = plan
-        self._factory = factory
-        self._ready_timeout = ready_timeout
-        self._on_change = on_change
+        super().__init__(
+            name=name,
+            plan=plan,
+            factory=factory,
+            ready_timeout=ready_timeout,
+            on_change=on_change,
+            discrepancies=discrepancies,
+        )
         self._on_close = on_close
         self._rebuild_lock = threading.Lock()
         self._subscriptions: list[tuple[Connectivity, bool]] = []
-        first = tuple(endpoints)
-        first_plan = plan(first)
-        self._slots = _Slots(name, _Slot(factory(first_plan), first_plan, first, 0), drain_timeout)
+        self._slots = _Slots(name, self._first_slot(endpoints), drain_timeout)
         self._drainer = threading.Thread(
             target=self._slots.drain_loop, name=f"dnsbalance-drain-{name}", daemon=True
         )
         self._drainer.start()
 
-    # -- introspection ------------------------------------------------------------
-
     @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        """The endpoints the current underlying channel was built for."""
-        return self._slots.current.endpoints
-
-    @property
-    def target(self) -> str:
-        """The grpc target string in use (``dns://.../svc.ns.svc.cluster.local:8000``)."""
-        return self._slots.current.plan.target
-
-    @property
-    def generation(self) -> int:
-        """How many times the underlying channel has been rebuilt."""
-        return self._slots.current.generation
-
-    @property
-    def discrepancies(self) -> tuple[Discrepancy, ...]:
-        """Where DNS and the Kubernetes API have disagreed for longer than the DNS TTL
-        + 1 s (modes "auto"); empty otherwise."""
-        return self._discrepancies() if self._discrepancies is not None else ()
+    def _slot(self) -> SyncSlot:
+        return self._slots.current
 
     @property
     def closed(self) -> bool:
         return self._slots.closed
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self.endpoints)} endpoints"
-        return f"<BalancedChannel {self._name} gen={self.generation} {state}>"
 
     # -- rebuilds -----------------------------------------------------------------
 
@@ -256,33 +211,18 @@ class BalancedChannel(grpc.Channel):
         """
         new = tuple(endpoints)
         with self._rebuild_lock:
-            current = self._slots.current
-            if self._slots.closed or (not force and new == current.endpoints):
+            if self._slots.closed or (not force and new == self._slot.endpoints):
                 return False
-            plan = self._plan(new)
-            channel = self._factory(plan)
-            self._wait_ready(channel, new)
-            slot = _Slot(channel, plan, new, current.generation + 1)
+            slot = self._next_slot(new)
+            self._wait_ready(slot.channel, new)
             old = self._slots.swap(slot)
             if old is None:  # closed while we waited
-                channel.close()
+                slot.channel.close()
                 return False
             for callback, try_to_connect in self._subscriptions:
                 old.channel.unsubscribe(callback)
-                channel.subscribe(callback, try_to_connect)
-        log.info(
-            "%s: rebuilt channel, generation %d: %d -> %d endpoints, target %s",
-            self._name,
-            slot.generation,
-            len(old.endpoints),
-            len(new),
-            plan.target,
-        )
-        if self._on_change is not None:
-            try:
-                self._on_change(old.endpoints, new)
-            except Exception:
-                log.exception("%s: on_change callback failed", self._name)
+                slot.channel.subscribe(callback, try_to_connect)
+        self._announce(old, slot)
         return True
 
     def rebuild(self) -> None:
@@ -304,64 +244,6 @@ class BalancedChannel(grpc.Channel):
             )
 
     # -- the call path ------------------------------------------------------------
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
-        key = ("unary_unary", method, request_serializer, response_deserializer, _registered_method)
-        return _UnaryUnary(self, key)
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> grpc.UnaryStreamMultiCallable[Any, Any]:
-        key = (
-            "unary_stream",
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-        return _UnaryStream(self, key)
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> grpc.StreamUnaryMultiCallable[Any, Any]:
-        key = (
-            "stream_unary",
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-        return _StreamUnary(self, key)
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> grpc.StreamStreamMultiCallable[Any, Any]:
-        key = (
-            "stream_stream",
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-        return _StreamStream(self, key)
 
     # -- connectivity -------------------------------------------------------------
 
@@ -496,3 +378,11 @@ class _StreamStream(_MultiCallable, _StreamStreamBase):
             self._slots.release(slot)
             raise
         return self._slots.release_when_done(slot, call)
+
+
+BalancedChannel._proxies = {
+    "unary_unary": _UnaryUnary,
+    "unary_stream": _UnaryStream,
+    "stream_unary": _StreamUnary,
+    "stream_stream": _StreamStream,
+}

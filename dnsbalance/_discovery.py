@@ -245,10 +245,10 @@ def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
     except dns.resolver.NXDOMAIN:
         return None
     except dns.exception.DNSException as exc:
-        raise _error(exc, question, resolver) from exc
+        raise question_error(exc, question, resolver) from exc
 
 
-def _error(
+def question_error(
     exc: dns.exception.DNSException, question: Question, resolver: dns.resolver.BaseResolver
 ) -> Exception:
     return resolution_error(

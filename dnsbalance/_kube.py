@@ -5,9 +5,9 @@ and/or ``context``; the pod's service account (in-cluster); ``KUBECONFIG``;
 ``~/.kube/config``. None found: the API is "unconfigured".
 
 In-cluster, the bound service-account token rotates (kubelet rewrites the file).
-The official client re-reads it once a minute; dnsbalance re-reads it whenever
-the file changes (a ``stat`` before each request), so a rotated token is used on
-the next request and never rejected for a minute.
+The official client re-reads it once a minute; dnsbalance reads it before each
+request, so a rotated token is used on the next request and never rejected for
+a minute.
 
 The watch uses the official client for HTTP, auth and TLS, but reads the event
 stream itself instead of ``kubernetes.watch.Watch``: events stay JSON dicts (no
@@ -98,32 +98,29 @@ def load_api_client(
 
 
 class TokenFile:
-    """A refresh hook that re-reads a token file whenever it changes."""
+    """A refresh hook that reads the token file before each request (a few microseconds
+    against an HTTP round trip, and API requests here are rare: a list, then one watch
+    every few minutes), so a rotated token is always the one sent."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._seen: tuple[int, int, int] | None = None
+        self._token: str | None = None
         self._lock = threading.Lock()
 
     def __call__(self, configuration: Any) -> None:
         try:
-            st = os.stat(self._path)
+            token = self._path.read_text(encoding="utf-8").strip()
         except OSError:
             return  # keep the token we have; the API will say if it is no good
-        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if not token:
+            return
         with self._lock:
-            if seen == self._seen:
-                return
-            try:
-                token = self._path.read_text(encoding="utf-8").strip()
-            except OSError:
-                return
-            if token:
+            if token != self._token:
+                if self._token is not None:
+                    log.info("service-account token file changed; using the new token")
+                self._token = token
                 configuration.api_key["BearerToken"] = f"bearer {token}"
                 configuration.api_key_prefix.pop("BearerToken", None)
-                if self._seen is not None:
-                    log.info("service-account token file changed; using the new token")
-                self._seen = seen
 
 
 class _Expired(Exception):

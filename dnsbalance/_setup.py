@@ -3,14 +3,19 @@ validated settings, grpc options, the Kubernetes side, and the channel plan."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
+import grpc
+import grpc.aio
+
+from ._channel import OnChange
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, KubernetesError
 from ._grpc_config import (
@@ -27,11 +32,19 @@ from ._local_dns import LocalName
 from ._policy import PollPolicy
 from ._target import Target, parse_target
 
-__all__ = ["ApiSide", "ChannelSettings", "Mode", "settings_for", "weak_callback"]
+__all__ = [
+    "ApiSide",
+    "ChannelSettings",
+    "Mode",
+    "settings_for",
+    "weak_callback",
+    "with_arguments_of",
+]
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "dns", "api"]
+C = TypeVar("C", grpc.Channel, grpc.aio.Channel)
 MODES = ("auto", "dns", "api")
 
 
@@ -47,6 +60,12 @@ class ChannelSettings:
     nameservers: tuple[str, ...] | None = None
     grpc_options: GrpcOptions = ()
     resolver_kind: str = "ares"
+    credentials: grpc.ChannelCredentials | None = None
+    on_change: OnChange | None = None
+    api_client: Any = None
+    kubeconfig: str | os.PathLike[str] | None = None
+    context: str | None = None
+    include_terminating: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +94,26 @@ class ChannelSettings:
         if self.nameservers:
             return self.nameservers
         return (self.target.dns_server,) if self.target.dns_server else None
+
+    def channel_factory(
+        self, insecure: Callable[..., C], secure: Callable[..., C]
+    ) -> Callable[[ChannelPlan], C]:
+        """Underlying channels, from grpc's (or grpc.aio's) two constructors."""
+        credentials = self.credentials
+
+        def factory(plan: ChannelPlan) -> C:
+            if credentials is None:
+                return insecure(plan.target, options=plan.options)
+            return secure(plan.target, credentials, options=plan.options)
+
+        return factory
+
+    def channel_args(self) -> dict[str, Any]:
+        """The BalancedChannel arguments that come straight from the settings."""
+        return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
+
+    def poller_args(self) -> dict[str, Any]:
+        return {"policy": self.policy, "name": f"dnsbalance-poll-{self.thread_suffix}"}
 
     def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
         """Mode "dns": grpc resolves the Service name against the polled server."""
@@ -107,19 +146,25 @@ class ChannelSettings:
 def settings_for(
     target: str | Target,
     *,
-    options: Sequence[tuple[str, Any]],
-    service_config: Mapping[str, Any] | str | None,
-    health_check: bool,
-    mode: Mode,
-    poll_interval: float,
-    nameservers: Sequence[str] | None,
-    cluster_domain: str | None,
-    drain_timeout: float | None,
-    namespace: str | None,
-    dns_timeout: float,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    service_config: Mapping[str, Any] | str | None = None,
+    health_check: bool = False,
+    mode: Mode = "auto",
+    poll_interval: float = 5.0,
+    nameservers: Sequence[str] | None = None,
+    cluster_domain: str | None = None,
+    drain_timeout: float | None = 30.0,
+    on_change: OnChange | None = None,
+    namespace: str | None = None,
+    dns_timeout: float = 2.0,
+    api_client: Any = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    include_terminating: bool = False,
 ) -> ChannelSettings:
-    """Parse and validate everything ``resolve_channel`` was given (raises TargetError,
-    ConfigError)."""
+    """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
+    the one place they are written down. Raises TargetError, ConfigError."""
     if isinstance(target, str):
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
     config = service_config_json(service_config, health_check=health_check)
@@ -132,7 +177,31 @@ def settings_for(
         nameservers=tuple(nameservers) if nameservers else None,
         grpc_options=(*((str(k), v) for k, v in options), ("grpc.service_config", config)),
         resolver_kind=grpc_dns_resolver(),
+        credentials=credentials,
+        on_change=on_change,
+        api_client=api_client,
+        kubeconfig=kubeconfig,
+        context=context,
+        include_terminating=include_terminating,
     )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_arguments_of(source: Callable[P, object]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give a function ``source``'s parameters (for type checkers, ``help()`` and IDEs),
+    so the sync and asyncio ``resolve_channel`` share one parameter list."""
+
+    def decorate(function: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(function).return_annotation
+        function.__signature__ = inspect.signature(source).replace(  # type: ignore[attr-defined]
+            return_annotation=returns
+        )
+        return function
+
+    return decorate
 
 
 @dataclass
@@ -146,22 +215,18 @@ class ApiSide:
     error: KubernetesError | None
 
     @classmethod
-    def open(
-        cls,
-        settings: ChannelSettings,
-        *,
-        api_client: Any,
-        kubeconfig: str | os.PathLike[str] | None,
-        context: str | None,
-        include_terminating: bool,
-    ) -> ApiSide:
+    def open(cls, settings: ChannelSettings) -> ApiSide:
         """Configure and list once (blocking). Mode "api" raises KubernetesError where
         mode "auto" records the error and goes on with DNS only."""
         target, strict = settings.target, settings.mode == "api"
         error: KubernetesError | None = None
         client = None
         try:
-            client = load_api_client(api_client=api_client, kubeconfig=kubeconfig, context=context)
+            client = load_api_client(
+                api_client=settings.api_client,
+                kubeconfig=settings.kubeconfig,
+                context=settings.context,
+            )
         except KubernetesError as exc:
             if strict:
                 raise
@@ -173,13 +238,13 @@ class ApiSide:
                     "account, set KUBECONFIG, or pass api_client=/kubeconfig="
                 )
             return cls(None, False, None, None, error)
-        side = cls(client, api_client is None, None, None, None)
+        side = cls(client, settings.api_client is None, None, None, None)
         side.watcher = SliceWatcher(
             client,
             namespace=target.namespace,
             service=target.service,
             port=target.port,
-            include_terminating=include_terminating,
+            include_terminating=settings.include_terminating,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
         )
         try:

@@ -12,19 +12,36 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError
-from ._local_dns import LocalName
+from ._local_dns import LocalName, local_name
 from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
-from ._poller import DnsPoller
+from ._policy import PollState
 
-__all__ = ["MergedSource", "fallback_warning"]
+if TYPE_CHECKING:
+    from ._setup import ApiSide, ChannelSettings
+
+__all__ = ["MergedSide", "MergedSource", "fallback_warning"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 5
+
+
+class PollerView(Protocol):
+    """What the merge needs of a DNS poller, thread or asyncio driver alike."""
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]: ...
+
+    @property
+    def state(self) -> PollState: ...
+
+    def poll_now(self) -> None: ...
+
+
 Sink = Callable[[tuple[Endpoint, ...]], None]
 
 
@@ -53,7 +70,7 @@ class MergedSource:
         name: str,
         mode: Literal["auto", "api"],
         namespace: str,
-        poller: DnsPoller | None,
+        poller: PollerView | None,
         local: LocalName,
         api_endpoints: tuple[Endpoint, ...] | None,
         api_error: KubernetesError | None = None,
@@ -177,3 +194,45 @@ class MergedSource:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+
+class MergedSide:
+    """Modes "auto" and "api" around one channel: the local DNS name, the merge and the
+    API side, wired the same way for the thread and asyncio drivers (which own the DNS
+    poller, already polled once)."""
+
+    def __init__(self, settings: ChannelSettings, api: ApiSide, poller: PollerView | None):
+        self._api = api
+        self._poller = poller
+        self.local = local_name()
+        self.source = MergedSource(
+            name=settings.name,
+            mode="api" if settings.mode == "api" else "auto",
+            namespace=settings.target.namespace,
+            poller=poller,
+            local=self.local,
+            api_endpoints=api.endpoints,
+            api_error=api.error,
+        )
+        self.initial, _ = self.source.evaluate()
+        self.plan = settings.local_plan(self.local)
+
+    def discrepancies(self) -> tuple[Discrepancy, ...]:
+        return self.source.discrepancies
+
+    def start(self, sink: Sink, on_dns_change: Callable[[Callable[[object], None]], None]) -> None:
+        """Hand decisions to ``sink`` (called on the merge thread) and start the threads;
+        ``on_dns_change(callback)`` hooks the driver's poller up to the merge."""
+        self.source.sink = sink
+        if self._poller is not None:
+            on_dns_change(self.source.dns_changed)
+        if self._api.watcher is not None:
+            self._api.watcher.on_view = self.source.api_view
+            self._api.watcher.start()
+        self.source.start()
+
+    def stop(self) -> None:
+        """Stop the watcher and the merge, release the local name (blocking)."""
+        self._api.close()
+        self.source.stop()
+        self.local.close()

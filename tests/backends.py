@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from dnsbalance.testing import Backend
+from dnsbalance.testing import AioBackend, Backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "demo"))
 
@@ -25,10 +25,12 @@ import demo_pb2
 import demo_pb2_grpc
 
 __all__ = [
+    "AioFleet",
     "Fleet",
     "call_counts",
     "demo_pb2",
     "demo_pb2_grpc",
+    "new_aio_fleet",
     "new_fleet",
     "rss_kib",
     "thread_names",
@@ -71,6 +73,39 @@ class Fleet:
 
     def calls(self) -> dict[str, int]:
         return {host: b.calls for host, b in self.backends.items()}
+
+
+class AioFleet:
+    """Like :class:`Fleet`, with grpc.aio servers (create and use it on one event loop)."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.port = 0
+        self.backends: dict[str, AioBackend] = {}
+        self._next_host = 1
+
+    async def add(self) -> AioBackend:
+        host = f"127.0.{self.block}.{self._next_host}"
+        self._next_host += 1
+        backend = await AioBackend(host, self.port, name=host).start()
+        self.port = backend.port
+        self.backends[host] = backend
+        return backend
+
+    async def stop(self, host: str, grace: float = 1.0) -> None:
+        await self.backends[host].stop(grace)
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.stop(0)
+
+    def calls(self) -> dict[str, int]:
+        return {host: b.calls for host, b in self.backends.items()}
+
+
+def new_aio_fleet() -> AioFleet:
+    with _block_lock:
+        return AioFleet(next(_next_block))
 
 
 def call_counts(stub: demo_pb2_grpc.DemoServiceStub, n: int, timeout: float = 5.0) -> Counter[str]:

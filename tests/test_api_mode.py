@@ -346,8 +346,10 @@ def test_in_cluster_token_rotation(fleet: Fleet, unique_service: str, tmp_path: 
             with resolve_channel(
                 f"{unique_service}.{NS}:grpc", mode="api", api_client=client
             ) as channel:
-                kube.rotate_token("token-1", "token-2")
+                assert wait_until(lambda: kube.watch_count > 0, 3.0)
+                # As kubelet does: the new token is in the file before the old one expires.
                 (account / "token").write_text("token-2")
+                kube.rotate_token("token-1", "token-2")
                 kube.cut_watches()  # the next request must carry the new token
                 second = fleet.add()
                 publish(kube, unique_service, fleet, sorted(fleet.backends))

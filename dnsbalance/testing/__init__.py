@@ -17,6 +17,7 @@
 - :class:`Backend`: a real gRPC server of the demo service (``examples/demo/demo.proto``)
   on a loopback address, answering with its name and counting the connections it
   served; start several on 127.0.0.x with one port to play a Service's pods.
+  :class:`AioBackend` is the same on a ``grpc.aio`` server.
 
 ``FakeKubernetesAPI`` is imported on first use, so the DNS fakes do not load the
 Kubernetes client.
@@ -24,7 +25,7 @@ Kubernetes client.
 
 from typing import TYPE_CHECKING, Any
 
-from ._backend import Backend
+from ._backend import AioBackend, Backend
 from ._bind import BindServer
 from ._dns import DNSResponder
 from ._records import Pod, ServiceRegistry, service_rrsets
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ._fake_api import FakeKubernetesAPI, RequestRecord
 
 __all__ = [
+    "AioBackend",
     "Backend",
     "BindServer",
     "DNSResponder",

@@ -13,15 +13,18 @@ Methods (``/demo.DemoService/...``): ``Demo(Empty) -> Response{value}``,
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import grpc
+import grpc.aio
 
-__all__ = ["Backend", "decode_response", "encode_response"]
+__all__ = ["AioBackend", "Backend", "decode_response", "encode_response"]
 
 SERVICE = "demo.DemoService"
 
@@ -68,6 +71,17 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
             return value, i
 
 
+def _stream_request(data: bytes) -> tuple[int, int]:
+    """``demo.StreamRequest{count, interval_ms}``, count bounded to 100000."""
+    count, interval_ms = 1, 0
+    for number, value in _fields(data):
+        if number == 1 and isinstance(value, int):
+            count = value
+        elif number == 2 and isinstance(value, int):
+            interval_ms = value
+    return min(count, 100_000), interval_ms
+
+
 def encode_response(value: str) -> bytes:
     """``demo.Response{value}`` on the wire."""
     raw = value.encode()
@@ -81,7 +95,78 @@ def decode_response(data: bytes) -> str:
     return ""
 
 
-class Backend:
+class _HasPeer(Protocol):
+    def peer(self) -> str: ...
+
+
+class _DemoService:
+    """The demo service's handlers and what they count, for either kind of server."""
+
+    def __init__(self, host: str, name: str | None) -> None:
+        self.host = host
+        self.name = name or host
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.peers: Counter[str] = Counter()
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Distinct client connections that carried at least one call."""
+        with self._lock:
+            return len(self.peers)
+
+    def _handler(self) -> grpc.GenericRpcHandler:
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "Demo": grpc.unary_unary_rpc_method_handler(self._demo),
+            "DemoStream": grpc.unary_stream_rpc_method_handler(self._demo_stream),
+            "Collect": grpc.stream_unary_rpc_method_handler(self._collect),
+            "Chat": grpc.stream_stream_rpc_method_handler(self._chat),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    def _bind(self, server: Any, port: int, credentials: grpc.ServerCredentials | None) -> None:
+        bind = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(bind)
+        else:
+            self.port = server.add_secure_port(bind, credentials)
+        if not self.port:
+            raise OSError(f"could not bind {bind}")
+
+    def _count(self, context: _HasPeer) -> None:
+        with self._lock:
+            self.calls += 1
+            self.peers[context.peer()] += 1
+
+    def _demo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._count(context)
+        return encode_response(self.name)
+
+    def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._count(context)
+        count, interval_ms = _stream_request(request)
+        for i in range(count):
+            if i and interval_ms:
+                time.sleep(interval_ms / 1000)
+            yield encode_response(f"{self.name}:{i}")
+
+    def _collect(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        self._count(context)
+        values = [decode_response(r) for r in requests]
+        return encode_response(f"{self.name}:{','.join(values)}")
+
+    def _chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._count(context)
+        for request in requests:
+            yield encode_response(f"{self.name}:{decode_response(request)}")
+
+
+class Backend(_DemoService):
     """One gRPC server on ``host:port`` (port 0 picks one) named ``name``.
 
     ``calls`` counts calls served, ``peers`` the distinct client connections seen
@@ -102,24 +187,10 @@ class Backend:
         max_workers: int = 16,
         options: tuple[tuple[str, Any], ...] = (),
     ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.host = host
-        self.name = name or host
-        self._lock = threading.Lock()
-        self.calls = 0
-        self.peers: Counter[str] = Counter()
+        super().__init__(host, name)
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=f"backend-{self.name}")
         self._server = grpc.server(self._executor, options=(("grpc.so_reuseport", 0), *options))
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            "Demo": grpc.unary_unary_rpc_method_handler(self._demo),
-            "DemoStream": grpc.unary_stream_rpc_method_handler(self._demo_stream),
-            "Collect": grpc.stream_unary_rpc_method_handler(self._collect),
-            "Chat": grpc.stream_stream_rpc_method_handler(self._chat),
-        }
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
-        )
+        self._server.add_generic_rpc_handlers((self._handler(),))
         self._health: Any = None
         if health:
             from grpc_health.v1 import health as health_mod
@@ -128,29 +199,11 @@ class Backend:
             self._health = health_mod.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
             self.set_serving(True)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if server_credentials is None:
-            self.port = self._server.add_insecure_port(bind)
-        else:
-            self.port = self._server.add_secure_port(bind, server_credentials)
-        if not self.port:
-            raise OSError(f"could not bind {bind}")
-        self._started = False
+        self._bind(self._server, port, server_credentials)
         self._stopped = False
-
-    @property
-    def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def connections(self) -> int:
-        """Distinct client connections that carried at least one call."""
-        with self._lock:
-            return len(self.peers)
 
     def start(self) -> Backend:
         self._server.start()
-        self._started = True
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:
@@ -167,7 +220,7 @@ class Backend:
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
-            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+            else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         self._health.set("", status)
 
@@ -177,34 +230,78 @@ class Backend:
     def __exit__(self, *exc: object) -> None:
         self.stop(0)
 
-    def _count(self, context: grpc.ServicerContext) -> None:
-        with self._lock:
-            self.calls += 1
-            self.peers[context.peer()] += 1
 
-    def _demo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+class AioBackend(_DemoService):
+    """The same service on a ``grpc.aio`` server with native async handlers, for asyncio
+    tests. ``await start()``, ``await stop(grace)``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str | None = None,
+        server_credentials: grpc.ServerCredentials | None = None,
+        max_workers: int = 16,
+        options: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        super().__init__(host, name)
+        self._server = grpc.aio.server(options=(("grpc.so_reuseport", 0), *options))
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "Demo": grpc.unary_unary_rpc_method_handler(self._demo_async),
+            "DemoStream": grpc.unary_stream_rpc_method_handler(self._demo_stream_async),
+            "Collect": grpc.stream_unary_rpc_method_handler(self._collect_async),
+            "Chat": grpc.stream_stream_rpc_method_handler(self._chat_async),
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
+        )
+        self._bind(self._server, port, server_credentials)
+        self._stopped = False
+
+    async def start(self) -> AioBackend:
+        await self._server.start()
+        return self
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        """Stop gracefully: refuse new calls, let running ones finish for ``grace``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._server.stop(grace)
+
+    async def _demo_async(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
         self._count(context)
         return encode_response(self.name)
 
-    def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    async def _demo_stream_async(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
         self._count(context)
-        count, interval_ms = 1, 0
-        for number, value in _fields(request):
-            if number == 1 and isinstance(value, int):
-                count = value
-            elif number == 2 and isinstance(value, int):
-                interval_ms = value
-        for i in range(min(count, 100_000)):
+        count, interval_ms = _stream_request(request)
+        for i in range(count):
             if i and interval_ms:
-                time.sleep(interval_ms / 1000)
+                await asyncio.sleep(interval_ms / 1000)
             yield encode_response(f"{self.name}:{i}")
 
-    def _collect(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    async def _collect_async(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
         self._count(context)
-        values = [decode_response(r) for r in requests]
+        values = [decode_response(r) async for r in requests]
         return encode_response(f"{self.name}:{','.join(values)}")
 
-    def _chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    async def _chat_async(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
         self._count(context)
-        for request in requests:
+        async for request in requests:
             yield encode_response(f"{self.name}:{decode_response(request)}")
+
+    async def __aenter__(self) -> AioBackend:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(0)

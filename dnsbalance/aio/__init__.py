@@ -1,0 +1,10 @@
+"""The asyncio twin: ``await dnsbalance.aio.resolve_channel(...)`` gives a balanced,
+self-refreshing ``grpc.aio.Channel``; ``await dnsbalance.aio.discover(...)`` finds
+endpoints without blocking the loop. Same arguments, same decisions (shared code)
+as the sync API."""
+
+from ._channel import BalancedChannel
+from ._discovery import discover
+from ._resolve import resolve_channel
+
+__all__ = ["BalancedChannel", "discover", "resolve_channel"]

@@ -1,0 +1,102 @@
+"""``dnsbalance.aio.resolve_channel()``: the asyncio wiring of the same parts.
+
+DNS is polled with ``dns.asyncresolver`` in a task. The Kubernetes side reuses
+the thread-based watcher and merge (one Kubernetes client library for both
+drivers); the merge thread hands each decision to the event loop with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from dnsbalance._endpoints import Endpoint
+from dnsbalance._setup import (
+    ApiSide,
+    ChannelSettings,
+    settings_for,
+    weak_callback,
+    with_arguments_of,
+)
+from dnsbalance._source import MergedSide
+
+from ._channel import BalancedChannel
+from ._discovery import discover, make_resolver
+from ._poller import AsyncDnsPoller
+
+__all__ = ["resolve_channel"]
+
+
+@with_arguments_of(settings_for)
+async def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
+    """A ``grpc.aio.Channel`` balanced over the ready pods of a headless Service.
+
+    The arguments are :func:`dnsbalance.resolve_channel`'s. Call it on the event loop
+    that will use the channel, and ``await channel.close()`` (or ``async with``).
+    """
+    settings = settings_for(*args, **kwargs)
+    factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
+    poller = None
+    if settings.mode != "api":
+        resolver = make_resolver(settings.servers, timeout=settings.dns_timeout)
+        poller = AsyncDnsPoller(
+            partial(discover, settings.target, resolver=resolver), **settings.poller_args()
+        )
+    if settings.mode == "dns":
+        assert poller is not None
+        await poller.poll_once()
+        channel = BalancedChannel(
+            plan=settings.dns_plan(),
+            factory=factory,
+            endpoints=poller.endpoints,
+            on_close=poller.stop,
+            **settings.channel_args(),
+        )
+        poller.on_change = weak_callback(channel, lambda ch, change: ch.want(change.new))
+        poller.start()
+        return channel
+    api = await asyncio.to_thread(ApiSide.open, settings)
+    return await _merged(settings, api, poller, factory)
+
+
+async def _merged(
+    settings: ChannelSettings, api: ApiSide, poller: AsyncDnsPoller | None, factory: Any
+) -> BalancedChannel:
+    """Modes "auto" and "api": the merge runs on its thread and hands each decision to
+    the event loop."""
+    if poller is not None:
+        await poller.poll_once()
+    side = MergedSide(settings, api, poller)
+
+    async def stop() -> None:
+        if poller is not None:
+            await poller.stop()
+        await asyncio.to_thread(side.stop)
+
+    channel = BalancedChannel(
+        plan=side.plan,
+        factory=factory,
+        endpoints=side.initial,
+        on_close=stop,
+        discrepancies=side.discrepancies,
+        **settings.channel_args(),
+    )
+    loop = asyncio.get_running_loop()
+    want = weak_callback(channel, lambda ch, endpoints: ch.want(endpoints))
+
+    def hand_to_loop(endpoints: tuple[Endpoint, ...]) -> None:  # on the merge thread
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(want, endpoints)
+
+    def follow_dns(callback: Any) -> None:
+        assert poller is not None
+        poller.on_change = callback
+        poller.start()
+
+    side.start(hand_to_loop, follow_dns)
+    return channel
