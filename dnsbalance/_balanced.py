@@ -16,6 +16,7 @@ import grpc.aio
 from ._endpoints import Endpoint
 from ._grpc_config import ChannelPlan
 from ._merge import Discrepancy
+from ._metrics import metrics_for
 
 __all__ = ["READY_TIMEOUT", "BalancedBase", "OnChange"]
 
@@ -138,6 +139,7 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         self._ready_timeout = ready_timeout
         self._on_change = on_change
         self._discrepancies = discrepancies
+        self._metrics = metrics_for(name)
 
     @property
     def _slot(self) -> _Slot[C]:
@@ -150,6 +152,7 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
     def _first_slot(self, endpoints: Sequence[Endpoint]) -> _Slot[C]:
         first = tuple(endpoints)
         plan = self._plan(first)
+        self._metrics.endpoints(len(first), rebuilt=False)
         return _Slot(self._factory(plan), plan, first, 0)
 
     def _next_slot(self, endpoints: tuple[Endpoint, ...]) -> _Slot[C]:
@@ -158,7 +161,8 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         return _Slot(self._factory(plan), plan, endpoints, self._slot.generation + 1)
 
     def _announce(self, old: _Slot[C], new: _Slot[C]) -> None:
-        """One INFO line per rebuild, then the user's ``on_change``."""
+        """One INFO line and the metrics per rebuild, then the user's ``on_change``."""
+        self._metrics.endpoints(len(new.endpoints), rebuilt=True)
         log.info(
             "%s: rebuilt channel, generation %d: %d -> %d endpoints, target %s",
             self._name,

@@ -30,6 +30,7 @@ from typing import Any
 
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError, api_error
+from ._metrics import TargetMetrics
 from ._policy import exponential_backoff
 from ._slices import SERVICE_NAME_LABEL, SliceSet
 
@@ -150,7 +151,9 @@ class SliceWatcher:
         on_view: ViewCallback | None = None,
         name: str = "dnsbalance-watch",
         rng: random.Random | None = None,
+        metrics: TargetMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         client, _, _ = _kubernetes()
         self._api = client.DiscoveryV1Api(api_client)
         self.namespace = namespace
@@ -311,6 +314,8 @@ class SliceWatcher:
             resp.close()
             resp.release_conn()
         self.restarts += 1
+        if self._metrics is not None:
+            self._metrics.watch_restart()
         if events == 0 and time.monotonic() - started < 1.0:
             self._stop.wait(1.0)  # an API that ends streams at once must not spin us
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ._endpoints import Change, Endpoint
 from ._exceptions import ClosedError, DnsBalanceError
+from ._metrics import TargetMetrics
 from ._policy import PollPolicy, PollResult, PollState, on_answer, on_error
 
 __all__ = ["DnsPoller", "PollTracker"]
@@ -35,8 +36,10 @@ class PollTracker:
         on_change: ChangeCallback | None = None,
         name: str = "dnsbalance-poller",
         rng: random.Random | None = None,
+        metrics: TargetMetrics | None = None,
     ) -> None:
         self.policy = policy or PollPolicy()
+        self._metrics = metrics
         self.on_change = on_change
         self._rng = rng or random.Random()
         self._name = name
@@ -54,6 +57,8 @@ class PollTracker:
 
     def record_error(self, exc: DnsBalanceError) -> PollResult:
         """A poll failed: keep the last known good set, back off, warn."""
+        if self._metrics is not None:
+            self._metrics.resolution_error()
         with self._lock:
             result = on_error(self._state, exc, self.policy, self._rng)
             self._state, self._delay = result.state, result.delay
@@ -96,8 +101,9 @@ class DnsPoller(PollTracker):
         on_change: ChangeCallback | None = None,
         name: str = "dnsbalance-poller",
         rng: random.Random | None = None,
+        metrics: TargetMetrics | None = None,
     ) -> None:
-        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng)
+        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng, metrics=metrics)
         self._lookup = lookup
         self._wake = threading.Event()
         self._stopped = threading.Event()

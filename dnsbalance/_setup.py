@@ -29,6 +29,7 @@ from ._grpc_config import (
 )
 from ._kube import SliceWatcher, load_api_client
 from ._local_dns import LocalName
+from ._metrics import metrics_for
 from ._policy import PollPolicy
 from ._target import Target, parse_target
 
@@ -113,7 +114,11 @@ class ChannelSettings:
         return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
 
     def poller_args(self) -> dict[str, Any]:
-        return {"policy": self.policy, "name": f"dnsbalance-poll-{self.thread_suffix}"}
+        return {
+            "policy": self.policy,
+            "name": f"dnsbalance-poll-{self.thread_suffix}",
+            "metrics": metrics_for(self.name),
+        }
 
     def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
         """Mode "dns": grpc resolves the Service name against the polled server."""
@@ -246,6 +251,7 @@ class ApiSide:
             port=target.port,
             include_terminating=settings.include_terminating,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
+            metrics=metrics_for(settings.name),
         )
         try:
             side.endpoints = side.watcher.list_once()

@@ -18,6 +18,7 @@ from ._endpoints import Endpoint
 from ._exceptions import KubernetesError
 from ._local_dns import LocalName, local_name
 from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
+from ._metrics import metrics_for
 from ._policy import PollState
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class MergedSource:
         api_error: KubernetesError | None = None,
     ) -> None:
         self._name = name
+        self._metrics = metrics_for(name)
         self._mode = mode
         self._namespace = namespace
         self._poller = poller
@@ -157,6 +159,7 @@ class MergedSource:
 
     def _note(self, discrepancies: tuple[Discrepancy, ...]) -> None:
         self.discrepancies = discrepancies
+        self._metrics.discrepancies(len(discrepancies))
         for d in discrepancies:
             key = (d.kind, d.endpoint.address, d.endpoint.port)
             if key not in self._warned:
