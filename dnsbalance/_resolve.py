@@ -42,6 +42,8 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
       (default: in-cluster service account, else ``KUBECONFIG``, else ``~/.kube/config``).
     - ``include_terminating``: also use endpoints that are terminating but still
       serving (for long drains).
+    - ``poll_policy``: a :class:`PollPolicy` for full control of the DNS poll (interval,
+      jitter, longest backoff, NXDOMAIN confirmations); overrides ``poll_interval``.
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """

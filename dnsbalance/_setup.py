@@ -67,6 +67,7 @@ class ChannelSettings:
     kubeconfig: str | os.PathLike[str] | None = None
     context: str | None = None
     include_terminating: bool = False
+    poll_policy: PollPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -87,7 +88,7 @@ class ChannelSettings:
 
     @property
     def policy(self) -> PollPolicy:
-        return PollPolicy(interval=self.poll_interval)
+        return self.poll_policy or PollPolicy(interval=self.poll_interval)
 
     @property
     def servers(self) -> tuple[str, ...] | None:
@@ -167,6 +168,7 @@ def settings_for(
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
     include_terminating: bool = False,
+    poll_policy: PollPolicy | None = None,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError."""
@@ -176,7 +178,8 @@ def settings_for(
     return ChannelSettings(
         target=target,
         mode=mode,
-        poll_interval=poll_interval,
+        poll_interval=poll_interval if poll_policy is None else poll_policy.interval,
+        poll_policy=poll_policy,
         dns_timeout=dns_timeout,
         drain_timeout=drain_timeout,
         nameservers=tuple(nameservers) if nameservers else None,
