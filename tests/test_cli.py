@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +119,39 @@ def test_subprocess_version_and_module_entry(embedded_dns: DNSResponder) -> None
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("dnsbalance: error: invalid target '[::1]:80'")
+
+
+def test_convert_service_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: []}\n")
+    assert run("convert-service")[0] == 2
+    assert "needs NAME" in capsys.readouterr().err
+    assert run("convert-service", "a", "-f", str(manifest))[0] == 2
+    assert "not both" in capsys.readouterr().err
+    assert run("convert-service", "-f", str(manifest), "--dry-run", "server")[0] == 2
+    assert "needs a cluster" in capsys.readouterr().err
+    assert run("convert-service", "-f", str(tmp_path / "missing.yaml"))[0] == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert run("convert-service", "-f", str(manifest))[0] == 2
+    assert "document 1 (line 1): service/a: spec.ports is required" in capsys.readouterr().err
+    assert run("convert-service", "greeter")[0] == 2  # no kubeconfig anywhere
+    assert "no Kubernetes API configuration" in capsys.readouterr().err
+    for argv in (["--strategy", "other"], ["-o", "yaml", "--diff"], ["--dry-run"]):
+        with pytest.raises(SystemExit) as info:
+            main(["convert-service", "a", *argv])
+        assert info.value.code == 2
+
+
+def test_check_in_dns_mode_needs_no_api(embedded_dns: DNSResponder, unique_service: str) -> None:
+    embedded_dns.set_service(unique_service, "ns", [Pod(ip="10.9.3.1")], ports={"grpc": 9000})
+    code, out = run(
+        "check", f"{unique_service}.ns:grpc", "--nameserver", embedded_dns.address, "--mode", "dns"
+    )
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == f"checks for kubernetes:///{unique_service}.ns:grpc"
+    assert lines[1].startswith(f"ok    dns: _grpc._tcp.{unique_service}.ns.svc.cluster.local")
+    assert lines[1].endswith("10.9.3.1:9000")
+    assert "ok    api: no Kubernetes API configuration; mode dns does not need one" in out
+    assert "ok    rbac: not needed" in out
+    assert out.endswith(" 0 fail\n")
