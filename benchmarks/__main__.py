@@ -2,8 +2,14 @@
 
     python -m benchmarks [--quick] [SUITE ...]
 
-``--quick`` uses fewer repetitions (CI runs it); it fails only on errors, never
-because a machine is slow.
+Suites: discovery (discover() latency), channel (overhead and connection churn of
+BalancedChannel), spread (calls per backend), discovery_time (how soon a new
+backend gets calls), rolling (a rolling replacement under load), scale (1000
+endpoints, 100 idle channels, 1000 rebuilds), chart (scale-up.png).
+
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; under 2 minutes on
+2 cores) and writes results/quick.*; it fails only on errors, never because a
+machine is slow.
 """
 
 from __future__ import annotations
@@ -11,38 +17,57 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from ._common import Suite, machine
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc's INFO lines (GOAWAYs seen) are noise
 
-SUITES = ("discovery", "channel")
+from ._common import COLUMNS, Suite, describe, display, machine
+
+SUITES = ("discovery", "channel", "spread", "discovery_time", "rolling", "scale", "chart")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (CI)")
     parser.add_argument("suites", nargs="*", choices=[*SUITES, []], metavar="SUITE")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     chosen = args.suites or list(SUITES)
-    results: list[Suite] = []
+    results: list[tuple[Suite, float]] = []
     started = time.monotonic()
+    info = machine()
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in chosen:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
-        results.append(module.run(args.quick))
+        kwargs: dict[str, Any] = {}
+        if "out" in inspect.signature(module.run).parameters:
+            kwargs["out"] = args.out
+        suite_start = time.monotonic()
+        suite = module.run(args.quick, **kwargs)
+        results.append((suite, round(time.monotonic() - suite_start, 1)))
+        print(f"   ({results[-1][1]} s)", flush=True)
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "seconds": round(time.monotonic() - started, 1),
-        "machine": machine(),
-        "suites": [{"name": s.name, "notes": s.notes, "figures": s.figures} for s in results],
+        "machine": info,
+        "suites": [
+            {"name": s.name, "seconds": seconds, "notes": s.notes, "figures": s.figures}
+            for s, seconds in results
+        ],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "quick" if args.quick else "latest"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(report))
@@ -50,26 +75,74 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def markdown(report: dict[str, object]) -> str:
+def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    assert isinstance(m, dict)
     lines = [
-        f"Measured {report['date']} on {m['system']}, {m['cpus']} CPUs, Python {m['python']}"
-        + (" (quick mode)" if report["quick"] else ""),
+        "# dnsbalance benchmarks" + (" (quick mode)" if report["quick"] else ""),
+        "",
+        f"Measured {report['date']} in {report['seconds']} s on {describe(m)}.",
+        "All servers on loopback; one run; medians, with (min-max) over repeated trials.",
         "",
     ]
-    suites = report["suites"]
-    assert isinstance(suites, list)
-    for suite in suites:
-        lines += [f"### {suite['name']}", ""]
+    lines += summary(report["suites"])
+    for suite in report["suites"]:
+        lines += [f"## {suite['name']}", ""]
         lines += [f"- {note}" for note in suite["notes"]]
-        lines += ["", "| figure | value | unit | target |", "| --- | ---: | --- | --- |"]
+        lines += ["", "| figure | value | target |", "| --- | ---: | --- |"]
         for f in suite["figures"]:
-            value = f["value"]
-            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {f['figure']} | {shown} | {f['unit']} | {f['target']} |")
+            lines.append(f"| {f['figure']} | {display(f)} | {f['target']} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary(suites: list[dict[str, Any]]) -> list[str]:
+    """The side-by-side table: one row per ``summary`` label, one column per contender."""
+    rows: dict[str, dict[str, list[str]]] = {}
+    targets: dict[str, str] = {}
+    for suite in suites:
+        for f in suite["figures"]:
+            label, column = f.get("summary"), f.get("column")
+            if not label or column not in COLUMNS:
+                continue
+            cell = f.get("cell") or display(f)
+            if f.get("note"):
+                cell += f" ({f['note']})"
+            rows.setdefault(label, {}).setdefault(column, []).append(cell)
+            if f.get("summary_target"):
+                targets[label] = f["summary_target"]
+            elif f["target"] and column == COLUMNS[-1]:
+                targets.setdefault(label, f["target"])
+    if not rows:
+        return []
+    lines = [
+        "## Side by side",
+        "",
+        "| figure | " + " | ".join(COLUMNS) + " | target (dnsbalance) |",
+        "| --- |" + " --- |" * (len(COLUMNS) + 1),
+    ]
+    for label, cells in sorted(rows.items(), key=lambda item: _rank(item[0])):
+        shown = ["<br>".join(cells.get(c, ["-"])) for c in COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(shown) + f" | {targets.get(label, '')} |")
+    return [*lines, ""]
+
+
+# The summary's rows in the order of the issue's figures; others after them.
+ORDER = (
+    "spread",
+    "new backend",
+    "rolling",
+    "pods serving",
+    "new connections",
+    "overhead",
+    "discover + rebuild",
+    "CPU",
+    "OS threads",
+    "RSS",
+)
+
+
+def _rank(label: str) -> int:
+    return next((i for i, prefix in enumerate(ORDER) if label.startswith(prefix)), len(ORDER))
 
 
 if __name__ == "__main__":

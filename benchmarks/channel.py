@@ -21,11 +21,16 @@ import dnsbalance.aio
 from dnsbalance import resolve_channel
 from dnsbalance.testing import Backend
 
-from ._common import Suite, cluster_dns, median, spread
+from ._common import DNSBALANCE, Suite, cluster_dns, median, spread
 
 ROUND_ROBIN = (("grpc.service_config", '{"loadBalancingConfig":[{"round_robin":{}}]}'),)
 
 METHOD = "/demo.DemoService/Demo"
+
+
+def _cell(ratios: list[float]) -> str:
+    """The median ratio with its min-max over the trials."""
+    return f"{median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
 
 
 def _calls_per_second(channel: grpc.Channel, calls: int) -> float:
@@ -53,7 +58,7 @@ def interleaved_ratio(a: grpc.Channel, b: grpc.Channel, calls: int, block: int =
 
 def run(quick: bool) -> Suite:
     suite = Suite("channel")
-    trials, calls = (5, 1000) if quick else (15, 4000)
+    trials, calls = (3, 1000) if quick else (15, 4000)
     with cluster_dns() as (dns_server, label):
         suite.notes.append(f"DNS server: {label}; backends: grpc servers on 127.0.30.x")
         backends: list[Backend] = []
@@ -96,6 +101,9 @@ def run(quick: bool) -> Suite:
                     trials=trials,
                     calls_per_trial=calls,
                     ratios=spread(ratios),
+                    column=DNSBALANCE,
+                    summary="overhead: calls/s through dnsbalance / raw grpc channel, sync",
+                    cell=_cell(ratios),
                 )
                 suite.add("raw channel calls/s (one run)", raw_rate, "calls/s")
                 suite.add("BalancedChannel calls/s (one run)", balanced_rate, "calls/s")
@@ -107,7 +115,7 @@ def run(quick: bool) -> Suite:
                 )
 
             opened = []
-            for trial in range(3 if quick else 5):
+            for trial in range(2 if quick else 5):
                 service = f"scale-{trial}"
                 fleet = [Backend(f"127.0.{31 + trial}.{i + 1}", 0) for i in range(1)]
                 fleet_port = fleet[0].port
@@ -147,8 +155,11 @@ def run(quick: bool) -> Suite:
                 trials=trials,
                 calls_per_trial=calls,
                 ratios=spread(aio_ratios),
+                column=DNSBALANCE,
+                summary="overhead: the same for dnsbalance.aio / raw grpc.aio channel",
+                cell=_cell(aio_ratios),
             )
-            local_dns, address_list = _api_mechanisms(3 if quick else 5)
+            local_dns, address_list = _api_mechanisms(2 if quick else 5)
             suite.add(
                 "API mode, local DNS target: new connections per scale-up 3 -> 4 (median)",
                 median(local_dns),

@@ -1,0 +1,308 @@
+"""Scale: 1000 endpoints, 100 idle channels, 1000 rebuilds.
+
+- **Discover + rebuild, 1000 endpoints** (target <= 100 ms median): a Service of 1000
+  pods in BIND, all of them real and reachable: one grpc server listening on the 1000
+  addresses 127.0.60-63.1-250 (one port). A BalancedChannel (built as
+  ``resolve_channel`` builds it, with its default 5 s ready timeout, but without a
+  poller, so nothing else touches it) is connected to all 1000. Each trial changes DNS
+  (the 1000th pod leaves, or comes back: 999 <-> 1000), then times ``discover()``
+  (A and AAAA, over TCP: the answer does not fit in UDP) plus ``update()`` to what it
+  found. ``update()`` builds a new channel with the same target, which grpc resolves
+  itself (the same 1000 records), shares the 999 surviving connections and is READY at
+  once; the old channel drains off the caller's path. That is the real cost of a poll
+  that finds a change. (Against unreachable endpoints ``update()`` would instead wait
+  its ready timeout, 5 s, and measure nothing but that.)
+- **Idle CPU** (target <= 0.6 s per 60 s for 100 channels, 1% of a core): 100
+  balanced channels, each to its own Service of 3 pods (127.0.57.1-3), default
+  poll_interval 5 s, connected, then idle for 60 s (10 s in quick mode, scaled to 60 s);
+  ``time.process_time()`` of this process, less the same process's idle CPU measured
+  before the channels existed. The cost of the DNS lookups alone is measured too.
+- **Rebuilds** (target: flat): OS threads and RSS of the process before and after
+  1000 ``channel.rebuild()`` (200 in quick mode), each measured once grpc's
+  connectivity-polling threads have settled.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+import dnsbalance
+from dnsbalance import discover
+from dnsbalance._channel import BalancedChannel
+from dnsbalance._discovery import make_resolver
+from dnsbalance._setup import settings_for
+from dnsbalance.testing import Backend, Pod
+from dnsbalance.testing._backend import SERVICE, encode_response
+
+from ._common import (
+    DNSBALANCE,
+    METHOD,
+    Suite,
+    cluster_dns,
+    cpu_by_group,
+    median,
+    percentile,
+    process_status,
+    thread_cpu,
+    timed,
+    wait_until,
+)
+
+BIG = 1000
+BIG_HOSTS = [f"127.0.{60 + i // 250}.{i % 250 + 1}" for i in range(BIG)]
+IDLE_BLOCK = "127.0.57"
+IDLE_CHANNELS = 100
+NS = "bench"
+
+
+def run(quick: bool) -> Suite:
+    suite = Suite("scale")
+    with cluster_dns() as (dns_server, label):
+        suite.note(f"DNS server: {label}")
+        _thousand(suite, dns_server, trials=6 if quick else 20)
+        fleet = [Backend(f"{IDLE_BLOCK}.1", 0)]
+        fleet += [Backend(f"{IDLE_BLOCK}.{i}", fleet[0].port) for i in (2, 3)]
+        try:
+            for b in fleet:
+                b.start()
+            _rebuilds(suite, dns_server, fleet, 200 if quick else 1000)
+            _idle(suite, dns_server, fleet, 10.0 if quick else 60.0)
+        finally:
+            for b in fleet:
+                b.stop(0)
+    return suite
+
+
+class _ManyAddresses:
+    """One grpc server of the demo service listening on many addresses (one port)."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        self._server = grpc.server(ThreadPoolExecutor(8), options=(("grpc.so_reuseport", 0),))
+        handler = grpc.unary_unary_rpc_method_handler(self._demo)
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"Demo": handler}),)
+        )
+        self.port = self._server.add_insecure_port(f"{hosts[0]}:0")
+        for host in hosts[1:]:
+            if not self._server.add_insecure_port(f"{host}:{self.port}"):
+                raise OSError(f"could not bind {host}:{self.port}")
+
+    def _demo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        return encode_response("many")
+
+    def __enter__(self) -> _ManyAddresses:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(0).wait()
+
+
+def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
+    with _ManyAddresses(BIG_HOSTS) as server:
+        dns_server.set_service("big", NS, [Pod(ip=h) for h in BIG_HOSTS])
+        settings = settings_for(
+            f"big.{NS}:{server.port}", nameservers=[dns_server.address], mode="dns"
+        )
+        resolver = make_resolver([dns_server.address], timeout=5.0)
+        found = discover(settings.target, resolver=resolver)
+        assert len(found) == BIG, len(found)
+        channel = BalancedChannel(
+            name=settings.name,
+            plan=settings.dns_plan(),
+            factory=settings.channel_factory(grpc.insecure_channel, grpc.secure_channel),
+            endpoints=found,
+        )
+        try:
+            demo = channel.unary_unary(METHOD)
+            for _ in range(2 * BIG):  # round_robin connects to every pod
+                demo(b"", timeout=10)
+            walls: dict[str, list[float]] = {"discover": [], "update": [], "total": []}
+            failed = 0
+            for trial in range(trials):
+                if trial % 2 == 0:
+                    dns_server.remove_pod("big", NS, BIG_HOSTS[-1])
+                else:
+                    dns_server.add_pod("big", NS, BIG_HOSTS[-1])
+                expected = BIG - 1 if trial % 2 == 0 else BIG
+                start = time.perf_counter()
+                endpoints = discover(settings.target, resolver=resolver)
+                middle = time.perf_counter()
+                changed = channel.update(endpoints)
+                end = time.perf_counter()
+                if not changed or len(endpoints) != expected:
+                    failed += 1
+                walls["discover"].append((middle - start) * 1000)
+                walls["update"].append((end - middle) * 1000)
+                walls["total"].append((end - start) * 1000)
+                for _ in range(20):  # a few calls on the new channel between trials
+                    demo(b"", timeout=10)
+        finally:
+            channel.close()
+    suite.note(
+        f"1000 endpoints: {trials} trials alternating 1000 -> 999 and 999 -> 1000 endpoints, "
+        "after 2000 calls over the 1000 pods"
+    )
+    suite.trials(
+        "discover() + update(), 1000 endpoints (reachable), median",
+        walls["total"],
+        "ms",
+        target="<= 100 ms",
+        p95=percentile(walls["total"], 95),
+        column=DNSBALANCE,
+        summary="discover + rebuild, 1000 endpoints, median",
+    )
+    suite.trials("of which discover(), 1000 A records over TCP", walls["discover"], "ms")
+    suite.trials("of which update() (new channel READY, swap)", walls["update"], "ms")
+    suite.add("failed or unchanged updates", failed, "trials", target="0")
+
+
+def _settle(limit: float = 10.0) -> dict[str, int]:
+    """Process status once the thread count has stopped changing for 1 s (bounded)."""
+    gc.collect()
+    last = process_status()
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.0:
+        time.sleep(0.1)
+        now = process_status()
+        if now["os_threads"] != last["os_threads"]:
+            stable_since = time.monotonic()
+        last = now
+    gc.collect()
+    return process_status()
+
+
+def _rebuilds(suite: Suite, dns_server: Any, fleet: list[Backend], rebuilds: int) -> None:
+    for b in fleet:
+        dns_server.add_pod("rebuild", NS, b.host)
+    with dnsbalance.resolve_channel(
+        f"rebuild.{NS}:{fleet[0].port}", nameservers=[dns_server.address], mode="dns"
+    ) as channel:
+        demo = channel.unary_unary(METHOD)
+        for _ in range(30):
+            channel.rebuild()
+            demo(b"", timeout=5)
+        before = _settle()
+        walls, _ = timed(channel.rebuild, rebuilds)
+        for _ in range(10):
+            demo(b"", timeout=5)
+        after = _settle()
+        generation = channel.generation
+    suite.note(
+        f"rebuilds: {rebuilds} rebuilds (generation {generation}); before/after measured once "
+        "the thread count had been steady for 1 s"
+    )
+    suite.add(
+        f"OS threads before / after {rebuilds} rebuilds",
+        after["os_threads"] - before["os_threads"],
+        "threads",
+        target="flat",
+        before=before,
+        after=after,
+        shown=f"{before['os_threads']} / {after['os_threads']}",
+        column=DNSBALANCE,
+        summary=f"OS threads before / after {rebuilds} rebuilds",
+    )
+    grew = (after["rss_kb"] - before["rss_kb"]) / 1024
+    suite.add(
+        f"RSS before / after {rebuilds} rebuilds",
+        grew,
+        "MiB",
+        target="flat",
+        shown=f"{before['rss_kb'] / 1024:.1f} / {after['rss_kb'] / 1024:.1f} MiB",
+        column=DNSBALANCE,
+        summary=f"RSS before / after {rebuilds} rebuilds",
+    )
+    suite.add(
+        "rebuild() wall time, median",
+        median(walls) * 1000,
+        "ms",
+        p95_ms=percentile(walls, 95) * 1000,
+    )
+
+
+def _idle(suite: Suite, dns_server: Any, fleet: list[Backend], window: float) -> None:
+    port = fleet[0].port
+    for i in range(IDLE_CHANNELS):
+        dns_server.set_service(f"idle-{i}", NS, [b.host for b in fleet])
+    # This process's CPU while idle without the channels: backends, BIND's client, ...
+    quiet = min(5.0, window * 0.3)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    time.sleep(quiet)
+    baseline = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    channels = []
+    try:
+        for i in range(IDLE_CHANNELS):
+            channels.append(
+                dnsbalance.resolve_channel(
+                    f"idle-{i}.{NS}:{port}", nameservers=[dns_server.address], mode="dns"
+                )
+            )
+        for channel in channels:
+            channel.unary_unary(METHOD)(b"", timeout=5)
+        wait_until(lambda: False, 1.0, step=0.5)  # let the first calls' threads settle
+        threads = process_status()
+        cpu0, wall0, per_thread = time.process_time(), time.monotonic(), thread_cpu()
+        time.sleep(window)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        groups = cpu_by_group(per_thread, thread_cpu(), _thread_group)
+        rebuilt = sum(ch.generation for ch in channels)
+    finally:
+        for channel in channels:
+            channel.close()
+    per_minute = (cpu / wall - baseline) * 60
+    resolver = make_resolver([dns_server.address], timeout=5.0)
+    target = dnsbalance.parse_target(f"idle-0.{NS}:{port}", cluster_domain="cluster.local")
+    _, per_poll = timed(lambda: discover(target, resolver=resolver), 200)
+    polls_per_minute = IDLE_CHANNELS * 60 / 5.0
+    suite.note(
+        f"idle: {IDLE_CHANNELS} channels idle for {wall:.0f} s, scaled to 60 s; baseline "
+        f"{baseline * 60:.2f} CPU s/min without them; {rebuilt} rebuilds during the window; "
+        f"{threads['threads']} Python / {threads['os_threads']} OS threads with the channels"
+    )
+    suite.add(
+        f"CPU of {IDLE_CHANNELS} idle balanced channels (poll 5 s) per 60 s",
+        per_minute,
+        "CPU s",
+        target="<= 0.6 CPU s",
+        raw_cpu_s=cpu,
+        window_s=wall,
+        baseline_cpu_s_per_min=baseline * 60,
+        column=DNSBALANCE,
+        summary="CPU of 100 idle channels (poll 5 s) per 60 s",
+    )
+    suite.add(
+        "DNS lookups alone: discover() CPU per poll x 1200 polls/min",
+        per_poll * polls_per_minute,
+        "CPU s",
+        per_poll_ms=per_poll * 1000,
+    )
+    scaled = {name: round(seconds / wall * 60, 3) for name, seconds in groups.items()}
+    suite.add(
+        "the same CPU per 60 s by thread: dnsbalance pollers",
+        scaled.get("dnsbalance pollers", 0.0),
+        "CPU s",
+        by_thread=scaled,
+    )
+    suite.note(
+        "idle CPU per 60 s by thread (scheduler run time from /proc/self/task/*/schedstat): "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in sorted(scaled.items()))
+    )
+
+
+def _thread_group(name: str) -> str:
+    if name.startswith("dnsbalance-poll"):
+        return "dnsbalance pollers"
+    if name.startswith("dnsbalance-"):
+        return "other dnsbalance threads"
+    if name == "native":
+        return "grpc core and other native threads"
+    if name.startswith("backend-"):
+        return "backend servers"
+    return "other Python threads"
