@@ -4,7 +4,10 @@ How a call finds its channel: every multicallable handed out (and so every stub
 made once) looks up the *current* slot at call time. Reading the slot and
 counting the call in flight happen under one lock, so the drainer can never see
 a slot idle while a call is about to start on it (the swap-and-drain race in
-the grpcio notes).
+the grpcio notes). The call's grpc multicallable is made in that same step, so
+never on a channel close() has closed (grpcio 1.85 crashes making one there);
+a call that close() overtakes between that step and grpc raises ClosedError,
+like any call after close.
 
 How a rebuild goes: a new grpc channel with the identical target string and
 options is built while the old one is still open (grpcio then shares the
@@ -83,6 +86,18 @@ class _Slots:
             slot = self.current
             slot.inflight += 1
             return slot
+
+    def acquire_call(self, key: tuple[Any, ...]) -> tuple[SyncSlot, Any]:
+        """:meth:`acquire`, and the slot's multicallable for ``key``, made under the same
+        lock: so never on a channel that close() has closed (grpcio crashes making a
+        multicallable on a closed channel)."""
+        with self.lock:
+            if self.closed:
+                raise ClosedError(f"{self.name}: channel is closed")
+            slot = self.current
+            multicallable = slot.callable(key)
+            slot.inflight += 1
+            return slot, multicallable
 
     def release(self, slot: SyncSlot) -> None:
         with self.lock:
@@ -307,77 +322,58 @@ class _MultiCallable:
         self._slots = owner._slots
         self._key = key
 
-
-class _UnaryUnary(_MultiCallable, _UnaryUnaryBase):
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
+    def _start(self, invoke: Callable[[Any], Any], *, until_done: bool = False) -> Any:
+        """``invoke(multicallable)`` on the current slot, counted in flight until it
+        returns (or, ``until_done``, until the future or stream it returns terminates)."""
+        slot, multicallable = self._slots.acquire_call(self._key)
         try:
-            return slot.callable(self._key)(request, *args, **kwargs)
-        finally:
+            call = invoke(multicallable)
+        except ValueError as exc:
             self._slots.release(slot)
-
-    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            return slot.callable(self._key).with_call(request, *args, **kwargs)
-        finally:
-            self._slots.release(slot)
-
-    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            call = slot.callable(self._key).future(request, *args, **kwargs)
+            if self._slots.closed:  # close() closed the grpc channel as this call started
+                raise ClosedError(f"{self._slots.name}: channel is closed") from exc
+            raise
         except BaseException:
             self._slots.release(slot)
             raise
-        return self._slots.release_when_done(slot, call)
+        if until_done:
+            return self._slots.release_when_done(slot, call)
+        self._slots.release(slot)
+        return call
+
+
+class _UnaryUnary(_MultiCallable, _UnaryUnaryBase):
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._start(lambda call: call(request, *args, **kwargs))
+
+    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._start(lambda call: call.with_call(request, *args, **kwargs))
+
+    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._start(lambda call: call.future(request, *args, **kwargs), until_done=True)
 
 
 class _StreamUnary(_MultiCallable, _StreamUnaryBase):
     def __call__(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            return slot.callable(self._key)(request_iterator, *args, **kwargs)
-        finally:
-            self._slots.release(slot)
+        return self._start(lambda call: call(request_iterator, *args, **kwargs))
 
     def with_call(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            return slot.callable(self._key).with_call(request_iterator, *args, **kwargs)
-        finally:
-            self._slots.release(slot)
+        return self._start(lambda call: call.with_call(request_iterator, *args, **kwargs))
 
     def future(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            call = slot.callable(self._key).future(request_iterator, *args, **kwargs)
-        except BaseException:
-            self._slots.release(slot)
-            raise
-        return self._slots.release_when_done(slot, call)
+        return self._start(
+            lambda call: call.future(request_iterator, *args, **kwargs), until_done=True
+        )
 
 
 class _UnaryStream(_MultiCallable, _UnaryStreamBase):
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            call = slot.callable(self._key)(request, *args, **kwargs)
-        except BaseException:
-            self._slots.release(slot)
-            raise
-        return self._slots.release_when_done(slot, call)
+        return self._start(lambda call: call(request, *args, **kwargs), until_done=True)
 
 
 class _StreamStream(_MultiCallable, _StreamStreamBase):
     def __call__(self, request_iterator: Iterator[Any], *args: Any, **kwargs: Any) -> Any:
-        slot = self._slots.acquire()
-        try:
-            call = slot.callable(self._key)(request_iterator, *args, **kwargs)
-        except BaseException:
-            self._slots.release(slot)
-            raise
-        return self._slots.release_when_done(slot, call)
+        return self._start(lambda call: call(request_iterator, *args, **kwargs), until_done=True)
 
 
 BalancedChannel._proxies = {

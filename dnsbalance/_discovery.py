@@ -146,14 +146,14 @@ def parse_nameserver(text: str) -> tuple[str, int]:
         rest = host[end + 1 :] if end > 0 else "?"
         host = host[1:end]
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
+            if not rest.startswith(":") or not _is_port_text(rest[1:]):
                 raise ConfigError(f"bad nameserver {text!r}: expected [ADDRESS]:PORT")
-            port = int(rest[1:])
+            port = _port_number(rest[1:])
     elif host.count(":") == 1:
         host, port_text = host.split(":")
-        if not port_text.isdigit():
+        if not _is_port_text(port_text):
             raise ConfigError(f"bad nameserver {text!r}: the port must be a number")
-        port = int(port_text)
+        port = _port_number(port_text)
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -161,6 +161,16 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ConfigError(f"bad nameserver {text!r}: port out of range")
     return host, port
+
+
+def _is_port_text(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone takes '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _port_number(digits: str) -> int:
+    """0 (out of range) past 5 digits, which keeps int() from its 4300-digit limit."""
+    return int(digits) if len(digits) <= 5 else 0
 
 
 R = TypeVar("R", bound=dns.resolver.BaseResolver)

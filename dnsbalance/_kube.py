@@ -34,7 +34,7 @@ from ._metrics import TargetMetrics
 from ._policy import exponential_backoff
 from ._slices import SERVICE_NAME_LABEL, SliceSet
 
-__all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "load_api_client"]
+__all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "ViewCallback", "load_api_client"]
 
 log = logging.getLogger(__name__)
 
@@ -284,12 +284,15 @@ class SliceWatcher:
                 _request_timeout=(5, seconds + 30),
             )
         except Exception as exc:
-            raise api_error(
+            error = api_error(
                 exc,
                 verb="watch",
                 resource="endpointslices.discovery.k8s.io",
                 namespace=self.namespace,
-            ) from exc
+            )
+            if error.status == 410:  # "too old resourceVersion" as an HTTP status: re-list
+                raise _Expired() from exc
+            raise error from exc
         with self._resp_lock:
             if self._stop.is_set():
                 resp.close()

@@ -11,6 +11,9 @@ about its TTL). In mode ``"auto"``:
 - an endpoint DNS lists but the API does not call ready (not ready, terminating,
   gone) is dropped at once; if DNS still lists it after ``window`` that is a
   discrepancy too;
+- when that leaves nothing although the API has ready endpoints (no DNS answer yet,
+  or every pod replaced at once), the API's ready endpoints are used at once: an
+  empty channel would fail every call;
 - without an API view (unconfigured, forbidden, unreachable) DNS alone decides.
 
 In mode ``"api"`` the API's ready endpoints are the membership (DNS unused); as
@@ -120,6 +123,11 @@ def agree(
         if now - since >= window:
             late.append(Discrepancy(ep, "dns-only", since))
     endpoints = normalize(chosen)
+    if not endpoints and ready:
+        # Nothing agreed on, yet the API has ready endpoints (DNS has not answered yet, or
+        # every pod was replaced at once): an empty channel fails every call, so take the
+        # API's word now. DNS is still re-polled and late disagreements still reported.
+        endpoints = normalize(ready.values())
     return Agreement(
         state=MergeState(api_only_since=api_only, dns_only_since=dns_only, endpoints=endpoints),
         endpoints=endpoints,

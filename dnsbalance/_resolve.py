@@ -31,7 +31,8 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
       (no RBAC needed); ``"api"`` uses the EndpointSlices' ready endpoints (like
       kuberesolver; lists before returning and raises KubernetesError if it cannot);
       ``"auto"`` (default) cross-checks both and falls back to DNS only, with one
-      WARNING, when the API is unconfigured, forbidden or unreachable.
+      WARNING, when the API is unconfigured, forbidden, unreachable or takes more than
+      5 s to list (it is picked up again when it answers).
     - ``poll_interval``: seconds between DNS polls (>= 0.2, jittered +/-10%).
     - ``nameservers``: ``host[:port]`` DNS servers to poll (default: resolv.conf, or the
       server named in a ``dns://`` target); in mode ``"dns"`` grpc resolves against it.
@@ -75,9 +76,13 @@ def _merged(
     settings: ChannelSettings, api: ApiSide, poller: DnsPoller | None, factory: Any
 ) -> BalancedChannel:
     """Modes "auto" and "api": the channel dials the agreed set through the local DNS."""
-    if poller is not None:
-        poller.poll_once()
-    side = MergedSide(settings, api, poller)
+    try:
+        if poller is not None:
+            poller.poll_once()
+        side = MergedSide(settings, api, poller)
+    except BaseException:
+        api.close()  # its watcher may be running already (mode "auto")
+        raise
 
     def stop() -> None:
         if poller is not None:

@@ -229,9 +229,7 @@ class MergedSide:
         self.source.sink = sink
         if self._poller is not None:
             on_dns_change(self.source.dns_changed)
-        if self._api.watcher is not None:
-            self._api.watcher.on_view = self.source.api_view
-            self._api.watcher.start()
+        self._api.follow(self.source.api_view)
         self.source.start()
 
     def stop(self) -> None:

@@ -87,6 +87,10 @@ def parse_target(
     text = text.strip()
     if not text:
         raise TargetError("empty target", target=original, part="target")
+    if not text.isascii():
+        # Kubernetes names, ports and DNS server addresses are ASCII. Checked first: some
+        # non-ASCII letters and digits turn ASCII under lower() and int() (KELVIN SIGN, '٣').
+        raise TargetError("non-ASCII character", target=original, part="target")
 
     authority: str | None = None
     scheme: str | None = None
@@ -187,9 +191,11 @@ def _split_host_port(text: str, original: str) -> tuple[str, str]:
 
 def _parse_port(text: str, original: str) -> int | str:
     if text.isdigit():
-        port = int(text)
+        port = _number(text)
         if not 1 <= port <= 65535:
-            raise TargetError(f"port {port} out of range 1-65535", target=original, part="port")
+            raise TargetError(
+                f"port {text[:12]} out of range 1-65535", target=original, part="port"
+            )
         return port
     if not text:
         raise TargetError("empty port", target=original, part="port")
@@ -214,12 +220,12 @@ def _parse_dns_server(authority: str, original: str) -> str:
         if rest:
             if not rest.startswith(":") or not rest[1:].isdigit():
                 raise TargetError("bad DNS server port", target=original, part="authority")
-            port = int(rest[1:])
+            port = _number(rest[1:])
     elif authority.count(":") == 1:
         host, port_text = authority.split(":")
         if not port_text.isdigit():
             raise TargetError("bad DNS server port", target=original, part="authority")
-        port = int(port_text)
+        port = _number(port_text)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -229,6 +235,12 @@ def _parse_dns_server(authority: str, original: str) -> str:
     if not 1 <= port <= 65535:
         raise TargetError(f"DNS server port {port} out of range", target=original, part="authority")
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _number(digits: str) -> int:
+    """ASCII ``digits`` as an int; 0 (never a valid port) for more than 5 digits, which
+    also keeps int() from its 4300-digit limit."""
+    return int(digits) if len(digits) <= 5 else 0
 
 
 def _split_service_name(host: str, original: str) -> tuple[str, str | None, str | None]:

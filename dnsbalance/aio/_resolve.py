@@ -69,9 +69,13 @@ async def _merged(
 ) -> BalancedChannel:
     """Modes "auto" and "api": the merge runs on its thread and hands each decision to
     the event loop."""
-    if poller is not None:
-        await poller.poll_once()
-    side = MergedSide(settings, api, poller)
+    try:
+        if poller is not None:
+            await poller.poll_once()
+        side = MergedSide(settings, api, poller)
+    except BaseException:
+        await asyncio.to_thread(api.close)  # its watcher may be running (mode "auto")
+        raise
 
     async def stop() -> None:
         if poller is not None:
