@@ -117,7 +117,10 @@ def _read_json(text: str, source: str) -> list[Document]:
 
 
 def _read_yaml(text: str, source: str) -> list[Document]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # PyYAML's reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        raise ConversionError(f"{source}: invalid YAML: {exc}") from None
     documents: list[Document] = []
     try:
         for _ in range(_MAX_DOCUMENTS):

@@ -543,6 +543,8 @@ def _convert_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {source}: {exc}") from exc
     documents = read_documents(text, source=source)
+    if not documents:
+        print(f"dnsbalance: warning: {source} holds no documents; nothing to convert", file=err)
     result = convert_documents(documents, strategy=args.strategy, force=args.force)
     for warning in result.warnings:
         print(f"dnsbalance: warning: {warning}", file=err)
