@@ -129,17 +129,29 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         name: str,
         plan: Callable[[Sequence[Endpoint]], ChannelPlan],
         factory: Callable[[ChannelPlan], C],
-        ready_timeout: float,
-        on_change: OnChange | None,
-        discrepancies: Callable[[], tuple[Discrepancy, ...]] | None,
+        endpoints: Sequence[Endpoint] = (),
+        drain_timeout: float | None = 30.0,
+        ready_timeout: float = READY_TIMEOUT,
+        on_change: OnChange | None = None,
+        on_close: Callable[[], Any] | None = None,
+        discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
     ) -> None:
+        """Both channels are made alike; ``_open`` then sets up the driver's own parts.
+        ``on_close`` stops the endpoint sources (a coroutine function for asyncio)."""
         self._name = name
         self._plan = plan
         self._factory: Callable[[ChannelPlan], C] = factory
+        self._drain_timeout = drain_timeout
         self._ready_timeout = ready_timeout
         self._on_change = on_change
+        self._on_close = on_close
         self._discrepancies = discrepancies
         self._metrics = metrics_for(name)
+        self._open(self._first_slot(endpoints))
+
+    def _open(self, first: _Slot[C]) -> None:
+        """Start using ``first``: the driver's slots, threads or tasks."""
+        raise NotImplementedError
 
     @property
     def _slot(self) -> _Slot[C]:

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 import grpc.aio
 
-from ._balanced import READY_TIMEOUT, BalancedBase, OnChange, _Slot
+from ._balanced import BalancedBase, OnChange, _Slot
 from ._endpoints import Endpoint
 from ._exceptions import ClosedError
 from ._grpc_config import ChannelPlan
-from ._merge import Discrepancy
 
 __all__ = ["BalancedChannel", "ChannelFactory", "OnChange"]
 
@@ -178,33 +177,12 @@ class BalancedChannel(BalancedBase[grpc.Channel], grpc.Channel):
     Thread-safe. Close it (or use it as a context manager) to stop its threads.
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        plan: Callable[[Sequence[Endpoint]], ChannelPlan],
-        factory: ChannelFactory,
-        endpoints: Sequence[Endpoint] = (),
-        drain_timeout: float | None = 30.0,
-        ready_timeout: float = READY_TIMEOUT,
-        on_change: OnChange | None = None,
-        on_close: Callable[[], None] | None = None,
-        discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
-    ) -> None:
-        super().__init__(
-            name=name,
-            plan=plan,
-            factory=factory,
-            ready_timeout=ready_timeout,
-            on_change=on_change,
-            discrepancies=discrepancies,
-        )
-        self._on_close = on_close
+    def _open(self, first: SyncSlot) -> None:
         self._rebuild_lock = threading.Lock()
         self._subscriptions: list[tuple[Connectivity, bool]] = []
-        self._slots = _Slots(name, self._first_slot(endpoints), drain_timeout)
+        self._slots = _Slots(self._name, first, self._drain_timeout)
         self._drainer = threading.Thread(
-            target=self._slots.drain_loop, name=f"dnsbalance-drain-{name}", daemon=True
+            target=self._slots.drain_loop, name=f"dnsbalance-drain-{self._name}", daemon=True
         )
         self._drainer.start()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import grpc
@@ -10,7 +9,14 @@ import grpc
 from ._channel import BalancedChannel
 from ._discovery import discover, make_resolver
 from ._poller import DnsPoller
-from ._setup import ApiSide, ChannelSettings, settings_for, weak_callback, with_arguments_of
+from ._setup import (
+    ApiSide,
+    ChannelSettings,
+    dns_mode_channel,
+    settings_for,
+    weak_callback,
+    with_arguments_of,
+)
 from ._source import MergedSide
 
 __all__ = ["resolve_channel"]
@@ -50,25 +56,11 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     """
     settings = settings_for(*args, **kwargs)
     factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
-    poller = None
-    if settings.mode != "api":
-        resolver = make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = DnsPoller(
-            partial(discover, settings.target, resolver=resolver), **settings.poller_args()
-        )
+    poller = settings.poller(DnsPoller, discover, make_resolver)
     if settings.mode == "dns":
         assert poller is not None
         poller.poll_once()
-        channel = BalancedChannel(
-            plan=settings.dns_plan(),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=poller.stop,
-            **settings.channel_args(),
-        )
-        poller.on_change = weak_callback(channel, lambda ch, change: ch.update(change.new))
-        poller.start()
-        return channel
+        return dns_mode_channel(settings, poller, BalancedChannel, factory, BalancedChannel.update)
     return _merged(settings, ApiSide.open(settings), poller, factory)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "ApiSide",
     "ChannelSettings",
     "Mode",
+    "dns_mode_channel",
     "settings_for",
     "weak_callback",
     "with_arguments_of",
@@ -116,12 +117,18 @@ class ChannelSettings:
         """The BalancedChannel arguments that come straight from the settings."""
         return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
 
-    def poller_args(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "name": f"dnsbalance-poll-{self.thread_suffix}",
-            "metrics": metrics_for(self.name),
-        }
+    def poller(self, poller_class: Callable[..., R], discover: Any, make_resolver: Any) -> R | None:
+        """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
+        poller class and its ``discover``/``make_resolver`` (sync or asyncio)."""
+        if self.mode == "api":
+            return None
+        resolver = make_resolver(self.servers, timeout=self.dns_timeout)
+        return poller_class(
+            partial(discover, self.target, resolver=resolver),
+            policy=self.policy,
+            name=f"dnsbalance-poll-{self.thread_suffix}",
+            metrics=metrics_for(self.name),
+        )
 
     def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
         """Mode "dns": grpc resolves the Service name against the polled server."""
@@ -324,6 +331,27 @@ class ApiSide:
         if self.owns_client and self.client is not None:
             self.client.close()
             self.client = None
+
+
+def dns_mode_channel(
+    settings: ChannelSettings,
+    poller: Any,
+    channel_class: Callable[..., R],
+    factory: Callable[[ChannelPlan], Any],
+    rebuild: Callable[[R, tuple[Endpoint, ...]], object],
+) -> R:
+    """Mode "dns", for either driver: a channel on the poller's (already polled) set,
+    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports."""
+    channel = channel_class(
+        plan=settings.dns_plan(),
+        factory=factory,
+        endpoints=poller.endpoints,
+        on_close=poller.stop,
+        **settings.channel_args(),
+    )
+    poller.on_change = weak_callback(channel, lambda ch, change: rebuild(ch, change.new))
+    poller.start()
+    return channel
 
 
 def weak_callback(owner: object, action: Callable[[Any, Any], object]) -> Callable[[Any], None]:

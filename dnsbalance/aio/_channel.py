@@ -15,18 +15,17 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from dnsbalance._balanced import READY_TIMEOUT, BalancedBase, OnChange, _Slot
+from dnsbalance._balanced import BalancedBase, _Slot
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError
 from dnsbalance._grpc_config import ChannelPlan
-from dnsbalance._merge import Discrepancy
 
 __all__ = ["BalancedChannel"]
 
@@ -41,30 +40,8 @@ class BalancedChannel(BalancedBase[grpc.aio.Channel], grpc.aio.Channel):
     """A ``grpc.aio.Channel`` over a changing set of endpoints; see
     :func:`dnsbalance.aio.resolve_channel`. Use it on the loop it was made on."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        plan: Callable[[Sequence[Endpoint]], ChannelPlan],
-        factory: AioFactory,
-        endpoints: Sequence[Endpoint] = (),
-        drain_timeout: float | None = 30.0,
-        ready_timeout: float = READY_TIMEOUT,
-        on_change: OnChange | None = None,
-        on_close: Callable[[], Awaitable[None]] | None = None,
-        discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
-    ) -> None:
-        super().__init__(
-            name=name,
-            plan=plan,
-            factory=factory,
-            ready_timeout=ready_timeout,
-            on_change=on_change,
-            discrepancies=discrepancies,
-        )
-        self._drain_timeout = drain_timeout
-        self._on_close = on_close
-        self._current = self._first_slot(endpoints)
+    def _open(self, first: AioSlot) -> None:
+        self._current = first
         self._closed = False
         self._rebuilding = asyncio.Lock()
         self._drains: set[asyncio.Task[None]] = set()

@@ -9,7 +9,6 @@ drivers); the merge thread hands each decision to the event loop with
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from typing import Any
 
 import grpc
@@ -19,6 +18,7 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._setup import (
     ApiSide,
     ChannelSettings,
+    dns_mode_channel,
     settings_for,
     weak_callback,
     with_arguments_of,
@@ -41,25 +41,11 @@ async def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     """
     settings = settings_for(*args, **kwargs)
     factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
-    poller = None
-    if settings.mode != "api":
-        resolver = make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = AsyncDnsPoller(
-            partial(discover, settings.target, resolver=resolver), **settings.poller_args()
-        )
+    poller = settings.poller(AsyncDnsPoller, discover, make_resolver)
     if settings.mode == "dns":
         assert poller is not None
         await poller.poll_once()
-        channel = BalancedChannel(
-            plan=settings.dns_plan(),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=poller.stop,
-            **settings.channel_args(),
-        )
-        poller.on_change = weak_callback(channel, lambda ch, change: ch.want(change.new))
-        poller.start()
-        return channel
+        return dns_mode_channel(settings, poller, BalancedChannel, factory, BalancedChannel.want)
     api = await asyncio.to_thread(ApiSide.open, settings)
     return await _merged(settings, api, poller, factory)
 
