@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
-from dnsbalance._policy import PollResult
-from dnsbalance._poller import PollTracker
+from dnsbalance._metrics import TargetMetrics
+from dnsbalance._policy import PollPolicy, PollResult
+from dnsbalance._poller import ChangeCallback, PollTracker
 
 __all__ = ["AsyncDnsPoller"]
 
@@ -29,8 +31,17 @@ class AsyncDnsPoller(PollTracker):
     ``poll_now()`` may be called from any thread (the API side's merge thread does).
     """
 
-    def __init__(self, lookup: AsyncLookup, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        lookup: AsyncLookup,
+        *,
+        policy: PollPolicy | None = None,
+        on_change: ChangeCallback | None = None,
+        name: str = "dnsbalance-poller",
+        rng: random.Random | None = None,
+        metrics: TargetMetrics | None = None,
+    ) -> None:
+        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng, metrics=metrics)
         self._lookup = lookup
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
