@@ -77,19 +77,11 @@ class _Slots:
         self.closed = False
         self.drain_timeout = drain_timeout
 
-    def acquire(self) -> SyncSlot:
-        """The slot a new call runs on, counted in flight in the same step."""
-        with self.lock:
-            if self.closed:
-                raise ClosedError(f"{self.name}: channel is closed")
-            slot = self.current
-            slot.inflight += 1
-            return slot
-
     def acquire_call(self, key: tuple[Any, ...]) -> tuple[SyncSlot, Any]:
-        """:meth:`acquire`, and the slot's multicallable for ``key``, made under the same
-        lock: so never on a channel that close() has closed (grpcio crashes making a
-        multicallable on a closed channel)."""
+        """The slot a new call runs on, counted in flight, and its multicallable for
+        ``key``, all under one lock: a drain never sees the slot idle while a call is
+        starting, and the multicallable is never made on a channel close() has closed
+        (grpcio crashes making one on a closed channel)."""
         with self.lock:
             if self.closed:
                 raise ClosedError(f"{self.name}: channel is closed")
