@@ -41,6 +41,7 @@ __all__ = [
     "make_resolver",
     "parse_nameserver",
     "run_plan",
+    "servers_for",
 ]
 
 EDNS_PAYLOAD = 1232
@@ -173,6 +174,14 @@ def _port_number(digits: str) -> int:
     return int(digits) if len(digits) <= 5 else 0
 
 
+def servers_for(target: Target, nameservers: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The DNS servers to ask: ``nameservers`` when given, else the server a ``dns://``
+    target names, else None (resolv.conf's)."""
+    if nameservers:
+        return tuple(nameservers)
+    return (target.dns_server,) if target.dns_server else None
+
+
 R = TypeVar("R", bound=dns.resolver.BaseResolver)
 
 
@@ -231,8 +240,7 @@ def discover(
     if isinstance(target, str):
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
-        servers = nameservers or ([target.dns_server] if target.dns_server else None)
-        resolver = make_resolver(servers, timeout=timeout)
+        resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
     return run_plan(lookup_plan(target), resolver)
 
 

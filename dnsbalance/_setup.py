@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 
 from ._channel import OnChange
+from ._discovery import servers_for
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, KubernetesError
 from ._grpc_config import (
@@ -96,9 +97,7 @@ class ChannelSettings:
     @property
     def servers(self) -> tuple[str, ...] | None:
         """The DNS servers to poll: given, else the target's, else resolv.conf's (None)."""
-        if self.nameservers:
-            return self.nameservers
-        return (self.target.dns_server,) if self.target.dns_server else None
+        return servers_for(self.target, self.nameservers)
 
     def channel_factory(
         self, insecure: Callable[..., C], secure: Callable[..., C]

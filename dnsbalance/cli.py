@@ -32,7 +32,7 @@ from ._check import (
     watch_views,
 )
 from ._convert import convert_documents
-from ._discovery import describe_servers, discover, make_resolver
+from ._discovery import describe_servers, discover, make_resolver, servers_for
 from ._endpoints import Endpoint
 from ._exceptions import (
     ConfigError,
@@ -261,8 +261,7 @@ def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = _target_from(args)
     resolver = None
     if args.mode != "api":
-        servers = args.nameserver or ([target.dns_server] if target.dns_server else None)
-        resolver = make_resolver(servers, timeout=args.timeout)
+        resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
     client, api_error = None, None
     if args.mode != "dns":
         client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
@@ -432,8 +431,7 @@ def _print_table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
 
 def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = _target_from(args)
-    servers = args.nameserver or ([target.dns_server] if target.dns_server else None)
-    resolver = make_resolver(servers, timeout=args.timeout)
+    resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
     client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
     try:
         results = run_checks(

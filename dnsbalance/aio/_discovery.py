@@ -15,6 +15,7 @@ from dnsbalance._discovery import (
     configure_resolver,
     lookup_plan,
     question_error,
+    servers_for,
 )
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._target import Target, parse_target
@@ -43,8 +44,7 @@ async def discover(
     if isinstance(target, str):
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
-        servers = nameservers or ([target.dns_server] if target.dns_server else None)
-        resolver = make_resolver(servers, timeout=timeout)
+        resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
     return await run_plan(lookup_plan(target), resolver)
 
 
