@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from ._endpoints import Change, Endpoint
 from ._exceptions import ClosedError, DnsBalanceError
@@ -21,16 +22,19 @@ __all__ = ["DnsPoller", "PollTracker"]
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[], tuple[Endpoint, ...]]
+L = TypeVar("L")
 ChangeCallback = Callable[[Change], None]
 
 
-class PollTracker:
-    """What the DNS poll drivers share: the poll state, the policy's decisions, the
-    warning on failure and the change callback. Drivers only do the lookups and
-    the sleeping (:class:`DnsPoller` on a thread, the asyncio one in a task)."""
+class PollTracker(Generic[L]):
+    """What the DNS poll drivers share: the lookup, the poll state, the policy's
+    decisions, the warning on failure and the change callback. Drivers only do the
+    lookups and the sleeping (:class:`DnsPoller` on a thread, the asyncio one in a
+    task), set up in their ``_start_driver``."""
 
     def __init__(
         self,
+        lookup: L,
         *,
         policy: PollPolicy | None = None,
         on_change: ChangeCallback | None = None,
@@ -46,6 +50,11 @@ class PollTracker:
         self._lock = threading.Lock()
         self._state = PollState()
         self._delay = self.policy.interval
+        self._lookup = lookup
+        self._start_driver()
+
+    def _start_driver(self) -> None:
+        """The driver's own state (events, thread or task handles)."""
 
     @property
     def state(self) -> PollState:
@@ -84,7 +93,7 @@ class PollTracker:
         return result
 
 
-class DnsPoller(PollTracker):
+class DnsPoller(PollTracker[Lookup]):
     """Re-polls ``lookup`` on a daemon thread and calls ``on_change`` for real changes.
 
     ``poll_once()`` polls on the caller's thread (used for the first answer);
@@ -93,18 +102,7 @@ class DnsPoller(PollTracker):
     ``on_change`` runs on the poller thread; its exceptions are logged, never fatal.
     """
 
-    def __init__(
-        self,
-        lookup: Lookup,
-        *,
-        policy: PollPolicy | None = None,
-        on_change: ChangeCallback | None = None,
-        name: str = "dnsbalance-poller",
-        rng: random.Random | None = None,
-        metrics: TargetMetrics | None = None,
-    ) -> None:
-        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng, metrics=metrics)
-        self._lookup = lookup
+    def _start_driver(self) -> None:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None

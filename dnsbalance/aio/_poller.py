@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
-from dnsbalance._metrics import TargetMetrics
-from dnsbalance._policy import PollPolicy, PollResult
-from dnsbalance._poller import ChangeCallback, PollTracker
+from dnsbalance._policy import PollResult
+from dnsbalance._poller import PollTracker
 
 __all__ = ["AsyncDnsPoller"]
 
@@ -25,24 +23,13 @@ log = logging.getLogger(__name__)
 AsyncLookup = Callable[[], Awaitable[tuple[Endpoint, ...]]]
 
 
-class AsyncDnsPoller(PollTracker):
+class AsyncDnsPoller(PollTracker[AsyncLookup]):
     """Re-polls ``lookup`` in an asyncio task; ``on_change`` runs on the event loop.
 
     ``poll_now()`` may be called from any thread (the API side's merge thread does).
     """
 
-    def __init__(
-        self,
-        lookup: AsyncLookup,
-        *,
-        policy: PollPolicy | None = None,
-        on_change: ChangeCallback | None = None,
-        name: str = "dnsbalance-poller",
-        rng: random.Random | None = None,
-        metrics: TargetMetrics | None = None,
-    ) -> None:
-        super().__init__(policy=policy, on_change=on_change, name=name, rng=rng, metrics=metrics)
-        self._lookup = lookup
+    def _start_driver(self) -> None:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
