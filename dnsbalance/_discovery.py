@@ -1,142 +1,50 @@
-"""Endpoint discovery through cluster DNS (dnspython).
+"""Endpoint discovery through cluster DNS (dnspython): the sync driver.
 
-What to ask and how to read the answers is written once, as a *lookup plan*: a
-generator that yields DNS questions and receives the answers. The sync driver
-here (:func:`discover`) and the asyncio driver only do the I/O, the way
-dnspython's own ``_Resolution`` is shared by its two resolvers.
+What to ask and how to read the answers is the lookup plan (:mod:`dnsbalance._plan`);
+this module asks its questions: :func:`discover` with dnspython's resolver, and
+:func:`poll_lookup`, for pollers, through the repeat-answer shortcut of
+:mod:`dnsbalance._repeat` first. The asyncio driver is :mod:`dnsbalance.aio._discovery`.
 
-- Numeric port: A and AAAA of ``<svc>.<ns>.svc.<domain>``.
-- Named port: SRV ``_<name>._tcp.<svc>.<ns>.svc.<domain>``; target addresses come
-  from the Additional section when present, else from A/AAAA queries.
-- NXDOMAIN is an empty answer (a headless Service with no ready endpoint);
-  NODATA for AAAA is normal. SERVFAIL, REFUSED and timeouts raise
-  :class:`~dnsbalance.ResolutionError`. Truncated UDP answers are retried over TCP
-  by dnspython; queries carry EDNS with a 1232-byte payload so answers of up to
-  ~70 addresses still fit in one UDP datagram.
+SERVFAIL, REFUSED and timeouts raise :class:`~dnsbalance.ResolutionError`.
+Truncated UDP answers are retried over TCP by dnspython; queries carry EDNS with a
+1232-byte payload so answers of up to ~70 addresses still fit in one UDP datagram.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+import socket
+import time
+from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import TypeVar
 
 import dns.exception
-import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
-from dns.rdtypes.IN.SRV import SRV
 
-from ._endpoints import Endpoint, dashed_ip, normalize
-from ._exceptions import ConfigError, resolution_error
+from ._endpoints import Endpoint
+from ._exceptions import ConfigError, ResolutionError, resolution_error
+from ._plan import Question, Reply, lookup_plan
+from ._repeat import FALLBACK, TIMEOUT, AnswerCache, Batch, repeat_plan
 from ._target import Target, parse_target
 
 __all__ = [
-    "Question",
     "configure_resolver",
     "discover",
-    "lookup_plan",
+    "exchange",
     "make_resolver",
     "parse_nameserver",
+    "poll_lookup",
     "run_plan",
     "servers_for",
 ]
 
+Ask = Callable[[Question], Reply]
+Endpoints = tuple[Endpoint, ...]
+
 EDNS_PAYLOAD = 1232
-
-
-@dataclass(frozen=True)
-class Question:
-    name: dns.name.Name
-    rdtype: dns.rdatatype.RdataType
-
-
-# The answer sent back into a plan: an Answer (rrset None for NODATA) or None for NXDOMAIN.
-Reply = dns.resolver.Answer | None
-Plan = Generator[Question, Reply, tuple[Endpoint, ...]]
-
-
-def lookup_plan(target: Target) -> Plan:
-    """The questions that find ``target``'s ready endpoints, and how to read the answers."""
-    name = dns.name.from_text(target.fqdn)
-    if target.port_name is None:
-        assert isinstance(target.port, int)
-        return (yield from _address_plan(name, target.port, hostname=None))
-    return (yield from _srv_plan(dns.name.from_text(target.srv_name), name))
-
-
-def _address_plan(name: dns.name.Name, port: int, *, hostname: str | None) -> Plan:
-    found: list[Endpoint] = []
-    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        reply = yield Question(name, rdtype)
-        if reply is None:  # NXDOMAIN: the name has no records of any type
-            break
-        found.extend(_addresses(reply, port, hostname))
-    return normalize(found)
-
-
-def _addresses(reply: dns.resolver.Answer, port: int, hostname: str | None) -> list[Endpoint]:
-    if reply.rrset is None:
-        return []
-    ttl = reply.rrset.ttl
-    return [Endpoint(address=rd.address, port=port, hostname=hostname, ttl=ttl) for rd in reply]
-
-
-def _srv_plan(srv_name: dns.name.Name, service_name: dns.name.Name) -> Plan:
-    reply = yield Question(srv_name, dns.rdatatype.SRV)
-    if reply is None or reply.rrset is None:
-        return ()
-    srv_ttl = reply.rrset.ttl
-    # Target addresses that came in the Additional section, by name.
-    extra: dict[dns.name.Name, list[tuple[str, int]]] = {}
-    for rrset in reply.response.additional:
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            extra.setdefault(rrset.name, []).extend((rd.address, rrset.ttl) for rd in rrset)
-    records = [rd for rd in reply if isinstance(rd, SRV) and rd.port != 0]
-    missing = [rd for rd in records if rd.target not in extra]
-    if missing:
-        # No Additional records (BIND leaves them out of large answers, some servers
-        # always do). One A/AAAA lookup of the Service name gives every ready address;
-        # a target named by the dashed form of one of them (CoreDNS's name for a pod
-        # without hostname) is that address. Only targets with a real hostname are
-        # looked up one by one, so 1000 endpoints cost 3 queries, not 2001.
-        by_dashed = {
-            dashed_ip(ep.address): ep
-            for ep in (yield from _address_plan(service_name, 0, hostname=None))
-        }
-        for rd in missing:
-            label = _hostname(rd.target, service_name)
-            known = by_dashed.get(label) if label is not None else None
-            if known is not None:
-                extra[rd.target] = [(known.address, known.ttl or srv_ttl)]
-            else:
-                extra[rd.target] = [
-                    (ep.address, ep.ttl or srv_ttl)
-                    for ep in (yield from _address_plan(rd.target, rd.port, hostname=None))
-                ]
-    found: list[Endpoint] = []
-    for rd in records:
-        hostname = _hostname(rd.target, service_name)
-        for address, ttl in extra[rd.target]:
-            found.append(
-                Endpoint(
-                    address=address,
-                    port=rd.port,
-                    hostname=None if hostname == dashed_ip(address) else hostname,
-                    ttl=min(ttl, srv_ttl),
-                )
-            )
-    return normalize(found)
-
-
-def _hostname(target: dns.name.Name, service_name: dns.name.Name) -> str | None:
-    """The pod hostname of an SRV target ``<host>.<svc>.<ns>.svc.<domain>``, if it is one."""
-    if not target.is_subdomain(service_name) or target == service_name:
-        return None
-    label = target.relativize(service_name).labels[0]
-    return label.decode("ascii", errors="replace").lower()
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -241,21 +149,26 @@ def discover(
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
         resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
-    return run_plan(lookup_plan(target), resolver)
+    return run_plan(lookup_plan(target), partial(ask, resolver))
 
 
-def run_plan(plan: Plan, resolver: dns.resolver.Resolver) -> tuple[Endpoint, ...]:
-    """Drive a lookup plan with a sync resolver."""
+Q = TypeVar("Q")
+A = TypeVar("A")
+
+
+def run_plan(plan: Generator[Q, A, Endpoints], ask_question: Callable[[Q], A]) -> Endpoints:
+    """Drive a plan, answering what it yields with ``ask_question``."""
     try:
         question = next(plan)
         while True:
-            question = plan.send(ask(resolver, question))
+            question = plan.send(ask_question(question))
     except StopIteration as stop:
-        result: tuple[Endpoint, ...] = stop.value
+        result: Endpoints = stop.value
         return result
 
 
 def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
+    """Ask dnspython's resolver: every server, TCP after truncation, its errors."""
     try:
         return resolver.resolve(
             question.name, question.rdtype, search=False, raise_on_no_answer=False
@@ -266,6 +179,61 @@ def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
         raise question_error(exc, question, resolver) from exc
 
 
+def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> Callable[[], Endpoints]:
+    """:func:`discover` for a poller: the same answers, in one round trip, and not
+    parsed again when they are the last ones (:mod:`dnsbalance._repeat`)."""
+    cache = AnswerCache(resolver)
+
+    def ask_batch(batch: Batch) -> tuple[Reply, ...]:
+        queries = cache.queries(batch)
+        sent = [query for query in queries if query is not None]
+        responses: dict[bytes, bytes] | None = {}
+        if sent and cache.server is not None:
+            try:
+                responses = exchange(cache.server, sent, resolver.lifetime)
+            except OSError:  # e.g. an ICMP "port unreachable": let dnspython say it
+                responses = None
+        replies = []
+        for question, reply in zip(batch, cache.replies(batch, queries, responses), strict=True):
+            if reply is TIMEOUT:
+                raise question_timeout(question, resolver)
+            replies.append(ask(resolver, question) if reply is FALLBACK else reply)
+        return tuple(replies)
+
+    return lambda: run_plan(repeat_plan(cache, target), ask_batch)
+
+
+def exchange(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """Send ``queries`` over UDP from one new socket (a fresh random source port, as
+    dnspython uses) and collect the answers by ID (their first two bytes) until all
+    arrived or ``timeout`` passed. The socket is connected, so only the server's
+    datagrams reach it. Raises OSError."""
+    host, port = server
+    deadline = time.monotonic() + timeout
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((host, port))
+        for query in queries:
+            sock.send(query)
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                response = sock.recv(65535)
+            except TimeoutError:
+                break
+            if response[:2] in waiting:
+                waiting.discard(response[:2])
+                answers[response[:2]] = response
+    return answers
+
+
 def question_error(
     exc: dns.exception.DNSException, question: Question, resolver: dns.resolver.BaseResolver
 ) -> Exception:
@@ -274,4 +242,15 @@ def question_error(
         qname=question.name.to_text(omit_final_dot=True),
         rdtype=dns.rdatatype.to_text(question.rdtype),
         servers=describe_servers(resolver),
+    )
+
+
+def question_timeout(question: Question, resolver: dns.resolver.BaseResolver) -> ResolutionError:
+    """No answer within the resolver's lifetime (the repeat-answer shortcut's timeout)."""
+    return ResolutionError(
+        qname=question.name.to_text(omit_final_dot=True),
+        rdtype=dns.rdatatype.to_text(question.rdtype),
+        server=describe_servers(resolver),
+        reason="timeout",
+        detail=f"no answer in {resolver.lifetime:g} s",
     )

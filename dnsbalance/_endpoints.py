@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,11 +37,18 @@ class Endpoint:
         )
 
     def sort_key(self) -> tuple[int, int, int, str]:
-        ip = ipaddress.ip_address(self.address)
-        return (ip.version, int(ip), self.port, self.hostname or "")
+        version, number = _address_order(self.address)
+        return (version, number, self.port, self.hostname or "")
 
     def __str__(self) -> str:
         return self.hostport if self.hostname is None else f"{self.hostport} ({self.hostname})"
+
+
+@functools.lru_cache(maxsize=8192)
+def _address_order(address: str) -> tuple[int, int]:
+    """(IP version, numeric value): pollers sort the same addresses every few seconds."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
 
 
 def normalize(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
@@ -69,6 +77,8 @@ class Change:
 
 def diff(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> Change | None:
     """The change from ``old`` to ``new``, or ``None`` when they hold the same endpoints."""
+    if isinstance(old, tuple) and isinstance(new, tuple) and old == new:
+        return None  # the common case of every unchanged poll, without sorting
     old_t, new_t = normalize(old), normalize(new)
     if old_t == new_t:
         return None

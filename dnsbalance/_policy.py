@@ -104,8 +104,11 @@ def on_answer(
     state: PollState, endpoints: tuple[Endpoint, ...], policy: PollPolicy, rng: random.Random
 ) -> PollResult:
     """A poll answered with ``endpoints`` (``()`` for NXDOMAIN)."""
-    endpoints = normalize(endpoints)
     delay = jittered(policy.interval, policy, rng)
+    steady = state.answered and not state.empty_streak and not state.error_streak
+    if steady and endpoints is state.endpoints:
+        return PollResult(state, None, delay)  # every unchanged poll: nothing to do
+    endpoints = normalize(endpoints)
     if not endpoints and state.endpoints:
         streak = state.empty_streak + 1
         if streak < policy.empty_after:

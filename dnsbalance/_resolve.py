@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from ._channel import BalancedChannel
-from ._discovery import discover, make_resolver
+from ._discovery import make_resolver, poll_lookup
 from ._poller import DnsPoller
 from ._setup import (
     ApiSide,
@@ -56,7 +56,7 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     """
     settings = settings_for(*args, **kwargs)
     factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
-    poller = settings.poller(DnsPoller, discover, make_resolver)
+    poller = settings.poller(DnsPoller, poll_lookup, make_resolver)
     if settings.mode == "dns":
         assert poller is not None
         poller.poll_once()

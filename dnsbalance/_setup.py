@@ -116,14 +116,16 @@ class ChannelSettings:
         """The BalancedChannel arguments that come straight from the settings."""
         return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
 
-    def poller(self, poller_class: Callable[..., R], discover: Any, make_resolver: Any) -> R | None:
+    def poller(
+        self, poller_class: Callable[..., R], poll_lookup: Any, make_resolver: Any
+    ) -> R | None:
         """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
-        poller class and its ``discover``/``make_resolver`` (sync or asyncio)."""
+        poller class and its ``poll_lookup``/``make_resolver`` (sync or asyncio)."""
         if self.mode == "api":
             return None
         resolver = make_resolver(self.servers, timeout=self.dns_timeout)
         return poller_class(
-            partial(discover, self.target, resolver=resolver),
+            poll_lookup(self.target, resolver),
             policy=self.policy,
             name=f"dnsbalance-poll-{self.thread_suffix}",
             metrics=metrics_for(self.name),

@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from typing import Any
 
 import dns.rcode
 import pytest
 from backends import wait_until
 
-from dnsbalance import Change, ClosedError, DnsPoller, PollPolicy, discover
-from dnsbalance._discovery import make_resolver
+from dnsbalance import Change, ClosedError, DnsPoller, PollPolicy, parse_target
+from dnsbalance._discovery import make_resolver, poll_lookup
 
 
 def poller_for(dns_server: Any, service: str, **policy: Any) -> tuple[DnsPoller, list[Change]]:
     changes: list[Change] = []
-    lookup = partial(
-        discover, f"{service}.ns:8000", resolver=make_resolver([dns_server.address], timeout=0.5)
+    lookup = poll_lookup(
+        parse_target(f"{service}.ns:8000", cluster_domain="cluster.local"),
+        make_resolver([dns_server.address], timeout=0.5),
     )
     poller = DnsPoller(
         lookup,

@@ -1,26 +1,34 @@
-"""The asyncio driver of discovery: the same lookup plan, asked with dns.asyncresolver."""
+"""The asyncio driver of discovery: the same lookup plan, asked with dns.asyncresolver
+(and, for pollers, through the repeat-answer shortcut first)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from functools import partial
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
 from dnsbalance._discovery import (
-    Plan,
-    Question,
-    Reply,
     configure_resolver,
-    lookup_plan,
     question_error,
+    question_timeout,
     servers_for,
 )
 from dnsbalance._endpoints import Endpoint
+from dnsbalance._plan import Question, Reply, lookup_plan
+from dnsbalance._repeat import FALLBACK, TIMEOUT, AnswerCache, Batch, repeat_plan
 from dnsbalance._target import Target, parse_target
 
-__all__ = ["discover", "make_resolver"]
+__all__ = ["discover", "exchange", "make_resolver", "poll_lookup", "run_plan"]
+
+AsyncAsk = Callable[[Question], Awaitable[Reply]]
+Endpoints = tuple[Endpoint, ...]
 
 
 def make_resolver(
@@ -45,21 +53,27 @@ async def discover(
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
         resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
-    return await run_plan(lookup_plan(target), resolver)
+    return await run_plan(lookup_plan(target), partial(ask, resolver))
 
 
-async def run_plan(plan: Plan, resolver: dns.asyncresolver.Resolver) -> tuple[Endpoint, ...]:
-    """Drive a lookup plan with an asyncio resolver."""
+Q = TypeVar("Q")
+A = TypeVar("A")
+
+
+async def run_plan(
+    plan: Generator[Q, A, Endpoints], ask_question: Callable[[Q], Awaitable[A]]
+) -> Endpoints:
+    """Drive a plan, answering what it yields with ``ask_question``."""
     try:
         question = next(plan)
         while True:
-            question = plan.send(await _ask(resolver, question))
+            question = plan.send(await ask_question(question))
     except StopIteration as stop:
-        result: tuple[Endpoint, ...] = stop.value
+        result: Endpoints = stop.value
         return result
 
 
-async def _ask(resolver: dns.asyncresolver.Resolver, question: Question) -> Reply:
+async def ask(resolver: dns.asyncresolver.Resolver, question: Question) -> Reply:
     try:
         return await resolver.resolve(
             question.name, question.rdtype, search=False, raise_on_no_answer=False
@@ -68,3 +82,55 @@ async def _ask(resolver: dns.asyncresolver.Resolver, question: Question) -> Repl
         return None
     except dns.exception.DNSException as exc:
         raise question_error(exc, question, resolver) from exc
+
+
+def poll_lookup(
+    target: Target, resolver: dns.asyncresolver.Resolver
+) -> Callable[[], Awaitable[Endpoints]]:
+    """:func:`dnsbalance._discovery.poll_lookup` for the event loop."""
+    cache = AnswerCache(resolver)
+
+    async def ask_batch(batch: Batch) -> tuple[Reply, ...]:
+        queries = cache.queries(batch)
+        sent = [query for query in queries if query is not None]
+        responses: dict[bytes, bytes] | None = {}
+        if sent and cache.server is not None:
+            try:
+                responses = await exchange(cache.server, sent, resolver.lifetime)
+            except OSError:  # e.g. an ICMP "port unreachable": let dnspython say it
+                responses = None
+        replies = []
+        for question, reply in zip(batch, cache.replies(batch, queries, responses), strict=True):
+            if reply is TIMEOUT:
+                raise question_timeout(question, resolver)
+            replies.append(await ask(resolver, question) if reply is FALLBACK else reply)
+        return tuple(replies)
+
+    def lookup() -> Awaitable[Endpoints]:
+        return run_plan(repeat_plan(cache, target), ask_batch)
+
+    return lookup
+
+
+async def exchange(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """:func:`dnsbalance._discovery.exchange` on the event loop."""
+    host, port = server
+    loop = asyncio.get_running_loop()
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((host, port))  # a UDP connect only sets the peer: it never blocks
+        for query in queries:
+            await loop.sock_sendall(sock, query)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while waiting:
+                    response = await loop.sock_recv(sock, 65535)
+                    if response[:2] in waiting:
+                        waiting.discard(response[:2])
+                        answers[response[:2]] = response
+    return answers

@@ -26,7 +26,7 @@ from dnsbalance._setup import (
 from dnsbalance._source import MergedSide
 
 from ._channel import BalancedChannel
-from ._discovery import discover, make_resolver
+from ._discovery import make_resolver, poll_lookup
 from ._poller import AsyncDnsPoller
 
 __all__ = ["resolve_channel"]
@@ -41,7 +41,7 @@ async def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     """
     settings = settings_for(*args, **kwargs)
     factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
-    poller = settings.poller(AsyncDnsPoller, discover, make_resolver)
+    poller = settings.poller(AsyncDnsPoller, poll_lookup, make_resolver)
     if settings.mode == "dns":
         assert poller is not None
         await poller.poll_once()

@@ -39,7 +39,7 @@ from dnsbalance import (
     parse_target,
 )
 from dnsbalance._convert import convert_documents, plan_replace, plan_twin
-from dnsbalance._discovery import make_resolver
+from dnsbalance._discovery import make_resolver, poll_lookup
 from dnsbalance._manifests import Document, read_documents
 from dnsbalance.testing import DNSResponder
 
@@ -339,6 +339,27 @@ def test_discover_raises_only_resolution_error_for_any_answer(
     check_endpoints(found)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**64), target=st.sampled_from(TARGETS))
+def test_poll_lookups_raise_only_resolution_error_for_any_answer(
+    crafted: CraftedDNS, seed: int, target: str
+) -> None:
+    """A poller's lookup, three polls in a row, so crafted answers also meet the
+    repeat-answer shortcut's fingerprint (dnsbalance._repeat)."""
+    crafted.reply = partial(crafted_reply, random.Random(seed))
+    parsed = parse_target(target, cluster_domain="cluster.local")
+    lookup = poll_lookup(parsed, make_resolver([crafted.address], timeout=0.05))
+    for _ in range(3):
+        try:
+            found = lookup()
+        except ResolutionError as exc:
+            reason: str | None = exc.reason
+        else:
+            reason = None
+            check_endpoints(found)
+        assert reason is None or reason
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=st.binary(max_size=700), keep_id=st.booleans(), target=st.sampled_from(TARGETS))
 def test_discover_survives_garbage_bytes(
@@ -372,7 +393,7 @@ def test_poller_never_dies_on_crafted_answers(
     resolver = make_resolver([crafted.address], timeout=0.1)
     changes = []
     poller = DnsPoller(
-        partial(discover, "svc.ns:grpc", resolver=resolver),
+        poll_lookup(parse_target("svc.ns:grpc", cluster_domain="cluster.local"), resolver),
         policy=PollPolicy(interval=0.2, max_backoff=0.4, jitter=0.0),
         on_change=changes.append,
         name="rel-poller",
