@@ -144,6 +144,12 @@ def test_rolling_replacement_under_8_tasks_drops_no_call(
                         lambda h=old: h not in {e.address for e in channel.endpoints},  # type: ignore[misc]
                         3.0,
                     )
+                    # The drain window: stop once the pod has had no call for 0.2 s.
+                    for _ in range(15):
+                        seen = fleet.calls().get(old, 0)
+                        await asyncio.sleep(0.2)
+                        if fleet.calls().get(old, 0) == seen:
+                            break
                     await fleet.stop(old, grace=2.0)
                 before = fleet.calls()
                 await asyncio.sleep(0.3)

@@ -131,6 +131,16 @@ def retire(dns: Any, channel: BalancedChannel, fleet: Fleet, service: str, host:
     is why the drain window matters."""
     dns.remove_pod(service, "ns", host)
     assert wait_until(lambda: host not in {ep.address for ep in channel.endpoints}, 3.0)
+    # The drain window: calls that started on the old channel just before the swap
+    # still reach the pod; stop once it has had none for 0.2 s (at most 3 s).
+    seen = [-1]
+
+    def idle() -> bool:
+        now = fleet.calls().get(host, 0)
+        quiet, seen[0] = now == seen[0], now
+        return quiet
+
+    wait_until(idle, 3.0, interval=0.2)
     fleet.stop(host, grace=2.0)
 
 
