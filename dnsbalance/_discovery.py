@@ -1,13 +1,16 @@
-"""Endpoint discovery through cluster DNS (dnspython): the sync driver.
+"""Endpoint discovery through cluster DNS: the sync driver.
 
-What to ask and how to read the answers is the lookup plan (:mod:`dnsbalance._plan`);
-this module asks its questions: :func:`discover` with dnspython's resolver, and
-:func:`poll_lookup`, for pollers, through the repeat-answer shortcut of
-:mod:`dnsbalance._repeat` first. The asyncio driver is :mod:`dnsbalance.aio._discovery`.
+What to ask and how to read the answers is the lookup plan (:mod:`dnsbalance._plan`).
+This module asks its questions: straight over UDP (TCP for answers too big for UDP)
+with the wire forms and answer reading of :mod:`dnsbalance._repeat`, which for a
+poller also skips answers equal to the last ones; and through dnspython's resolver
+(:func:`ask`) for everything unusual: several nameservers, TSIG, error rcodes,
+malformed answers, a failed exchange. :func:`poll_lookup` is a poller's lookup,
+:func:`discover` a single one. The asyncio driver is :mod:`dnsbalance.aio._discovery`.
 
-SERVFAIL, REFUSED and timeouts raise :class:`~dnsbalance.ResolutionError`.
-Truncated UDP answers are retried over TCP by dnspython; queries carry EDNS with a
-1232-byte payload so answers of up to ~70 addresses still fit in one UDP datagram.
+SERVFAIL, REFUSED and timeouts raise :class:`~dnsbalance.ResolutionError`. Queries
+carry EDNS with a 1232-byte payload so answers of up to ~70 addresses fit in one
+UDP datagram.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Generator, Sequence
-from functools import partial
 from typing import TypeVar
 
 import dns.exception
@@ -26,14 +28,25 @@ import dns.resolver
 
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, ResolutionError, resolution_error
-from ._plan import Question, Reply, lookup_plan
-from ._repeat import FALLBACK, TIMEOUT, AnswerCache, Batch, repeat_plan
+from ._plan import Question, Reply
+from ._repeat import (
+    TIMEOUT,
+    TRUNCATED,
+    AnswerCache,
+    Batch,
+    Query,
+    Shortcut,
+    by_transport,
+    repeat_plan,
+)
 from ._target import Target, parse_target
+from ._wire import frame, unframe
 
 __all__ = [
     "configure_resolver",
     "discover",
     "exchange",
+    "exchange_tcp",
     "make_resolver",
     "parse_nameserver",
     "poll_lookup",
@@ -149,7 +162,7 @@ def discover(
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
         resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
-    return run_plan(lookup_plan(target), partial(ask, resolver))
+    return poll_lookup(target, resolver)()
 
 
 Q = TypeVar("Q")
@@ -180,27 +193,44 @@ def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
 
 
 def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> Callable[[], Endpoints]:
-    """:func:`discover` for a poller: the same answers, in one round trip, and not
-    parsed again when they are the last ones (:mod:`dnsbalance._repeat`)."""
+    """A poller's lookup of ``target``: each call finds what :func:`discover` finds;
+    from the second on, the last lookup's questions go out together, and answers
+    equal to the last ones are not read again (:mod:`dnsbalance._repeat`)."""
     cache = AnswerCache(resolver)
 
     def ask_batch(batch: Batch) -> tuple[Reply, ...]:
         queries = cache.queries(batch)
-        sent = [query for query in queries if query is not None]
-        responses: dict[bytes, bytes] | None = {}
-        if sent and cache.server is not None:
-            try:
-                responses = exchange(cache.server, sent, resolver.lifetime)
-            except OSError:  # e.g. an ICMP "port unreachable": let dnspython say it
-                responses = None
-        replies = []
-        for question, reply in zip(batch, cache.replies(batch, queries, responses), strict=True):
+        replies = cache.replies(batch, queries, send(cache.server, queries, resolver.lifetime))
+        again = [i for i, reply in enumerate(replies) if reply is TRUNCATED]
+        if again:  # truncated over UDP: the cache now has them asked over TCP
+            retried = ask_batch(tuple(batch[i] for i in again))
+            for i, answer in zip(again, retried, strict=True):
+                replies[i] = answer
+        settled = []
+        for question, reply in zip(batch, replies, strict=True):
             if reply is TIMEOUT:
                 raise question_timeout(question, resolver)
-            replies.append(ask(resolver, question) if reply is FALLBACK else reply)
-        return tuple(replies)
+            settled.append(ask(resolver, question) if isinstance(reply, Shortcut) else reply)
+        return tuple(settled)
 
     return lambda: run_plan(repeat_plan(cache, target), ask_batch)
+
+
+def send(
+    server: tuple[str, int] | None, queries: list[Query | None], timeout: float
+) -> dict[bytes, bytes] | None:
+    """The answers to ``queries`` by ID, over UDP and TCP as each says; None when the
+    exchange failed outright (then dnspython asks them all)."""
+    udp, tcp = by_transport(queries)
+    if server is None:
+        return None
+    try:
+        answers = exchange(server, udp, timeout) if udp else {}
+        if tcp:
+            answers.update(exchange_tcp(server, tcp, timeout))
+    except OSError:  # e.g. an ICMP "port unreachable", a refused connection
+        return None
+    return answers
 
 
 def exchange(
@@ -231,6 +261,38 @@ def exchange(
             if response[:2] in waiting:
                 waiting.discard(response[:2])
                 answers[response[:2]] = response
+    return answers
+
+
+def exchange_tcp(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """:func:`exchange` over one new TCP connection (the queries pipelined, answers
+    in any order). A connection closed before every answer came raises
+    ConnectionError; other failures raise OSError."""
+    host, port = server
+    deadline = time.monotonic() + timeout
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(frame(list(queries)))
+            buffer = bytearray()
+            while waiting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"{host}:{port} closed the connection")
+                buffer += chunk
+                for message in unframe(buffer):
+                    if message[:2] in waiting:
+                        waiting.discard(message[:2])
+                        answers[message[:2]] = message
+    except TimeoutError:
+        pass
     return answers
 
 

@@ -26,7 +26,7 @@ from dns.rdtypes.IN.SRV import SRV
 from ._endpoints import Endpoint, dashed_ip, normalize
 from ._target import Target
 
-__all__ = ["Plan", "Question", "Reply", "lookup_plan"]
+__all__ = ["Addresses", "Plan", "Question", "Reply", "lookup_plan"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,18 @@ class Question:
         return self._hash
 
 
-# The answer sent back into a plan: an Answer (rrset None for NODATA) or None for NXDOMAIN.
-Reply = dns.resolver.Answer | None
+@dataclass(frozen=True)
+class Addresses:
+    """An A or AAAA answer read straight off the wire (:mod:`dnsbalance._repeat`):
+    its addresses, as dnspython writes them, and its lowest TTL."""
+
+    addresses: tuple[str, ...]
+    ttl: int
+
+
+# The answer sent back into a plan: an Answer (rrset None for NODATA), the Addresses
+# of an A/AAAA answer, or None for NXDOMAIN.
+Reply = dns.resolver.Answer | Addresses | None
 Plan = Generator[Question, Reply, tuple[Endpoint, ...]]
 
 
@@ -73,7 +83,12 @@ def _address_plan(name: dns.name.Name, port: int, *, hostname: str | None) -> Pl
     return normalize(found)
 
 
-def _addresses(reply: dns.resolver.Answer, port: int, hostname: str | None) -> list[Endpoint]:
+def _addresses(
+    reply: dns.resolver.Answer | Addresses, port: int, hostname: str | None
+) -> list[Endpoint]:
+    if isinstance(reply, Addresses):
+        ttl = reply.ttl
+        return [Endpoint(address=a, port=port, hostname=hostname, ttl=ttl) for a in reply.addresses]
     if reply.rrset is None:
         return []
     ttl = reply.rrset.ttl
@@ -82,8 +97,8 @@ def _addresses(reply: dns.resolver.Answer, port: int, hostname: str | None) -> l
 
 def _srv_plan(srv_name: dns.name.Name, service_name: dns.name.Name) -> Plan:
     reply = yield Question(srv_name, dns.rdatatype.SRV)
-    if reply is None or reply.rrset is None:
-        return ()
+    if not isinstance(reply, dns.resolver.Answer) or reply.rrset is None:
+        return ()  # NXDOMAIN or NODATA (Addresses never answer an SRV question)
     srv_ttl = reply.rrset.ttl
     # Target addresses that came in the Additional section, by name.
     extra: dict[dns.name.Name, list[tuple[str, int]]] = {}

@@ -1,21 +1,18 @@
 """Repeat polls made cheap: most DNS polls bring back the answer of the last one.
 
 A poller asks the same questions every few seconds and the answers almost never
-change. Parsing an answer with dnspython costs far more than asking it (about
-0.3 ms against 0.04 ms for three A records), so for each question this module
-keeps the query's wire form and a *fingerprint* of the last answer: its rcode
-and the set of (type, rdata) of its answer records, read straight off the wire.
-Order and TTLs are left out, because CoreDNS's ``loadbalance`` shuffles records
-and its cache counts TTLs down. When the fingerprint of a new answer is the last
-one's, the last parsed reply is the answer; otherwise dnspython parses it.
+change. For each question, :class:`AnswerCache` keeps the query's wire form and
+the fingerprint of the last answer (:mod:`dnsbalance._wire`: the records, order
+and TTLs aside) with the reply the plan got from it. When every answer of a poll
+has the last fingerprint, the last result stands without running the plan
+(:func:`repeat_plan`); a changed A/AAAA answer is read off the wire, anything
+else that changed is parsed by dnspython.
 
-Only what can be read safely is fingerprinted: A and AAAA answers owned by the
-question's name (no CNAME, no name compression other than a pointer to the
-question). Anything unusual — a truncated answer, an rcode other than NOERROR or
-NXDOMAIN, a question that is not ours, a malformed message — goes back to
-dnspython's resolver (``FALLBACK``), which retries over TCP, tries the other
-servers and raises its usual errors. SRV answers carry names, so they are
-parsed every time.
+A truncated UDP answer is asked again over TCP (``TRUNCATED``), and that question
+stays on TCP for a while. Anything unusual — an rcode other than NOERROR or
+NXDOMAIN, a question that is not ours, a malformed message, a failed exchange —
+goes to dnspython's resolver (``FALLBACK``), which tries the other servers and
+raises its usual errors.
 
 This module decides; the sync and asyncio drivers in ``_discovery`` do the I/O.
 """
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import os
-import struct
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Final, Literal, cast
@@ -40,8 +36,18 @@ import dns.resolver
 from ._endpoints import Endpoint
 from ._plan import Question, Reply, lookup_plan
 from ._target import Target
+from ._wire import Fingerprint, scan
 
-__all__ = ["FALLBACK", "TIMEOUT", "AnswerCache", "Shortcut", "fingerprint", "repeat_plan"]
+__all__ = [
+    "FALLBACK",
+    "TIMEOUT",
+    "TRUNCATED",
+    "AnswerCache",
+    "Query",
+    "Shortcut",
+    "by_transport",
+    "repeat_plan",
+]
 
 
 class Shortcut(enum.Enum):
@@ -49,93 +55,33 @@ class Shortcut(enum.Enum):
 
     FALLBACK = "ask dnspython's resolver instead"
     TIMEOUT = "no answer within the resolver's lifetime"
+    TRUNCATED = "the UDP answer was truncated: ask again (over TCP)"
 
 
 FALLBACK: Final = Shortcut.FALLBACK
 TIMEOUT: Final = Shortcut.TIMEOUT
+TRUNCATED: Final = Shortcut.TRUNCATED
 Fallback = Literal[Shortcut.FALLBACK]
 
-_HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
-_RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-_QR, _TC = 0x8000, 0x0200
-_POINTER_TO_QUESTION = b"\xc0\x0c"
-_ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
-_OPT = dns.rdatatype.OPT
-# After a truncated answer, questions skip the UDP shortcut this many times
-# (dnspython asks them over TCP) before trying it again.
-TRUNCATED_SKIPS = 10
+_TC = 0x0200
+# After a truncated UDP answer, a question is asked over TCP this many times before
+# UDP is tried again (a minute at the default 5 s interval).
+TCP_POLLS = 12
 
-Fingerprint = tuple[int, frozenset[tuple[int, bytes]]]
 Endpoints = tuple[Endpoint, ...]
 Batch = tuple[Question, ...]
 
 
-def fingerprint(response: bytes, query: bytes) -> Fingerprint | Fallback | None:
-    """What of ``response`` to ``query`` a lookup plan reads, without order and TTLs.
+@dataclass(frozen=True)
+class Query:
+    """One question on the wire, and whether it goes over TCP."""
 
-    None: a usable answer that is not fingerprinted (parse it); FALLBACK: an answer
-    dnspython's resolver must handle (truncated, an error rcode, not our question,
-    malformed).
-    """
-    try:
-        return _scan(response, query)
-    except (struct.error, IndexError):
-        return FALLBACK
+    wire: bytes
+    tcp: bool = False
 
-
-def _scan(response: bytes, query: bytes) -> Fingerprint | Fallback | None:
-    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(response)
-    rcode = flags & 0x000F
-    opcode = (flags >> 11) & 0x000F
-    if not flags & _QR or flags & _TC or opcode != 0 or qdcount != 1:
-        return FALLBACK
-    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        return FALLBACK
-    end = _skip_name(query, 12) + 4  # the query's question section ends here
-    if response[12:end] != query[12:end]:
-        return FALLBACK
-    qtype = struct.unpack_from("!H", query, end - 4)[0]
-    qname = query[12 : end - 4]
-    pos, records, plain = end, set(), qtype in _ADDRESS_TYPES
-    for _ in range(ancount):
-        if response.startswith(_POINTER_TO_QUESTION, pos):
-            owner_is_question, pos = True, pos + 2
-        elif response.startswith(qname, pos):
-            owner_is_question, pos = True, pos + len(qname)
-        else:
-            owner_is_question, pos = False, _skip_name(response, pos)
-        rtype, rclass, _, rdlength = _RR.unpack_from(response, pos)
-        pos += _RR.size
-        rdata = response[pos : pos + rdlength]
-        if len(rdata) != rdlength:
-            return FALLBACK
-        pos += rdlength
-        if not owner_is_question or rtype != qtype or rclass != dns.rdataclass.IN:
-            plain = False
-        records.add((rtype, rdata))
-    for _ in range(nscount + arcount):
-        pos = _skip_name(response, pos)
-        rtype, _, ttl, rdlength = _RR.unpack_from(response, pos)
-        pos += _RR.size + rdlength
-        if rtype == _OPT and ttl >> 24:  # an extended rcode (BADVERS, ...)
-            return FALLBACK
-    if pos > len(response):
-        return FALLBACK
-    return (rcode, frozenset(records)) if plain else None
-
-
-def _skip_name(wire: bytes, pos: int) -> int:
-    """The position after the (possibly compressed) name at ``pos``."""
-    for _ in range(128):  # a name has at most 127 labels
-        length = wire[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
-            return pos + 2
-        if length & 0xC0:
-            raise IndexError("bad label type")
-        pos += 1 + length
-    raise IndexError("name too long")
+    @property
+    def id(self) -> bytes:
+        return self.wire[:2]
 
 
 @dataclass
@@ -144,7 +90,7 @@ class _Memory:
     fingerprint: Fingerprint | None = None
     reply: Reply = None
     repeated: bool = False  # the latest answer had the remembered fingerprint
-    skips: int = 0
+    tcp_polls: int = 0  # ask over TCP this many more times (the answer was truncated)
 
 
 class AnswerCache:
@@ -153,8 +99,9 @@ class AnswerCache:
 
     ``server`` is the (address, port) the shortcut asks, or None when the resolver
     cannot be shortcut (several servers, TSIG, EDNS options, not plain DNS): then
-    every :meth:`query` is None and the driver asks dnspython. Not thread-safe: one
-    poller drives it.
+    every query is None and the driver asks dnspython. A question whose UDP answer
+    came truncated is asked over TCP for the next :data:`TCP_POLLS` polls, then over
+    UDP again (the answer may have shrunk). Not thread-safe: one poller drives it.
     """
 
     def __init__(self, resolver: dns.resolver.BaseResolver) -> None:
@@ -163,10 +110,10 @@ class AnswerCache:
         self._last: tuple[tuple[Question, ...], Endpoints] | None = None
         self.server = _single_plain_server(resolver)
 
-    def queries(self, batch: Batch) -> list[bytes | None]:
-        """The wire form of each question, with fresh IDs distinct within the batch,
-        or None where dnspython must ask."""
-        queries: list[bytes | None] = []
+    def queries(self, batch: Batch) -> list[Query | None]:
+        """Each question on the wire, with fresh IDs distinct within the batch, or
+        None where dnspython must ask."""
+        queries: list[Query | None] = []
         ids: set[bytes] = set()
         # IDs from the OS's random source, as dnspython's; one call for the batch.
         fresh = os.urandom(2 * len(batch) + 8)
@@ -175,48 +122,55 @@ class AnswerCache:
             if memory is None:
                 memory = self._memory[question] = _Memory(self._template(question))
             memory.repeated = False
-            if self.server is None or memory.skips:
-                memory.skips = max(memory.skips - 1, 0)
+            if self.server is None:
                 queries.append(None)
                 continue
             query_id, fresh = fresh[:2], fresh[2:]
             while query_id in ids or len(query_id) < 2:
                 query_id = os.urandom(2)
             ids.add(query_id)
-            queries.append(query_id + memory.template[2:])
+            tcp = memory.tcp_polls > 0
+            memory.tcp_polls = max(memory.tcp_polls - 1, 0)
+            queries.append(Query(query_id + memory.template[2:], tcp))
         return queries
 
     def replies(
         self,
         batch: Batch,
-        queries: list[bytes | None],
+        queries: list[Query | None],
         responses: dict[bytes, bytes] | None,
     ) -> list[Reply | Shortcut]:
         """What the exchange of ``queries`` brought, by question: a reply, FALLBACK
-        (ask dnspython) or TIMEOUT. ``responses`` maps a query's ID bytes to its
-        answer; None when the exchange failed outright (dnspython asks everything)."""
+        (ask dnspython), TRUNCATED (ask again: the next query goes over TCP) or
+        TIMEOUT. ``responses`` maps a query's ID to its answer; None when the exchange
+        failed outright (dnspython asks everything)."""
         replies: list[Reply | Shortcut] = []
         for question, query in zip(batch, queries, strict=True):
             if query is None or responses is None:
                 replies.append(FALLBACK)
-            elif (response := responses.get(query[:2])) is None:
+            elif (response := responses.get(query.id)) is None:
                 replies.append(TIMEOUT)
             else:
                 replies.append(self.reply(question, query, response))
         return replies
 
-    def reply(self, question: Question, query: bytes, response: bytes) -> Reply | Fallback:
-        """The reply to hand the plan for ``response``, or FALLBACK: ask dnspython."""
+    def reply(self, question: Question, query: Query, response: bytes) -> Reply | Shortcut:
+        """The reply to hand the plan for ``response``, FALLBACK or TRUNCATED."""
         memory = self._memory[question]
-        seen = fingerprint(response, query)
-        if seen is FALLBACK:
-            if len(response) >= 4 and response[2] & (_TC >> 8):
-                memory.skips = TRUNCATED_SKIPS
+        scanned = scan(response, query.wire)
+        if scanned is None:
+            if not query.tcp and len(response) >= 4 and response[2] & (_TC >> 8):
+                memory.tcp_polls = TCP_POLLS
+                return TRUNCATED
             return FALLBACK
+        seen = scanned.fingerprint
         if seen is not None and seen == memory.fingerprint:
             memory.repeated = True
             return memory.reply
-        reply = self._parse(question, response)
+        if seen is not None and question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            reply: Reply | Fallback = scanned.addresses()
+        else:
+            reply = self._parse(question, response)
         if reply is not FALLBACK:
             memory.fingerprint, memory.reply = seen, reply
             self._last = None  # the last result was read from other answers
@@ -226,10 +180,7 @@ class AnswerCache:
         """The questions of the last lookup, when all of them may take the shortcut."""
         if self._last is None or self.server is None:
             return ()
-        questions = self._last[0]
-        if any(self._memory[q].skips for q in questions):
-            return ()
-        return questions
+        return self._last[0]
 
     def unchanged(self, questions: tuple[Question, ...]) -> Endpoints | None:
         """The last lookup's result when ``questions`` (its questions) were all just
@@ -242,8 +193,12 @@ class AnswerCache:
         return None
 
     def remember(self, questions: tuple[Question, ...], result: Endpoints) -> None:
-        """A lookup asked ``questions`` and found ``result``."""
+        """A lookup asked ``questions`` and found ``result``. Only their memory is
+        kept, so pods' names that come and go (SRV targets) do not pile up."""
         self._last = (questions, result) if self.server is not None else None
+        if len(self._memory) > len(questions):
+            asked = set(questions)
+            self._memory = {q: m for q, m in self._memory.items() if q in asked}
 
     def _parse(self, question: Question, response: bytes) -> Reply | Fallback:
         try:
@@ -302,6 +257,13 @@ def repeat_plan(cache: AnswerCache, target: Target) -> BatchPlan:
         result = cast(Endpoints, stop.value)
     cache.remember(tuple(asked), result)
     return result
+
+
+def by_transport(queries: list[Query | None]) -> tuple[list[bytes], list[bytes]]:
+    """The wire forms to send over UDP, and over TCP."""
+    udp = [query.wire for query in queries if query is not None and not query.tcp]
+    tcp = [query.wire for query in queries if query is not None and query.tcp]
+    return udp, tcp
 
 
 def _single_plain_server(resolver: dns.resolver.BaseResolver) -> tuple[str, int] | None:

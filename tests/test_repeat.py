@@ -14,23 +14,28 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import dns.flags
+import dns.ipv4
+import dns.ipv6
 import dns.message
 import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.resolver
 import dns.rrset
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsbalance import ResolutionError, discover, parse_target
-from dnsbalance._discovery import make_resolver, poll_lookup
-from dnsbalance._plan import Question
-from dnsbalance._repeat import FALLBACK, AnswerCache, fingerprint
+from dnsbalance import Endpoint, ResolutionError, parse_target
+from dnsbalance._discovery import ask, make_resolver, poll_lookup, run_plan
+from dnsbalance._plan import Question, lookup_plan
+from dnsbalance._repeat import AnswerCache
+from dnsbalance._wire import Fingerprint, frame, scan, unframe
 from dnsbalance.aio import _discovery as aio_discovery
 from dnsbalance.testing import Pod
 
@@ -61,6 +66,12 @@ def exchange_of(
 # -- the fingerprint, on rendered answers ------------------------------------------------
 
 
+def fingerprint(response: bytes, query: bytes) -> Fingerprint | str | None:
+    """The answer's fingerprint; "dnspython" when scan() leaves it to dnspython."""
+    scanned = scan(response, query)
+    return "dnspython" if scanned is None else scanned.fingerprint
+
+
 def test_order_and_ttl_do_not_matter() -> None:
     query, first = exchange_of(["10.0.0.1", "10.0.0.2", "10.0.0.3"], ttl=5)
     _, shuffled = exchange_of(["10.0.0.3", "10.0.0.1", "10.0.0.2"], ttl=2)
@@ -76,7 +87,7 @@ def test_a_different_answer_has_a_different_fingerprint() -> None:
     _, nxdomain = exchange_of([], rcode=dns.rcode.NXDOMAIN)
     prints = [fingerprint(wire, query) for wire in (three, two, other, nodata, nxdomain)]
     assert None not in prints
-    assert FALLBACK not in prints
+    assert "dnspython" not in prints
     assert len(set(prints)) == 5  # NODATA and NXDOMAIN differ too
 
 
@@ -98,16 +109,15 @@ def test_ipv6_answers() -> None:
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("truncated", FALLBACK),
-        ("servfail", FALLBACK),
-        ("refused", FALLBACK),
-        ("not a response", FALLBACK),
-        ("another question", FALLBACK),
-        ("cut short", FALLBACK),
-        ("garbage", FALLBACK),
-        ("extended rcode", FALLBACK),
+        ("truncated", "dnspython"),
+        ("servfail", "dnspython"),
+        ("refused", "dnspython"),
+        ("not a response", "dnspython"),
+        ("another question", "dnspython"),
+        ("cut short", "dnspython"),
+        ("garbage", "dnspython"),
+        ("extended rcode", "dnspython"),
         ("cname", None),
-        ("srv", None),
     ],
 )
 def test_what_is_left_to_dnspython(case: str, expected: object) -> None:
@@ -132,9 +142,58 @@ def test_what_is_left_to_dnspython(case: str, expected: object) -> None:
     elif case == "cname":
         cname = dns.rrset.from_text(QNAME, 5, "IN", "CNAME", "elsewhere.cluster.local.")
         _, wire = exchange_of([], extra=[cname])
-    elif case == "srv":
-        query, wire = exchange_of(["0 50 9000 pod-1.svc.ns.svc.cluster.local."], rdtype="SRV")
     assert fingerprint(wire, query) is expected
+
+
+def srv_exchange(
+    records: list[tuple[int, str, str]], *, ttl: int = 5, extra_types: tuple[str, ...] = ("A",)
+) -> tuple[bytes, bytes]:
+    """An SRV answer: (port, target label, address) per pod, the addresses in the
+    Additional section, everything in the given order."""
+    name = "_grpc._tcp." + QNAME
+    query = dns.message.make_query(name, "SRV", use_edns=0, payload=1232)
+    response = dns.message.make_response(query)
+    for port, label, _ in records:
+        target = f"{label}.{QNAME}"
+        response.answer.append(dns.rrset.from_text(name, ttl, "IN", "SRV", f"0 50 {port} {target}"))
+    for _, label, address in records:
+        for rdtype in extra_types:
+            value = address if rdtype == "A" else '"hello"'
+            response.additional.append(
+                dns.rrset.from_text(f"{label}.{QNAME}", ttl, "IN", rdtype, value)
+            )
+    return query.to_wire(), response.to_wire()
+
+
+def test_srv_answers_are_fingerprinted_with_their_targets() -> None:
+    pods = [(9000, "10-0-0-1", "10.0.0.1"), (9000, "web-0", "10.0.0.2")]
+    query, first = srv_exchange(pods)
+    _, shuffled = srv_exchange(pods[::-1], ttl=1)
+    assert b"\xc0" in first  # the Additional owners point at the SRV targets
+    assert fingerprint(first, query) == fingerprint(shuffled, query) is not None
+    changed = [
+        [(9001, "10-0-0-1", "10.0.0.1"), pods[1]],  # a port
+        [(9000, "10-0-0-3", "10.0.0.1"), pods[1]],  # a target
+        [(9000, "10-0-0-1", "10.0.0.9"), pods[1]],  # an address
+        pods[:1],
+    ]
+    for other in changed:
+        assert fingerprint(srv_exchange(other)[1], query) != fingerprint(first, query)
+    _, with_txt = srv_exchange(pods, extra_types=("A", "TXT"))
+    assert fingerprint(with_txt, query) is None  # dnspython reads what it does not know
+
+
+def test_names_are_read_through_backward_pointers_only() -> None:
+    query, wire = srv_exchange([(9000, "Web-0", "10.0.0.2")])
+    scanned = scan(wire, query)
+    assert scanned is not None
+    assert scanned.extra == {
+        (dns.name.from_text(f"web-0.{QNAME}").to_wire(), dns.rdatatype.A, bytes([10, 0, 0, 2]))
+    }
+    # An Additional owner that points at itself (a loop) is refused, not followed.
+    owner_at = wire.rindex(b"\xc0")
+    looped = wire[:owner_at] + bytes([0xC0 | owner_at >> 8, owner_at & 0xFF]) + wire[owner_at + 2 :]
+    assert scan(looped, query) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -160,6 +219,26 @@ def test_same_fingerprint_iff_same_addresses(
     assert (fingerprint(a, query) == fingerprint(c, query)) == (set(as_text) == set(other))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=4, max_size=4), max_size=30),
+    st.lists(st.binary(min_size=16, max_size=16), max_size=30),
+    st.integers(0, 2**31 - 1),
+)
+def test_addresses_read_as_dnspython_reads_them(v4: list[bytes], v6: list[bytes], ttl: int) -> None:
+    for rdtype, packed, text in (("A", v4, dns.ipv4.inet_ntoa), ("AAAA", v6, dns.ipv6.inet_ntoa)):
+        query, wire = exchange_of([text(p) for p in packed], rdtype=rdtype, ttl=ttl)
+        scanned = scan(wire, query)
+        assert scanned is not None
+        reply = scanned.addresses()
+        assert reply is not None
+        assert not isinstance(reply, dns.resolver.Answer)
+        parsed = dns.message.from_wire(wire)
+        expected = {rd.address for rrset in parsed.answer for rd in rrset}
+        assert set(reply.addresses) == expected
+        assert reply.ttl == (ttl if packed else 0)
+
+
 # -- the drivers, against real servers ---------------------------------------------------
 
 
@@ -168,15 +247,24 @@ def lookup_for(dns_server: Any, target: str, timeout: float = 2.0) -> Any:
     return poll_lookup(parsed, make_resolver([dns_server.address], timeout=timeout))
 
 
-def test_polls_find_what_discover_finds(dns_server: Any, unique_service: str) -> None:
+def by_dnspython(dns_server: Any, target: str, timeout: float = 2.0) -> tuple[Endpoint, ...]:
+    """The oracle: the lookup plan asked through dnspython's resolver alone."""
+    resolver = make_resolver([dns_server.address], timeout=timeout)
+    parsed = parse_target(target, cluster_domain="cluster.local")
+    return run_plan(lookup_plan(parsed), partial(ask, resolver))
+
+
+def test_polls_find_what_dnspython_finds(dns_server: Any, unique_service: str) -> None:
     target = f"{unique_service}.ns:8000"
     lookup = lookup_for(dns_server, target)
-    assert lookup() == () == discover(target, nameservers=[dns_server.address])  # NXDOMAIN
+    assert lookup() == () == by_dnspython(dns_server, target)  # NXDOMAIN
     steps = [["10.9.0.1"], ["10.9.0.1", "fd00::9"], ["10.9.0.2", "10.9.0.1"], ["fd00::9"], []]
     for hosts in steps:
         dns_server.set_service(unique_service, "ns", [Pod(ip=h) for h in hosts])
         first, second = lookup(), lookup()
-        assert first == second == discover(target, nameservers=[dns_server.address])
+        oracle = by_dnspython(dns_server, target)
+        assert first == second == oracle
+        assert [ep.ttl for ep in first] == [ep.ttl for ep in oracle]
         assert sorted(ep.address for ep in first) == sorted(hosts)
 
 
@@ -196,7 +284,7 @@ def test_named_ports_are_read_every_time(dns_server: Any, unique_service: str) -
     dns_server.set_service(unique_service, "ns", pods, ports=PORTS)
     target = f"{unique_service}.ns:grpc"
     lookup = lookup_for(dns_server, target)
-    assert lookup() == lookup() == discover(target, nameservers=[dns_server.address])
+    assert lookup() == lookup() == by_dnspython(dns_server, target)
     dns_server.set_service(unique_service, "ns", pods[:1], ports=PORTS)
     assert [ep.address for ep in lookup()] == ["10.9.2.1"]
 
@@ -204,11 +292,37 @@ def test_named_ports_are_read_every_time(dns_server: Any, unique_service: str) -
 def test_truncated_answers_go_over_tcp(dns_server: Any, unique_service: str) -> None:
     pods = [Pod(ip=f"10.{110 + i // 250}.{i % 250}.1") for i in range(300)]
     dns_server.set_service(unique_service, "ns", pods)
-    lookup = lookup_for(dns_server, f"{unique_service}.ns:8000", timeout=5.0)
+    target = f"{unique_service}.ns:8000"
+    lookup = lookup_for(dns_server, target, timeout=5.0)
+    first = lookup()
+    assert first == by_dnspython(dns_server, target, timeout=5.0)
+    assert len(first) == 300
     for _ in range(3):
-        assert len(lookup()) == 300
+        assert lookup() is first  # over TCP now, and still not parsed again
     dns_server.set_service(unique_service, "ns", pods[:2])
     assert len(lookup()) == 2
+
+
+def test_a_truncated_question_stays_on_tcp(embedded_dns: Any, unique_service: str) -> None:
+    pods = [Pod(ip=f"10.{120 + i // 250}.{i % 250}.1") for i in range(200)]
+    embedded_dns.set_service(unique_service, "ns", pods)
+    lookup = lookup_for(embedded_dns, f"{unique_service}.ns:8000", timeout=5.0)
+    before = embedded_dns.queries
+    lookup()  # A over UDP (truncated), A over TCP, AAAA over UDP
+    assert embedded_dns.queries - before == 3
+    before = embedded_dns.queries
+    lookup()  # A over TCP and AAAA over UDP, at once
+    assert embedded_dns.queries - before == 2
+
+
+def test_tcp_framing() -> None:
+    stream = bytearray(frame([b"\x00\x01abc", b"\x00\x02"]))
+    head, tail = stream[:4], stream[4:]
+    assert list(unframe(head)) == []
+    assert head == stream[:4]  # an incomplete message stays in the buffer
+    head += tail
+    assert list(unframe(head)) == [b"\x00\x01abc", b"\x00\x02"]
+    assert head == bytearray()
 
 
 def test_errors_come_from_dnspython(embedded_dns: Any, unique_service: str) -> None:
@@ -347,6 +461,7 @@ def test_async_polls_match_and_repeat(dns_server: Any, unique_service: str) -> N
         assert await lookup() == ()
         dns_server.set_service(unique_service, "ns", [Pod(ip="10.9.6.1"), Pod(ip="fd00::6")])
         first = await lookup()
+        assert first == by_dnspython(dns_server, f"{unique_service}.ns:8000")
         assert first == await aio_discovery.discover(target, resolver=resolver)
         assert await lookup() is first
         dns_server.add_pod(unique_service, "ns", "10.9.6.2")
@@ -377,3 +492,13 @@ def test_async_shuffled_answers_and_timeouts(
         assert time.monotonic() - started < 1.5
 
     asyncio.run(scenario())
+
+
+def test_memory_keeps_only_the_last_lookups_questions(embedded_dns: Any) -> None:
+    cache = AnswerCache(make_resolver([embedded_dns.address]))
+    names = [dns.name.from_text(f"web-{i}.{QNAME}") for i in range(5)]
+    batch = tuple(Question(name, dns.rdatatype.A) for name in names)
+    assert all(query is not None for query in cache.queries(batch))
+    cache.remember(batch[:2], ())
+    assert cache.replay() == batch[:2]
+    assert len(cache._memory) == 2

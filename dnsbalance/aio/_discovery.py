@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from functools import partial
 from typing import TypeVar
 
 import dns.asyncresolver
@@ -21,11 +20,29 @@ from dnsbalance._discovery import (
     servers_for,
 )
 from dnsbalance._endpoints import Endpoint
-from dnsbalance._plan import Question, Reply, lookup_plan
-from dnsbalance._repeat import FALLBACK, TIMEOUT, AnswerCache, Batch, repeat_plan
+from dnsbalance._plan import Question, Reply
+from dnsbalance._repeat import (
+    TIMEOUT,
+    TRUNCATED,
+    AnswerCache,
+    Batch,
+    Query,
+    Shortcut,
+    by_transport,
+    repeat_plan,
+)
 from dnsbalance._target import Target, parse_target
+from dnsbalance._wire import frame
 
-__all__ = ["discover", "exchange", "make_resolver", "poll_lookup", "run_plan"]
+__all__ = [
+    "discover",
+    "exchange",
+    "exchange_tcp",
+    "make_resolver",
+    "poll_lookup",
+    "run_plan",
+    "send",
+]
 
 AsyncAsk = Callable[[Question], Awaitable[Reply]]
 Endpoints = tuple[Endpoint, ...]
@@ -53,7 +70,7 @@ async def discover(
         target = parse_target(target, cluster_domain=cluster_domain)
     if resolver is None:
         resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
-    return await run_plan(lookup_plan(target), partial(ask, resolver))
+    return await poll_lookup(target, resolver)()
 
 
 Q = TypeVar("Q")
@@ -92,24 +109,40 @@ def poll_lookup(
 
     async def ask_batch(batch: Batch) -> tuple[Reply, ...]:
         queries = cache.queries(batch)
-        sent = [query for query in queries if query is not None]
-        responses: dict[bytes, bytes] | None = {}
-        if sent and cache.server is not None:
-            try:
-                responses = await exchange(cache.server, sent, resolver.lifetime)
-            except OSError:  # e.g. an ICMP "port unreachable": let dnspython say it
-                responses = None
-        replies = []
-        for question, reply in zip(batch, cache.replies(batch, queries, responses), strict=True):
+        answers = await send(cache.server, queries, resolver.lifetime)
+        replies = cache.replies(batch, queries, answers)
+        again = [i for i, reply in enumerate(replies) if reply is TRUNCATED]
+        if again:  # truncated over UDP: the cache now has them asked over TCP
+            retried = await ask_batch(tuple(batch[i] for i in again))
+            for i, answer in zip(again, retried, strict=True):
+                replies[i] = answer
+        settled = []
+        for question, reply in zip(batch, replies, strict=True):
             if reply is TIMEOUT:
                 raise question_timeout(question, resolver)
-            replies.append(await ask(resolver, question) if reply is FALLBACK else reply)
-        return tuple(replies)
+            settled.append(await ask(resolver, question) if isinstance(reply, Shortcut) else reply)
+        return tuple(settled)
 
     def lookup() -> Awaitable[Endpoints]:
         return run_plan(repeat_plan(cache, target), ask_batch)
 
     return lookup
+
+
+async def send(
+    server: tuple[str, int] | None, queries: list[Query | None], timeout: float
+) -> dict[bytes, bytes] | None:
+    """:func:`dnsbalance._discovery.send` on the event loop."""
+    udp, tcp = by_transport(queries)
+    if server is None:
+        return None
+    try:
+        answers = await exchange(server, udp, timeout) if udp else {}
+        if tcp:
+            answers.update(await exchange_tcp(server, tcp, timeout))
+    except OSError:  # e.g. an ICMP "port unreachable", a refused connection
+        return None
+    return answers
 
 
 async def exchange(
@@ -133,4 +166,31 @@ async def exchange(
                     if response[:2] in waiting:
                         waiting.discard(response[:2])
                         answers[response[:2]] = response
+    return answers
+
+
+async def exchange_tcp(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """:func:`dnsbalance._discovery.exchange_tcp` on the event loop."""
+    host, port = server
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(frame(list(queries)))
+                await writer.drain()
+                while waiting:
+                    try:
+                        size = int.from_bytes(await reader.readexactly(2), "big")
+                        message = await reader.readexactly(size)
+                    except asyncio.IncompleteReadError as exc:
+                        raise ConnectionError(f"{host}:{port} closed the connection") from exc
+                    if message[:2] in waiting:
+                        waiting.discard(message[:2])
+                        answers[message[:2]] = message
+            finally:
+                writer.close()
     return answers
