@@ -43,6 +43,7 @@ from ._target import Target, parse_target
 from ._wire import frame, unframe
 
 __all__ = [
+    "PollLookup",
     "configure_resolver",
     "discover",
     "exchange",
@@ -192,18 +193,47 @@ def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
         raise question_error(exc, question, resolver) from exc
 
 
-def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> Callable[[], Endpoints]:
+def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> PollLookup:
+    """A poller's lookup of ``target`` (see :class:`PollLookup`)."""
+    return PollLookup(target, resolver)
+
+
+class PollLookup:
     """A poller's lookup of ``target``: each call finds what :func:`discover` finds;
     from the second on, the last lookup's questions go out together, and answers
-    equal to the last ones are not read again (:mod:`dnsbalance._repeat`)."""
-    cache = AnswerCache(resolver)
+    equal to the last ones are not read again (:mod:`dnsbalance._repeat`).
+    :meth:`repeat` is the cheap check the poll clock runs. One poller drives it."""
 
-    def ask_batch(batch: Batch) -> tuple[Reply, ...]:
+    def __init__(self, target: Target, resolver: dns.resolver.Resolver) -> None:
+        self._target = target
+        self._resolver = resolver
+        self._cache = AnswerCache(resolver)
+
+    def __call__(self) -> Endpoints:
+        return run_plan(repeat_plan(self._cache, self._target), self._ask_batch)
+
+    def repeat(self, timeout: float) -> Endpoints | None:
+        """The last result, when the last lookup's questions, asked again within
+        ``timeout``, all bring back the last answers; else None (a change, a slow or
+        failing server, anything for dnspython: poll in full). Never raises."""
+        cache = self._cache
+        questions = cache.replay()
+        if not questions:
+            return None
+        queries = cache.queries(questions)
+        answers = send(cache.server, queries, min(timeout, self._resolver.lifetime))
+        if answers is None or len(answers) != len(questions):
+            return None
+        cache.replies(questions, queries, answers)
+        return cache.unchanged(questions)
+
+    def _ask_batch(self, batch: Batch) -> tuple[Reply, ...]:
+        cache, resolver = self._cache, self._resolver
         queries = cache.queries(batch)
         replies = cache.replies(batch, queries, send(cache.server, queries, resolver.lifetime))
         again = [i for i, reply in enumerate(replies) if reply is TRUNCATED]
         if again:  # truncated over UDP: the cache now has them asked over TCP
-            retried = ask_batch(tuple(batch[i] for i in again))
+            retried = self._ask_batch(tuple(batch[i] for i in again))
             for i, answer in zip(again, retried, strict=True):
                 replies[i] = answer
         settled = []
@@ -212,8 +242,6 @@ def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> Callable[[],
                 raise question_timeout(question, resolver)
             settled.append(ask(resolver, question) if isinstance(reply, Shortcut) else reply)
         return tuple(settled)
-
-    return lambda: run_plan(repeat_plan(cache, target), ask_batch)
 
 
 def send(
@@ -249,11 +277,15 @@ def exchange(
         sock.connect((host, port))
         for query in queries:
             sock.send(query)
+        wait = timeout
+        sock.settimeout(wait)
         while waiting:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            sock.settimeout(remaining)
+            if remaining < wait - 0.05:  # settimeout is a system call: only when it matters
+                wait = remaining
+                sock.settimeout(wait)
             try:
                 response = sock.recv(65535)
             except TimeoutError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ._endpoints import Change, Endpoint, diff, normalize
 from ._exceptions import ConfigError, DnsBalanceError
@@ -72,8 +73,9 @@ class PollState:
     last_error: DnsBalanceError | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
-class PollResult:
+class PollResult(NamedTuple):
+    """What a poll decided (a NamedTuple: made on every poll)."""
+
     state: PollState
     change: Change | None
     delay: float
@@ -108,7 +110,10 @@ def on_answer(
     steady = state.answered and not state.empty_streak and not state.error_streak
     if steady and endpoints is state.endpoints:
         return PollResult(state, None, delay)  # every unchanged poll: nothing to do
-    endpoints = normalize(endpoints)
+    normalized = normalize(endpoints)
+    # Keep the caller's tuple when it was normalized already: a lookup that returns
+    # the same object for an unchanged answer then meets the fast path above.
+    endpoints = endpoints if normalized == endpoints else normalized
     if not endpoints and state.endpoints:
         streak = state.empty_streak + 1
         if streak < policy.empty_after:

@@ -6,12 +6,14 @@ the lookup and reports changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from ._clock import CLOCK, COALESCE
 from ._endpoints import Change, Endpoint
 from ._exceptions import ClosedError, DnsBalanceError
 from ._metrics import TargetMetrics
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 Lookup = Callable[[], tuple[Endpoint, ...]]
 L = TypeVar("L")
 ChangeCallback = Callable[[Change], None]
+REPEAT_TIMEOUT = 0.25
+"""How long the poll clock waits for repeat answers before handing the poll over."""
 
 
 class PollTracker(Generic[L]):
@@ -94,18 +98,32 @@ class PollTracker(Generic[L]):
 
 
 class DnsPoller(PollTracker[Lookup]):
-    """Re-polls ``lookup`` on a daemon thread and calls ``on_change`` for real changes.
+    """Re-polls ``lookup`` and calls ``on_change`` for real changes.
 
     ``poll_once()`` polls on the caller's thread (used for the first answer);
-    ``start()`` starts the thread; ``poll_now()`` wakes it early; ``stop()`` stops
-    and joins it (within about a second, plus one in-flight lookup's timeout).
-    ``on_change`` runs on the poller thread; its exceptions are logged, never fatal.
+    ``start()`` starts polling; ``poll_now()`` polls at once; ``stop()`` stops and
+    joins the poller's thread (within about a second, plus one in-flight lookup's
+    timeout). ``on_change`` runs on the poller's thread; its exceptions are logged,
+    never fatal.
+
+    The shared poll clock (:mod:`dnsbalance._clock`) times the polls: when one falls
+    due it runs the lookup's cheap ``repeat`` check (a :class:`PollLookup`'s), and
+    when the answers are the last ones, records them there. Everything else — the
+    first poll, a change, an error, a lookup without ``repeat``, ``poll_now`` —
+    runs on the poller's own thread, which sleeps until handed a poll.
     """
 
     def _start_driver(self) -> None:
-        self._wake = threading.Event()
+        # Held while the thread sleeps; a release (a hand-off, poll_now, stop) wakes it.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._busy = threading.Lock()  # one poll at a time, on whichever thread
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ticket = 0
+        self._repeat: Callable[[float], tuple[Endpoint, ...] | None] | None = getattr(
+            self._lookup, "repeat", None
+        )
 
     @property
     def running(self) -> bool:
@@ -115,11 +133,12 @@ class DnsPoller(PollTracker[Lookup]):
         """Poll now on this thread, update the state and report a change if any."""
         if self._stopped.is_set():
             raise ClosedError("poller is stopped")
-        try:
-            endpoints = self._lookup()
-        except DnsBalanceError as exc:
-            return self.record_error(exc)
-        return self.record_answer(endpoints)
+        with self._busy:
+            try:
+                endpoints = self._lookup()
+            except DnsBalanceError as exc:
+                return self.record_error(exc)
+            return self.record_answer(endpoints)
 
     def start(self) -> None:
         if self._stopped.is_set():
@@ -128,15 +147,17 @@ class DnsPoller(PollTracker[Lookup]):
             return
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
+        self._schedule(self._delay)
 
     def poll_now(self) -> None:
-        """Wake the thread to poll at once (e.g. when the API saw a change)."""
-        self._wake.set()
+        """Poll at once on the poller's thread (e.g. when the API saw a change)."""
+        self._hand_off()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread and join it; idempotent."""
         self._stopped.set()
-        self._wake.set()
+        CLOCK.cancel(self)
+        self._hand_off()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -145,13 +166,44 @@ class DnsPoller(PollTracker[Lookup]):
                     "%s: thread still busy after %.1f s (a lookup in flight)", self._name, timeout
                 )
 
+    def clock_poll(self, ticket: int) -> None:
+        """The poll clock says a poll is due (on the clock's thread; never blocks
+        for long): the repeat check when it can settle the poll, else a hand-off."""
+        if self._stopped.is_set() or ticket != self._ticket:
+            return  # stopped, or rescheduled since
+        state = self._state
+        steady = state.answered and not state.empty_streak and not state.error_streak
+        if self._repeat is None or not steady:
+            self._hand_off()
+            return
+        if not self._busy.acquire(blocking=False):
+            self._schedule(min(COALESCE, self.policy.interval / 2))  # a poll is running
+            return
+        try:
+            endpoints = self._repeat(REPEAT_TIMEOUT)
+            if endpoints is not None and endpoints is self._state.endpoints:
+                self._schedule(self.record_answer(endpoints).delay)
+                return
+        finally:
+            self._busy.release()
+        self._hand_off()
+
+    def _schedule(self, delay: float) -> None:
+        with self._lock:
+            self._ticket += 1
+            ticket = self._ticket
+        window = min(COALESCE, self.policy.interval * self.policy.jitter)
+        CLOCK.schedule(self, delay, window=window, ticket=ticket)
+
+    def _hand_off(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already released: a poll is pending
+            self._wake.release()
+
     def _run(self) -> None:
-        delay = self._delay  # what the last poll (e.g. the caller's first) asked for
-        while not self._stopped.is_set():
-            self._wake.wait(delay)
+        while True:
+            self._wake.acquire()
             if self._stopped.is_set():
                 return
-            self._wake.clear()
             try:
                 delay = self.poll_once().delay
             except ClosedError:
@@ -159,3 +211,6 @@ class DnsPoller(PollTracker[Lookup]):
             except Exception:  # a bug must not kill the poller: back off and go on
                 log.exception("%s: unexpected error in poll", self._name)
                 delay = self.policy.max_backoff
+            if self._stopped.is_set():
+                return
+            self._schedule(delay)

@@ -23,7 +23,7 @@ import enum
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Final, Literal, cast
+from typing import Final, Literal, NamedTuple, cast
 
 import dns.exception
 import dns.message
@@ -36,7 +36,7 @@ import dns.resolver
 from ._endpoints import Endpoint
 from ._plan import Question, Reply, lookup_plan
 from ._target import Target
-from ._wire import Fingerprint, scan
+from ._wire import Fingerprint, question_end, scan
 
 __all__ = [
     "FALLBACK",
@@ -72,12 +72,13 @@ Endpoints = tuple[Endpoint, ...]
 Batch = tuple[Question, ...]
 
 
-@dataclass(frozen=True)
-class Query:
-    """One question on the wire, and whether it goes over TCP."""
+class Query(NamedTuple):
+    """One question on the wire, and whether it goes over TCP (a NamedTuple: made
+    on every poll)."""
 
     wire: bytes
     tcp: bool = False
+    question_end: int | None = None
 
     @property
     def id(self) -> bytes:
@@ -87,6 +88,7 @@ class Query:
 @dataclass
 class _Memory:
     template: bytes  # the query's wire form; each send gets a fresh ID
+    question_end: int  # where its question section ends
     fingerprint: Fingerprint | None = None
     reply: Reply = None
     repeated: bool = False  # the latest answer had the remembered fingerprint
@@ -120,7 +122,9 @@ class AnswerCache:
         for question in batch:
             memory = self._memory.get(question)
             if memory is None:
-                memory = self._memory[question] = _Memory(self._template(question))
+                template = self._template(question)
+                memory = _Memory(template, question_end(template))
+                self._memory[question] = memory
             memory.repeated = False
             if self.server is None:
                 queries.append(None)
@@ -131,7 +135,7 @@ class AnswerCache:
             ids.add(query_id)
             tcp = memory.tcp_polls > 0
             memory.tcp_polls = max(memory.tcp_polls - 1, 0)
-            queries.append(Query(query_id + memory.template[2:], tcp))
+            queries.append(Query(query_id + memory.template[2:], tcp, memory.question_end))
         return queries
 
     def replies(
@@ -157,7 +161,7 @@ class AnswerCache:
     def reply(self, question: Question, query: Query, response: bytes) -> Reply | Shortcut:
         """The reply to hand the plan for ``response``, FALLBACK or TRUNCATED."""
         memory = self._memory[question]
-        scanned = scan(response, query.wire)
+        scanned = scan(response, query.wire, query.question_end)
         if scanned is None:
             if not query.tcp and len(response) >= 4 and response[2] & (_TC >> 8):
                 memory.tcp_polls = TCP_POLLS

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import dns.ipv4
 import dns.ipv6
@@ -35,7 +35,7 @@ import dns.rdatatype
 
 from ._plan import Addresses
 
-__all__ = ["Fingerprint", "Scanned", "frame", "scan", "unframe"]
+__all__ = ["Fingerprint", "Scanned", "frame", "question_end", "scan", "unframe"]
 
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 _RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength
@@ -59,9 +59,8 @@ _IN = dns.rdataclass.IN
 Fingerprint = tuple[int, frozenset[tuple[int, bytes]], frozenset[tuple[bytes, int, bytes]]]
 
 
-@dataclass(frozen=True)
-class Scanned:
-    """An answer as :func:`scan` read it."""
+class Scanned(NamedTuple):
+    """An answer as :func:`scan` read it (a NamedTuple: made on every poll)."""
 
     rcode: int
     qtype: int
@@ -93,16 +92,22 @@ class Scanned:
         return Addresses(tuple(texts), ttl)
 
 
-def scan(response: bytes, query: bytes) -> Scanned | None:
-    """Read ``response`` to ``query`` (our own wire form); None when dnspython's
-    resolver must handle it (truncated, an error rcode, not our question, malformed)."""
+def scan(response: bytes, query: bytes, question_end: int | None = None) -> Scanned | None:
+    """Read ``response`` to ``query`` (our own wire form, whose question section
+    ends at ``question_end`` when known); None when dnspython's resolver must handle
+    it (truncated, an error rcode, not our question, malformed)."""
     try:
-        return _scan(response, query)
+        return _scan(response, query, question_end)
     except (struct.error, IndexError):
         return None
 
 
-def _scan(response: bytes, query: bytes) -> Scanned | None:
+def question_end(query: bytes) -> int:
+    """Where the question section of ``query`` (uncompressed, one question) ends."""
+    return _skip_name(query, 12) + 4
+
+
+def _scan(response: bytes, query: bytes, end: int | None) -> Scanned | None:
     _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(response)
     rcode = flags & 0x000F
     opcode = (flags >> 11) & 0x000F
@@ -110,7 +115,8 @@ def _scan(response: bytes, query: bytes) -> Scanned | None:
         return None
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return None
-    end = _skip_name(query, 12) + 4  # the query's question section ends here
+    if end is None:
+        end = question_end(query)
     if response[12:end] != query[12:end]:
         return None
     qtype = struct.unpack_from("!H", query, end - 4)[0]

@@ -11,8 +11,9 @@ import dns.rcode
 import pytest
 from backends import wait_until
 
-from dnsbalance import Change, ClosedError, DnsPoller, PollPolicy, parse_target
-from dnsbalance._discovery import make_resolver, poll_lookup
+from dnsbalance import Change, ClosedError, DnsPoller, Endpoint, PollPolicy, discover, parse_target
+from dnsbalance._clock import CLOCK
+from dnsbalance._discovery import PollLookup, make_resolver, poll_lookup
 
 
 def poller_for(dns_server: Any, service: str, **policy: Any) -> tuple[DnsPoller, list[Change]]:
@@ -124,3 +125,73 @@ def test_a_failing_callback_never_kills_the_poller(embedded_dns: Any, unique_ser
         assert poller.running
     finally:
         poller.stop()
+
+
+class Counted:
+    """A real poll lookup, counting which path each poll took."""
+
+    def __init__(self, lookup: PollLookup) -> None:
+        self.lookup = lookup
+        self.full: list[str] = []  # thread names
+        self.repeats: list[str] = []
+
+    def __call__(self) -> tuple[Endpoint, ...]:
+        self.full.append(threading.current_thread().name)
+        return self.lookup()
+
+    def repeat(self, timeout: float) -> tuple[Endpoint, ...] | None:
+        self.repeats.append(threading.current_thread().name)
+        return self.lookup.repeat(timeout)
+
+
+def test_the_clock_settles_unchanged_polls_and_hands_over_changes(
+    embedded_dns: Any, unique_service: str
+) -> None:
+    embedded_dns.add_pod(unique_service, "ns", "10.7.3.1")
+    target = parse_target(f"{unique_service}.ns:8000", cluster_domain="cluster.local")
+    counted = Counted(poll_lookup(target, make_resolver([embedded_dns.address], timeout=0.5)))
+    seen: list[str] = []
+    poller = DnsPoller(
+        counted,
+        policy=PollPolicy(interval=0.2, jitter=0.0),
+        on_change=lambda change: seen.append(threading.current_thread().name),
+        name=f"test-poller-{unique_service}",
+    )
+    poller.poll_once()
+    poller.start()
+    try:
+        assert wait_until(lambda: len(counted.repeats) >= 4, 3.0)
+        assert counted.full == ["MainThread"]  # only the first poll ran in full
+        assert set(counted.repeats) == {"dnsbalance-poll-clock"}
+        embedded_dns.add_pod(unique_service, "ns", "10.7.3.2")
+        assert wait_until(lambda: len(seen) == 2, 3.0)
+        assert seen[1] == f"test-poller-{unique_service}"  # the change: on its own thread
+        assert [ep.address for ep in poller.endpoints] == ["10.7.3.1", "10.7.3.2"]
+        repeats = len(counted.repeats)
+        assert wait_until(lambda: len(counted.repeats) > repeats + 2, 3.0)  # settled again
+    finally:
+        poller.stop()
+    assert wait_until(lambda: CLOCK.pending() == 0, 2.0)
+    assert wait_until(
+        lambda: "dnsbalance-poll-clock" not in {t.name for t in threading.enumerate()}, 2.0
+    )
+
+
+def test_lookups_without_repeat_poll_on_their_own_thread(
+    embedded_dns: Any, unique_service: str
+) -> None:
+    embedded_dns.add_pod(unique_service, "ns", "10.7.4.1")
+    threads: list[str] = []
+
+    def lookup() -> tuple[Endpoint, ...]:
+        threads.append(threading.current_thread().name)
+        return discover(f"{unique_service}.ns:8000", nameservers=[embedded_dns.address])
+
+    poller = DnsPoller(lookup, policy=PollPolicy(interval=0.2, jitter=0.0), name="own-thread")
+    poller.poll_once()
+    poller.start()
+    try:
+        assert wait_until(lambda: len(threads) >= 4, 3.0)
+    finally:
+        poller.stop()
+    assert set(threads[1:]) == {"own-thread"}

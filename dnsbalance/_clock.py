@@ -1,0 +1,134 @@
+"""The shared clock of the thread driver's DNS pollers.
+
+Every poll costs a thread wake-up, and on a busy or virtual machine that, with the
+interpreter's cold caches, costs more than the poll itself: measured here, 100
+pollers each on its own timer spent ~0.5 ms of CPU per poll, the same polls run
+back to back ~0.2 ms. So one daemon thread per process ("dnsbalance-poll-clock")
+keeps every sync poller's next due time and wakes for the earliest; polls due
+within :data:`COALESCE` of it (and within a tenth of their own interval, well
+inside the ±10% jitter) run in the same round.
+
+The clock thread only runs a poller's *repeat* poll (see ``DnsPoller.clock_poll``):
+the last answers asked again with a short timeout, and recorded when they are
+unchanged. Anything else — a change, an error, a slow server, a fallback to
+dnspython — is handed to the poller's own thread, so the clock never blocks on a
+rebuild or a DNS timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["CLOCK", "COALESCE", "PollClock"]
+
+log = logging.getLogger(__name__)
+
+COALESCE = 0.25
+"""Polls due within this many seconds of the earliest run in the same round."""
+
+
+class Scheduled(Protocol):
+    def clock_poll(self, ticket: int) -> None:
+        """Run on the clock thread when due; must return quickly."""
+
+
+@dataclass(order=True)
+class _Entry:
+    due: float
+    seq: int
+    window: float = field(compare=False)
+    poller: Scheduled = field(compare=False)
+    ticket: int = field(compare=False)
+
+
+class PollClock:
+    """A heap of due polls and the one thread that runs them: started when an entry
+    arrives, ended when none is left (a process without channels has no clock)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._heap: list[_Entry] = []
+        self._seq = itertools.count()
+        # Held while the thread sleeps; released to wake it for an earlier entry.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, poller: Scheduled, delay: float, *, window: float, ticket: int) -> None:
+        """Call ``poller.clock_poll(ticket)`` in about ``delay`` seconds (up to
+        ``window`` early, to share a round with other polls)."""
+        entry = _Entry(time.monotonic() + delay, next(self._seq), window, poller, ticket)
+        with self._lock:
+            earliest = not self._heap or entry < self._heap[0]
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="dnsbalance-poll-clock", daemon=True
+                )
+                self._thread.start()
+        if earliest:
+            with contextlib.suppress(RuntimeError):  # already released: a wake is pending
+                self._wake.release()
+
+    def pending(self) -> int:
+        """Entries waiting (stale ones included until they fall due)."""
+        with self._lock:
+            return len(self._heap)
+
+    def cancel(self, poller: Scheduled) -> None:
+        """Forget ``poller``'s entries (it stopped); the thread ends once none is left."""
+        with self._lock:
+            kept = [entry for entry in self._heap if entry.poller is not poller]
+            if len(kept) == len(self._heap):
+                return
+            heapq.heapify(kept)
+            self._heap = kept
+        with contextlib.suppress(RuntimeError):
+            self._wake.release()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._heap:  # nothing to wait for: end; schedule() starts anew
+                    self._thread = None
+                    return
+                wait = self._heap[0].due - time.monotonic()
+            if wait > 0:
+                self._wake.acquire(timeout=wait)
+            for entry in self._take_due():
+                try:
+                    entry.poller.clock_poll(entry.ticket)
+                except Exception:  # a bug must not stop every poller
+                    log.exception("dnsbalance poll clock: unexpected error in a poll")
+
+    def _take_due(self) -> list[_Entry]:
+        now = time.monotonic()
+        due: list[_Entry] = []
+        early: list[_Entry] = []
+        with self._lock:
+            while self._heap and self._heap[0].due <= now + COALESCE:
+                entry = heapq.heappop(self._heap)
+                (due if entry.due <= now + entry.window else early).append(entry)
+            for entry in early:
+                heapq.heappush(self._heap, entry)
+        return due
+
+    def _after_fork(self) -> None:
+        """In a forked child: no thread, and the parent's pollers are not ours."""
+        self._reset()
+
+
+CLOCK = PollClock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=CLOCK._after_fork)
