@@ -1,7 +1,8 @@
-"""The thread driver of the DNS poll: runs lookups on a named thread, applies the policy.
+"""The thread driver of the DNS poll: the shared poll clock settles unchanged polls,
+a named thread per poller runs the rest; the policy decides.
 
-All decisions live in :mod:`dnsbalance._policy`; this module only sleeps, calls
-the lookup and reports changes.
+All decisions live in :mod:`dnsbalance._policy`; the timing in :mod:`dnsbalance._clock`;
+this module only calls the lookup, records and reports changes.
 """
 
 from __future__ import annotations
