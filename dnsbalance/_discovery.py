@@ -55,7 +55,6 @@ __all__ = [
     "servers_for",
 ]
 
-Ask = Callable[[Question], Reply]
 Endpoints = tuple[Endpoint, ...]
 
 EDNS_PAYLOAD = 1232

@@ -72,6 +72,12 @@ class PollState:
     error_streak: int = 0
     last_error: DnsBalanceError | None = field(default=None, compare=False)
 
+    @property
+    def steady(self) -> bool:
+        """Answered, with no empty answer or error pending: an unchanged answer
+        changes nothing."""
+        return self.answered and not self.empty_streak and not self.error_streak
+
 
 class PollResult(NamedTuple):
     """What a poll decided (a NamedTuple: made on every poll)."""
@@ -107,8 +113,7 @@ def on_answer(
 ) -> PollResult:
     """A poll answered with ``endpoints`` (``()`` for NXDOMAIN)."""
     delay = jittered(policy.interval, policy, rng)
-    steady = state.answered and not state.empty_streak and not state.error_streak
-    if steady and endpoints is state.endpoints:
+    if state.steady and endpoints is state.endpoints:
         return PollResult(state, None, delay)  # every unchanged poll: nothing to do
     normalized = normalize(endpoints)
     # Keep the caller's tuple when it was normalized already: a lookup that returns

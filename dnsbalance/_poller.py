@@ -172,9 +172,7 @@ class DnsPoller(PollTracker[Lookup]):
         for long): the repeat check when it can settle the poll, else a hand-off."""
         if self._stopped.is_set() or ticket != self._ticket:
             return  # stopped, or rescheduled since
-        state = self._state
-        steady = state.answered and not state.empty_streak and not state.error_streak
-        if self._repeat is None or not steady:
+        if self._repeat is None or not self._state.steady:
             self._hand_off()
             return
         if not self._busy.acquire(blocking=False):

@@ -36,7 +36,7 @@ import dns.resolver
 from ._endpoints import Endpoint
 from ._plan import Question, Reply, lookup_plan
 from ._target import Target
-from ._wire import Fingerprint, question_end, scan
+from ._wire import Fingerprint, question_end, scan, truncated
 
 __all__ = [
     "FALLBACK",
@@ -63,7 +63,6 @@ TIMEOUT: Final = Shortcut.TIMEOUT
 TRUNCATED: Final = Shortcut.TRUNCATED
 Fallback = Literal[Shortcut.FALLBACK]
 
-_TC = 0x0200
 # After a truncated UDP answer, a question is asked over TCP this many times before
 # UDP is tried again (a minute at the default 5 s interval).
 TCP_POLLS = 12
@@ -77,8 +76,8 @@ class Query(NamedTuple):
     on every poll)."""
 
     wire: bytes
-    tcp: bool = False
-    question_end: int | None = None
+    tcp: bool
+    question_end: int
 
     @property
     def id(self) -> bytes:
@@ -118,8 +117,8 @@ class AnswerCache:
         queries: list[Query | None] = []
         ids: set[bytes] = set()
         # IDs from the OS's random source, as dnspython's; one call for the batch.
-        fresh = os.urandom(2 * len(batch) + 8)
-        for question in batch:
+        fresh = os.urandom(2 * len(batch))
+        for i, question in enumerate(batch):
             memory = self._memory.get(question)
             if memory is None:
                 template = self._template(question)
@@ -129,8 +128,8 @@ class AnswerCache:
             if self.server is None:
                 queries.append(None)
                 continue
-            query_id, fresh = fresh[:2], fresh[2:]
-            while query_id in ids or len(query_id) < 2:
+            query_id = fresh[2 * i : 2 * i + 2]
+            while query_id in ids:  # IDs must tell the batch's answers apart
                 query_id = os.urandom(2)
             ids.add(query_id)
             tcp = memory.tcp_polls > 0
@@ -163,7 +162,7 @@ class AnswerCache:
         memory = self._memory[question]
         scanned = scan(response, query.wire, query.question_end)
         if scanned is None:
-            if not query.tcp and len(response) >= 4 and response[2] & (_TC >> 8):
+            if not query.tcp and truncated(response):
                 memory.tcp_polls = TCP_POLLS
                 return TRUNCATED
             return FALLBACK

@@ -35,7 +35,7 @@ import dns.rdatatype
 
 from ._plan import Addresses
 
-__all__ = ["Fingerprint", "Scanned", "frame", "question_end", "scan", "unframe"]
+__all__ = ["Fingerprint", "Scanned", "frame", "question_end", "scan", "truncated", "unframe"]
 
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 _RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength
@@ -90,6 +90,11 @@ class Scanned(NamedTuple):
         ttl = min((ttl for _, _, ttl in self.records), default=0)
         texts = [_ADDRESS_TEXT[rtype](rdata) for rtype, rdata, _ in self.records]
         return Addresses(tuple(texts), ttl)
+
+
+def truncated(response: bytes) -> bool:
+    """Whether ``response`` has the TC flag (too big for UDP)."""
+    return len(response) >= 4 and bool(int.from_bytes(response[2:4], "big") & _TC)
 
 
 def scan(response: bytes, query: bytes, question_end: int | None = None) -> Scanned | None:

@@ -44,7 +44,6 @@ __all__ = [
     "send",
 ]
 
-AsyncAsk = Callable[[Question], Awaitable[Reply]]
 Endpoints = tuple[Endpoint, ...]
 
 
