@@ -19,6 +19,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
@@ -56,6 +57,7 @@ class Addresses:
 # of an A/AAAA answer, or None for NXDOMAIN.
 Reply = dns.resolver.Answer | Addresses | None
 Plan = Generator[Question, Reply, tuple[Endpoint, ...]]
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
 
 def lookup_plan(target: Target) -> Plan:
@@ -103,7 +105,9 @@ def _srv_plan(srv_name: dns.name.Name, service_name: dns.name.Name) -> Plan:
     # Target addresses that came in the Additional section, by name.
     extra: dict[dns.name.Name, list[tuple[str, int]]] = {}
     for rrset in reply.response.additional:
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        # Class IN only: an "A" of class CH is a Chaosnet address (an int), of HS or
+        # an unknown class generic rdata; neither is an IP address.
+        if rrset.rdclass == dns.rdataclass.IN and rrset.rdtype in _ADDRESS_TYPES:
             extra.setdefault(rrset.name, []).extend((rd.address, rrset.ttl) for rd in rrset)
     records = [rd for rd in reply if isinstance(rd, SRV) and rd.port != 0]
     missing = [rd for rd in records if rd.target not in extra]
