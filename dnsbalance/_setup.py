@@ -18,19 +18,18 @@ import grpc.aio
 
 from ._channel import OnChange
 from ._discovery import servers_for
-from ._endpoints import Endpoint
+from ._endpoints import Change, Endpoint
 from ._exceptions import ConfigError, KubernetesError
 from ._grpc_config import (
     ChannelPlan,
     GrpcOptions,
-    authority_for,
     grpc_dns_resolver,
     native_resolver_warning,
     plan_channel,
     service_config_json,
 )
 from ._kube import SliceWatcher, ViewCallback, load_api_client
-from ._local_dns import LocalName
+from ._local_dns import LocalName, local_name
 from ._metrics import metrics_for
 from ._policy import PollPolicy
 from ._target import Target, parse_target
@@ -131,22 +130,8 @@ class ChannelSettings:
             metrics=metrics_for(self.name),
         )
 
-    def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
-        """Mode "dns": grpc resolves the Service name against the polled server."""
-        servers = self.servers
-        authority = authority_for(servers[0]) if servers else None
-        if authority and self.resolver_kind == "native":
-            log.warning(native_resolver_warning(self.target))
-        return partial(
-            plan_channel,
-            self.target,
-            dns_authority=authority,
-            options=self.grpc_options,
-            resolver=self.resolver_kind,
-        )
-
     def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
-        """Modes "auto"/"api": grpc resolves the channel's name on the local DNS."""
+        """Every mode: grpc resolves the channel's name on the local DNS."""
         if self.resolver_kind == "native":
             log.warning(native_resolver_warning(self.target))
         return partial(
@@ -342,15 +327,37 @@ def dns_mode_channel(
     rebuild: Callable[[R, tuple[Endpoint, ...]], object],
 ) -> R:
     """Mode "dns", for either driver: a channel on the poller's (already polled) set,
-    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports."""
+    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports.
+
+    grpc resolves the channel's name on the local DNS server, which serves the set
+    the poller adopted (read as dnspython reads it, kept through errors and a single
+    NXDOMAIN), never cluster DNS itself: grpc's own DNS reading (c-ares) takes
+    messages dnspython refuses, and would see every flap."""
+    local = local_name()
+    local.publish(poller.endpoints)
+    stop = poller.stop
+
+    async def close_async() -> None:
+        await stop()
+        local.close()
+
+    def close_sync() -> None:
+        stop()
+        local.close()
+
     channel = channel_class(
-        plan=settings.dns_plan(),
+        plan=settings.local_plan(local),
         factory=factory,
         endpoints=poller.endpoints,
-        on_close=poller.stop,
+        on_close=close_async if inspect.iscoroutinefunction(stop) else close_sync,
         **settings.channel_args(),
     )
-    poller.on_change = weak_callback(channel, lambda ch, change: rebuild(ch, change.new))
+
+    def changed(channel: R, change: Change) -> None:
+        local.publish(change.new)
+        rebuild(channel, change.new)
+
+    poller.on_change = weak_callback(channel, changed)
     poller.start()
     return channel
 

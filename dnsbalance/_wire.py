@@ -8,8 +8,8 @@ dnspython's resolver reads the same way; anything else is None and goes to
 dnspython (the same bytes, or its resolver). It reads a *subset* of DNS, so that
 every message it accepts, dnspython accepts:
 
-- the header: a response (QR) to a standard query, TC clear, NOERROR, or NXDOMAIN
-  with an empty answer section; exactly our question echoed back, byte for byte;
+- the header: a response (QR) to a standard query with our ID, TC clear, NOERROR,
+  or NXDOMAIN with an empty answer section; our question echoed back byte for byte;
 - the answer section: records of the question's name, type and class IN only
   (A of 4 bytes, AAAA of 16, SRV with a well-formed target); a CNAME, another
   owner, class or type is for dnspython to read;
@@ -154,8 +154,8 @@ def _scan(response: bytes, query: bytes, end: int | None) -> Scanned:
         raise _NotRead  # NXDOMAIN with answers: dnspython raises AnswerForNXDOMAIN
     if end is None:
         end = question_end(query)
-    if response[12:end] != query[12:end]:
-        raise _NotRead
+    if response[:2] != query[:2] or response[12:end] != query[12:end]:
+        raise _NotRead  # not our ID or question: dnspython ignores the datagram
     qtype = struct.unpack_from("!H", query, end - 4)[0]
     if qtype not in _ADDRESS_SIZE and qtype != _SRV:
         raise _NotRead
