@@ -189,12 +189,11 @@ class AnswerCache:
             else:
                 reply = self._parse(question, query, response)
         elif not query.tcp and truncated(response, query.wire, query.question_end):
-            memory.forget()
-            memory.tcp_polls = TCP_POLLS
+            memory.tcp_polls = TCP_POLLS  # the plan gets the TCP answer, read as any other
             return TRUNCATED
         else:
             seen = response[2:]
-            if seen == memory.fingerprint:
+            if seen == memory.fingerprint and response[:2] == query.id:
                 memory.repeated = True
                 return memory.reply
             reply = self._parse(question, query, response)
@@ -216,7 +215,8 @@ class AnswerCache:
                 continue
             memory = self._memory[question]
             if isinstance(memory.fingerprint, bytes):
-                memory.repeated = response[2:] == memory.fingerprint
+                same = response[2:] == memory.fingerprint
+                memory.repeated = same and response[:2] == query.id
             elif memory.fingerprint is not None:
                 scanned = scan(response, query.wire, query.question_end)
                 memory.repeated = scanned is not None and scanned.fingerprint == memory.fingerprint

@@ -222,17 +222,17 @@ class _Names:
     """The names of one message, each label decompressed once.
 
     A name is known by a key: the offset of its first label, or ``_ROOT``. Every
-    label read is remembered with the key of the rest of its name, how many
-    pointers that rest takes and its length on the wire. A pointer may only lead to
-    such a label: one of a name read before, so backwards and never into the name
-    being read (dnspython's two rules), and a chain of at most :data:`MAX_HOPS`.
+    label read is remembered with how many pointers the rest of its name takes,
+    the name's length on the wire from there, and its text. A pointer may only lead
+    to such a label: one of a name read before, so backwards and never into the
+    name being read (dnspython's two rules), and a chain of at most :data:`MAX_HOPS`.
     """
 
     __slots__ = ("_links", "_texts", "_wire")
 
     def __init__(self, wire: bytes) -> None:
         self._wire = wire
-        self._links: dict[int, tuple[int, int, int]] = {}  # label -> (rest, hops, length)
+        self._links: dict[int, tuple[int, int]] = {}  # label -> (hops, length)
         self._texts: dict[int, bytes] = {_ROOT: b"\x00"}
 
     def read(self, pos: int) -> tuple[int, int]:
@@ -246,37 +246,29 @@ class _Names:
             if length & 0xC0 == 0xC0:
                 key = (length & 0x3F) << 8 | wire[pos + 1]
                 link = self._links.get(key)
-                if link is None or link[1] >= MAX_HOPS:
+                if link is None or link[0] >= MAX_HOPS:
                     raise _NotRead
-                hops, size, after = link[1] + 1, link[2], pos + 2
+                hops, size, after = link[0] + 1, link[1], pos + 2
                 break
             if length & 0xC0:
                 raise _NotRead  # label types 0x40 and 0x80
             labels.append(pos)
             pos += 1 + length
+        text = self._texts[key]
         for label in reversed(labels):
-            size += 1 + wire[label]
+            length = wire[label]
+            size += 1 + length
             if size > 255:
                 raise _NotRead  # dnspython: NameTooLong
-            self._links[label] = (key, hops, size)
+            self._links[label] = (hops, size)
+            text = wire[label : label + 1 + length].lower() + text
+            self._texts[label] = text
             key = label
         return key, after
 
     def text(self, key: int) -> bytes:
         """The name ``key`` in lowercase uncompressed wire form."""
-        texts = self._texts
-        found = texts.get(key)
-        if found is not None:
-            return found
-        pending = []
-        while key not in texts:
-            pending.append(key)
-            key = self._links[key][0]
-        text, wire = texts[key], self._wire
-        for label in reversed(pending):
-            text = wire[label : label + 1 + wire[label]].lower() + text
-            texts[label] = text
-        return text
+        return self._texts[key]
 
 
 def frame(queries: list[bytes]) -> bytes:

@@ -451,3 +451,28 @@ def test_addresses_keep_their_family() -> None:
         rdtype=AAAA,
     )
     assert list(reply.addresses) == ["fd00::1"] == [rd.address for rd in oracle]
+
+
+def test_the_same_bytes_under_another_id_are_not_our_answer() -> None:
+    """An answer only dnspython reads (a CNAME chain) is remembered by its bytes;
+    the same bytes with another ID are no answer to this query (found by the
+    differential test)."""
+    alias = name("alias.ns.svc.cluster.local")
+
+    def chain(query: bytes) -> bytes:
+        return message(
+            query,
+            answer=[rr(POINTER_TO_QUESTION, CNAME, alias), rr(alias, A, ip4("10.0.0.1"))],
+        )
+
+    question = Question(_name(SERVICE), A)
+    cache = AnswerCache(make_resolver(["127.0.0.1:53"]))
+    (first,) = cache.queries((question,))
+    assert first is not None
+    assert cache.reply(question, first, chain(first.wire)) is not FALLBACK
+    (second,) = cache.queries((question,))
+    assert second is not None
+    other_id = bytes([second.wire[0] ^ 0x55]) + chain(second.wire)[1:]
+    cache.recognise((question,), [second], {second.id: other_id})
+    assert not cache._memory[question].repeated
+    assert cache.reply(question, second, other_id) is FALLBACK

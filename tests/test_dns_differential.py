@@ -412,10 +412,14 @@ def without_ttl(value: Any) -> Any:
     return value[:-1] if isinstance(value, tuple) else value
 
 
+REJECTIONS: list[str] = []  # why dnspython rejected, shown when an assertion fails
+
+
 def oracle(query: bytes, response: bytes, tcp: bool = False) -> Any:
     try:
         reply = dnspython_reads(query, response, tcp=tcp)
-    except Rejected:
+    except Rejected as exc:
+        REJECTIONS.append(str(exc))
         return "rejected"
     return "truncated" if reply is ORACLE_TRUNCATED else reading(reply)
 
@@ -444,7 +448,7 @@ def check_agrees(
     if isinstance(reply, Shortcut):  # FALLBACK: dnspython's resolver decides
         return "fallback"
     assert expected not in ("rejected", "truncated"), (
-        f"adopted what dnspython rejects: {response!r}"
+        f"adopted what dnspython rejects ({REJECTIONS[-1:]}): {response[:200]!r}..."
     )
     got = reading(reply)
     if repeated:  # a repeated fingerprint keeps the TTLs it was first read with

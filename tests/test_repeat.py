@@ -67,8 +67,9 @@ def exchange_of(
 
 
 def fingerprint(response: bytes, query: bytes) -> Fingerprint | str | None:
-    """The answer's fingerprint; "dnspython" when scan() leaves it to dnspython."""
-    scanned = scan(response, query)
+    """The answer's fingerprint; "dnspython" when scan() leaves it to dnspython. The
+    query takes the answer's ID, as the drivers only hand over answers by ID."""
+    scanned = scan(response, response[:2] + query[2:])
     return "dnspython" if scanned is None else scanned.fingerprint
 
 
