@@ -279,6 +279,7 @@ class ApiSide:
             on_view=side._view,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
             metrics=metrics_for(settings.name),
+            relist_interval=settings.poll_interval,
         )
         if strict:
             try:

@@ -54,8 +54,9 @@ def fallback_warning(error: KubernetesError | None, namespace: str) -> str:
             'pass mode="dns" to say so'
         )
     if error.status in (401, 403):
+        verb = "watch" if str(error).startswith("cannot watch") else "list"
         return (
-            f'cannot list endpointslices.discovery.k8s.io in namespace "{namespace}" '
+            f'cannot {verb} endpointslices.discovery.k8s.io in namespace "{namespace}" '
             f"(HTTP {error.status} {error.reason}): using DNS only; apply "
             'manifests/rbac.yaml or pass mode="dns"'
         )

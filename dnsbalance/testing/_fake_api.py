@@ -507,10 +507,22 @@ class FakeKubernetesAPI:
         self._faults.allow_all()
 
     def fail_next(
-        self, n: int, *, code: int = 500, verb: str | None = None, resource: str | None = None
+        self,
+        n: int,
+        *,
+        code: int = 500,
+        verb: str | None = None,
+        resource: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        """The next ``n`` matching requests fail with ``code`` and a Status body."""
-        self._faults.fail_next(n, code, verb, resource)
+        """The next ``n`` matching requests fail with ``code`` and a Status body; with a
+        ``Retry-After: retry_after`` header (and ``details.retryAfterSeconds``) when given,
+        and for 429 always (1 s unless given), as API Priority and Fairness answers."""
+        self._faults.fail_next(n, code, verb, resource, retry_after)
+
+    def clear_failures(self) -> None:
+        """Drop every pending :meth:`fail_next` failure (an outage ends)."""
+        self._faults.clear_failures()
 
     def delay(
         self, seconds: float, *, verb: str | None = None, resource: str | None = None

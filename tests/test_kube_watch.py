@@ -1,0 +1,153 @@
+"""The EndpointSlice watcher against the fake API as a real server fails: a watch
+forbidden while list works, 429 with Retry-After, short 5xx outages, an unreachable
+API (issue 14, items 1-3). The official client over HTTP; real grpc backends."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backends import Fleet, wait_until
+
+from dnsbalance import resolve_channel
+from dnsbalance.testing import FakeKubernetesAPI
+
+NS = "app"
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubernetesAPI]:
+    with FakeKubernetesAPI(bookmark_interval=0.5) as api:
+        yield api
+
+
+@pytest.fixture
+def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
+    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+
+
+def publish(kube: FakeKubernetesAPI, service: str, port: int, hosts: list[str]) -> None:
+    kube.apply_slice(f"{service}-a", NS, service, endpoints=hosts, ports=[("grpc", port, "TCP")])
+
+
+def requests(kube: FakeKubernetesAPI, verb: str) -> list[Any]:
+    return [r for r in kube.requests if r.verb == verb and r.resource == "endpointslices"]
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_watch_forbidden_while_list_works_warns_once_and_relists_at_the_poll_interval(
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    embedded_dns: Any,
+    fleet: Fleet,
+    unique_service: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, b = fleet.add(), fleet.add()
+    for backend in (a, b):
+        embedded_dns.add_pod(unique_service, NS, backend.host, ports={"grpc": fleet.port})
+    publish(kube, unique_service, fleet.port, [a.host, b.host])
+    kube.deny("watch", "endpointslices", namespace=NS)  # a Role with get/list only
+    with (
+        caplog.at_level(logging.DEBUG, logger="dnsbalance"),
+        resolve_channel(
+            f"{unique_service}.{NS}:grpc",
+            kubeconfig=kubeconfig,
+            nameservers=[embedded_dns.address],
+            poll_interval=2.0,
+        ) as channel,
+    ):
+        time.sleep(5.0)
+        lists, watches = len(requests(kube, "list")), len(requests(kube, "watch"))
+        # One list, then one every poll interval (2 s): not a list+watch a second.
+        assert 2 <= lists <= 4, lists
+        assert watches == 1, watches  # retried once a minute, not on every list
+        warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [r.getMessage() for r in warned] == [
+            f"dnsbalance-watch-{unique_service}.{NS}: can list but not watch "
+            f'endpointslices.discovery.k8s.io in namespace "{NS}" (HTTP 403 Forbidden): '
+            're-listing every 2 s instead; add "watch" to the Role\'s verbs '
+            "(manifests/rbac.yaml) to follow changes within a second"
+        ]
+        assert not messages(caplog, "using DNS only")  # list works: no false fallback
+        # The set still follows the API, at the poll interval.
+        publish(kube, unique_service, fleet.port, [a.host])
+        assert wait_until(lambda: [ep.address for ep in channel.endpoints] == [a.host], 4.0)
+
+
+def test_429_on_watch_honours_retry_after_and_keeps_the_resource_version(
+    kube: FakeKubernetesAPI, kubeconfig: Path, unique_service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(kube, unique_service, 80, ["10.5.0.1"])
+    with (
+        caplog.at_level(logging.WARNING),
+        resolve_channel(f"{unique_service}.{NS}:grpc", kubeconfig=kubeconfig, mode="api") as ch,
+    ):
+        assert wait_until(lambda: kube.watch_count == 1, 3.0)
+        kube.reset_log()
+        kube.fail_next(2, code=429, verb="watch", retry_after=2)
+        kube.cut_watches()
+        time.sleep(3.0)
+        watches = requests(kube, "watch")
+        # Cut -> 429 -> (Retry-After 2 s) -> 429: two requests in 3 s, not one a second.
+        assert [r.status for r in watches] == [429, 429], watches
+        publish(kube, unique_service, 80, ["10.5.0.1", "10.5.0.2"])
+        assert wait_until(lambda: len(ch.endpoints) == 2, 4.0)
+        # The watch resumed from its resourceVersion: no re-list after a retryable failure.
+        assert requests(kube, "list") == []
+        assert all(r.query.get("resourceVersion") for r in requests(kube, "watch"))
+    # Mode api says once that it keeps the last endpoints, not once per retry.
+    assert len(messages(caplog, "keeping the last endpoints")) == 1, caplog.records
+
+
+def test_a_short_5xx_outage_is_over_within_about_a_second(
+    kube: FakeKubernetesAPI, kubeconfig: Path, unique_service: str
+) -> None:
+    publish(kube, unique_service, 80, ["10.6.0.1"])
+    with resolve_channel(f"{unique_service}.{NS}:grpc", kubeconfig=kubeconfig, mode="api") as ch:
+        assert wait_until(lambda: kube.watch_count == 1, 3.0)
+        kube.fail_next(10_000, code=500, resource="endpointslices")
+        kube.cut_watches()
+        time.sleep(5.0)  # an apiserver rolling restart
+        kube.clear_failures()
+        publish(kube, unique_service, 80, ["10.6.0.1", "10.6.0.2"])
+        # Retries stay about a second apart in the first seconds of an outage
+        # (kuberesolver: a fixed 1 s); doubling from 1 s would wait until ~7 s.
+        assert wait_until(lambda: len(ch.endpoints) == 2, 1.5)
+
+
+def test_unreachable_api_logs_only_dnsbalance_lines(
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    embedded_dns: Any,
+    fleet: Fleet,
+    unique_service: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = fleet.add()
+    embedded_dns.add_pod(unique_service, NS, backend.host, ports={"grpc": fleet.port})
+    kubeconfig.write_text(kubeconfig.read_text().replace(kube.url, "http://127.0.0.1:9"))
+    with (
+        caplog.at_level(logging.DEBUG),
+        resolve_channel(
+            f"{unique_service}.{NS}:grpc",
+            kubeconfig=kubeconfig,
+            nameservers=[embedded_dns.address],
+            poll_interval=0.5,
+        ) as channel,
+    ):
+        assert [ep.address for ep in channel.endpoints] == [backend.host]
+        time.sleep(3.0)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud, "the fallback to DNS is said once"
+    assert {r.name.split(".")[0] for r in loud} == {"dnsbalance"}, [
+        (r.name, r.getMessage()) for r in loud
+    ]
+    assert len(messages(caplog, "using DNS only")) == 1
