@@ -5,9 +5,17 @@ family in dual-stack), joined by the label ``kubernetes.io/service-name``. They
 are merged by slice name, and a DELETED slice takes only its own endpoints with
 it: the "last slice wins" bug class (kuberesolver #66) cannot happen here.
 
-Readiness follows the API: ``ready`` (nil means true) endpoints are used.
-Terminating endpoints are never ready; with ``include_terminating`` those still
-``serving`` are used too (for long drains). FQDN slices are ignored.
+Readiness follows ``ready`` as written (nil means true), as CoreDNS publishes
+on it: the EndpointSlice controller writes ``ready = publishNotReadyAddresses ||
+(serving && !terminating)`` (``podToEndpoint`` in
+staging/src/k8s.io/endpointslice/utils.go), so a terminating endpoint of a Service
+with ``publishNotReadyAddresses`` is ready and used, and DNS lists it too. With
+``include_terminating``, terminating endpoints still ``serving`` are used as well (for
+long drains). FQDN slices are ignored.
+
+An endpoint's ``addresses`` are fungible: the v1 API says consumers may use only the
+first, and kube-proxy's endpointslicecache does; so does dnsbalance (one backend per
+endpoint, never one per address).
 """
 
 from __future__ import annotations
@@ -58,18 +66,19 @@ def read_slice(
         ready = conditions.get("ready") is not False
         serving = conditions.get("serving") is not False
         terminating = conditions.get("terminating") is True
-        use = (ready and not terminating) or (include_terminating and serving and terminating)
+        use = ready or (include_terminating and serving and terminating)
         hostname = item.get("hostname") or None
-        for address in item.get("addresses") or ():
-            if not isinstance(address, str):
-                continue
-            try:
-                endpoint = Endpoint(address=address, port=number, hostname=hostname)
-                endpoint.sort_key()  # a valid IP address
-            except ValueError:
-                log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
-                continue
-            (usable if use else unusable).append(endpoint)
+        addresses = item.get("addresses") or ()
+        address = addresses[0] if isinstance(addresses, list) and addresses else None
+        if not isinstance(address, str):
+            continue
+        try:
+            endpoint = Endpoint(address=address, port=number, hostname=hostname)
+            endpoint.sort_key()  # a valid IP address
+        except ValueError:
+            log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
+            continue
+        (usable if use else unusable).append(endpoint)
     return SliceEndpoints(normalize(usable), normalize(unusable))
 
 

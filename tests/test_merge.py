@@ -43,14 +43,40 @@ def test_readiness_rules() -> None:
             ep_("10.0.0.3", ready=False),
             ep_("10.0.0.4", ready=False, serving=True, terminating=True),
             ep_("10.0.0.5", ready=False, serving=False, terminating=True),
-            ep_("10.0.0.6", ready=True, terminating=True),  # inconsistent: terminating wins
+            # publishNotReadyAddresses: the controller writes ready=true while terminating
+            ep_("10.0.0.6", ready=True, serving=True, terminating=True),
         ],
     )
     read = read_slice(obj, 8000)
-    assert addrs(read.usable) == ["10.0.0.1", "10.0.0.2"]
-    assert addrs(read.unusable) == ["10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]
+    assert addrs(read.usable) == ["10.0.0.1", "10.0.0.2", "10.0.0.6"]  # `ready` as written
+    assert addrs(read.unusable) == ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
     draining = read_slice(obj, 8000, include_terminating=True)
     assert addrs(draining.usable) == ["10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.6"]
+
+
+def test_ready_terminating_endpoints_agree_with_dns() -> None:
+    """publishNotReadyAddresses: CoreDNS publishes ready-and-terminating endpoints, so
+    dnsbalance uses them too and reports no "in DNS but not ready" discrepancy."""
+    obj = slice_("a", [ep_("10.0.0.1"), ep_("10.0.0.2", ready=True, terminating=True)])
+    api = read_slice(obj, 9000).usable
+    dns = (Endpoint(address="10.0.0.1", port=9000), Endpoint(address="10.0.0.2", port=9000))
+    first = agree(MergeState(), mode="auto", dns=dns, api=api, now=0.0, window=6.0)
+    later = agree(first.state, mode="auto", dns=dns, api=api, now=60.0, window=6.0)
+    assert addrs(later.endpoints) == ["10.0.0.1", "10.0.0.2"]
+    assert later.discrepancies == ()
+
+
+def test_only_the_first_address_of_an_endpoint_is_used() -> None:
+    obj = slice_(
+        "a",
+        [
+            {"addresses": ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "conditions": {"ready": True}},
+            {"addresses": ["10.0.0.4"]},
+            {"addresses": ["bad", "10.0.0.5"]},  # the first is the address: no fallback
+            {"addresses": []},
+        ],
+    )
+    assert addrs(read_slice(obj, 9000).usable) == ["10.0.0.1", "10.0.0.4"]
 
 
 def test_ports_numeric_named_missing_and_hostnames() -> None:
