@@ -31,7 +31,7 @@ from typing import Any
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError, api_error
 from ._metrics import TargetMetrics
-from ._slices import SERVICE_NAME_LABEL, SliceSet
+from ._slices import SERVICE_NAME_LABEL, SliceSet, suggested_port
 from ._watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
 __all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "ViewCallback", "load_api_client"]
@@ -202,6 +202,8 @@ class SliceWatcher:
         self._first_watch = True  # no watch has ended since the last list
         self._reported: KubernetesError | None = None  # the error last handed to on_view
         self._watch_warned = False
+        self._port = port
+        self._port_warned = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resp_lock = threading.Lock()
@@ -227,7 +229,31 @@ class SliceWatcher:
         self._slices.reset(items)
         self._rv = rv
         self._first_watch = True
+        self._check_port()
         return self._slices.usable()
+
+    def _check_port(self) -> None:
+        """One WARNING when a numeric target port is none of the pods' ports."""
+        if self._port_warned:
+            return
+        served = self._slices.port_mismatch()
+        if not served:
+            return
+        self._port_warned = True
+        listed = ", ".join(f"{name}={number}" if name else str(number) for name, number in served)
+        log.warning(
+            "%s: port %s is none of the ports the pods of %s.%s serve (%s): every call "
+            "will fail. A headless Service is dialed at the pods' (target) port, not the "
+            "Service port; use the target %s.%s:%s",
+            self._name,
+            self._port,
+            self.service,
+            self.namespace,
+            listed,
+            self.service,
+            self.namespace,
+            suggested_port(served),
+        )
 
     def start(self) -> None:
         if self._thread is None:
@@ -471,6 +497,7 @@ class SliceWatcher:
         before = self._slices.usable()
         if kind in ("ADDED", "MODIFIED"):
             self._slices.upsert(obj)
+            self._check_port()
         elif kind == "DELETED":
             self._slices.delete(obj)
         else:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._endpoints import Endpoint, normalize
 
-__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "read_slice"]
+__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "port_mismatch", "read_slice", "suggested_port"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class SliceEndpoints:
 
     usable: tuple[Endpoint, ...]
     unusable: tuple[Endpoint, ...]
+    ports: tuple[tuple[str, int], ...] = ()
+    """The slice's TCP ports as (name, number), whatever the target's port."""
 
 
 def read_slice(
@@ -54,9 +56,10 @@ def read_slice(
     if address_type not in ("IPv4", "IPv6"):
         log.debug("ignoring EndpointSlice %s of addressType %s", _name(obj), address_type)
         return SliceEndpoints((), ())
+    ports = _tcp_ports(obj)
     number = _port_number(obj, port)
     if number is None:
-        return SliceEndpoints((), ())
+        return SliceEndpoints((), (), ports)
     usable: list[Endpoint] = []
     unusable: list[Endpoint] = []
     for item in obj.get("endpoints") or ():
@@ -79,7 +82,44 @@ def read_slice(
             log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
             continue
         (usable if use else unusable).append(endpoint)
-    return SliceEndpoints(normalize(usable), normalize(unusable))
+    return SliceEndpoints(normalize(usable), normalize(unusable), ports)
+
+
+def _tcp_ports(obj: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    found: list[tuple[str, int]] = []
+    for entry in obj.get("ports") or ():
+        if not isinstance(entry, Mapping) or entry.get("protocol", "TCP") != "TCP":
+            continue
+        number = entry.get("port")
+        if isinstance(number, int) and 1 <= number <= 65535:
+            found.append((str(entry.get("name") or ""), number))
+    return tuple(found)
+
+
+def port_mismatch(
+    port: int | str, slice_ports: Iterable[tuple[tuple[str, int], ...]]
+) -> tuple[tuple[str, int], ...]:
+    """The pods' ports when a numeric target ``port`` is none of them (the Service port
+    used instead of the pods' port, the usual migration slip), else ``()``. Slices that
+    list no ports (hand-made) say nothing."""
+    if not isinstance(port, int):
+        return ()
+    served = sorted({p for ports in slice_ports for p in ports})
+    if not served or any(number == port for _, number in served):
+        return ()
+    return tuple(served)
+
+
+def suggested_port(served: tuple[tuple[str, int], ...]) -> str:
+    """The target port to use instead: the name when the pods serve one named port,
+    else the number when they serve one port, else the first name."""
+    names = sorted({name for name, _ in served if name})
+    numbers = sorted({number for _, number in served})
+    if len(names) == 1:
+        return names[0]
+    if len(numbers) == 1:
+        return str(numbers[0])
+    return names[0] if names else str(numbers[0])
 
 
 def _port_number(obj: Mapping[str, Any], port: int | str) -> int | None:
@@ -133,6 +173,12 @@ class SliceSet:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._slices))
+
+    def port_mismatch(self) -> tuple[tuple[str, int], ...]:
+        """See :func:`port_mismatch`, over every slice that has endpoints."""
+        return port_mismatch(
+            self._port, (s.ports for s in self._slices.values() if s.usable or s.unusable)
+        )
 
     def usable(self) -> tuple[Endpoint, ...]:
         """The endpoints to send calls to, over all slices."""

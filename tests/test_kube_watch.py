@@ -151,3 +151,46 @@ def test_unreachable_api_logs_only_dnsbalance_lines(
         (r.name, r.getMessage()) for r in loud
     ]
     assert len(messages(caplog, "using DNS only")) == 1
+
+
+def test_service_port_instead_of_the_pods_port_is_warned_once(
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    embedded_dns: Any,
+    unique_service: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Service port 8000, targetPort 43343: ``svc:8000`` (the Service port) dials
+    nothing; the API knows the pods' port and dnsbalance says which target to use."""
+    embedded_dns.add_pod(unique_service, NS, "127.0.0.9", ports={"grpc": 43343})
+    kube.apply_slice(
+        f"{unique_service}-a",
+        NS,
+        unique_service,
+        endpoints=["127.0.0.9"],
+        ports=[("grpc", 43343, "TCP")],
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="dnsbalance"),
+        resolve_channel(
+            f"{unique_service}.{NS}:8000",
+            kubeconfig=kubeconfig,
+            nameservers=[embedded_dns.address],
+            poll_interval=0.5,
+        ),
+    ):
+        assert wait_until(lambda: bool(messages(caplog, "is none of the ports")), 5.0)
+        kube.apply_slice(  # more changes: still one warning
+            f"{unique_service}-a",
+            NS,
+            unique_service,
+            endpoints=["127.0.0.9", "127.0.0.10"],
+            ports=[("grpc", 43343, "TCP")],
+        )
+        time.sleep(0.5)
+    assert messages(caplog, "is none of the ports") == [
+        f"dnsbalance-watch-{unique_service}.{NS}: port 8000 is none of the ports the pods of "
+        f"{unique_service}.{NS} serve (grpc=43343): every call will fail. A headless Service "
+        "is dialed at the pods' (target) port, not the Service port; use the target "
+        f"{unique_service}.{NS}:grpc"
+    ]

@@ -184,3 +184,20 @@ def test_hostname_from_either_side_survives() -> None:
     assert result.endpoints[0].hostname == "web-0"
     result = agree(MergeState(), mode="auto", dns=(named,), api=(E1,), now=0, window=6)
     assert result.endpoints[0].hostname == "web-0"
+
+
+def test_port_mismatch_names_the_pods_ports() -> None:
+    from dnsbalance._slices import port_mismatch, suggested_port
+
+    served = (("grpc", 43343),)
+    assert port_mismatch(8000, [served]) == served
+    assert port_mismatch(43343, [served]) == ()
+    assert port_mismatch("grpc", [served]) == ()  # a name is looked up, never mismatched
+    assert port_mismatch(8000, [()]) == ()  # hand-made slices without ports say nothing
+    assert port_mismatch(8000, [served, (("grpc", 9090),)]) == (("grpc", 9090), ("grpc", 43343))
+    assert suggested_port(served) == "grpc"
+    assert suggested_port((("", 9000),)) == "9000"
+    assert suggested_port((("grpc", 1), ("metrics", 2))) == "grpc"
+    slices = SliceSet(8000)
+    slices.upsert(slice_("a", [ep_("10.0.0.1")], ports=[{"name": "grpc", "port": 43343}]))
+    assert slices.port_mismatch() == served
