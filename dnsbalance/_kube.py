@@ -230,7 +230,7 @@ class SliceWatcher:
         self._rv = rv
         self._first_watch = True
         self._check_port()
-        return self._slices.usable()
+        return self._slices.view()
 
     def _check_port(self) -> None:
         """One WARNING when a numeric target port is none of the pods' ports."""
@@ -356,9 +356,9 @@ class SliceWatcher:
     def _relist(self) -> None:
         """Polling without a watch: list, and hand on the view when it changed (or the API
         is readable again)."""
-        before = self._slices.usable()
+        before = self._slices.view()
         self._list_now()
-        if self._reported is not None or self._slices.usable() != before:
+        if self._reported is not None or not self._slices.view().same(before):
             self._emit()
 
     def _report(self, error: KubernetesError) -> None:
@@ -374,7 +374,7 @@ class SliceWatcher:
         if self.on_view is None:
             return
         try:
-            self.on_view(None if error else self._slices.usable(), error)
+            self.on_view(None if error else self._slices.view(), error)
         except Exception:
             log.exception("%s: view callback failed", self._name)
 
@@ -494,7 +494,7 @@ class SliceWatcher:
             self._rv = str(rv)
         if kind == "BOOKMARK":
             return
-        before = self._slices.usable()
+        before = self._slices.view()
         if kind in ("ADDED", "MODIFIED"):
             self._slices.upsert(obj)
             self._check_port()
@@ -502,7 +502,7 @@ class SliceWatcher:
             self._slices.delete(obj)
         else:
             return
-        if self._slices.usable() != before:
+        if not self._slices.view().same(before):
             self._emit()
 
 

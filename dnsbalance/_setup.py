@@ -72,6 +72,7 @@ class ChannelSettings:
     context: str | None = None
     include_terminating: bool = False
     poll_policy: PollPolicy | None = None
+    panic_mode: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -179,6 +180,7 @@ def settings_for(
     context: str | None = None,
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError."""
@@ -201,6 +203,7 @@ def settings_for(
         kubeconfig=kubeconfig,
         context=context,
         include_terminating=include_terminating,
+        panic_mode=panic_mode,
     )
 
 

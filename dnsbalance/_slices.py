@@ -27,11 +27,46 @@ from typing import Any
 
 from ._endpoints import Endpoint, normalize
 
-__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "port_mismatch", "read_slice", "suggested_port"]
+__all__ = [
+    "SERVICE_NAME_LABEL",
+    "ApiEndpoints",
+    "SliceSet",
+    "port_mismatch",
+    "read_slice",
+    "suggested_port",
+]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class ApiEndpoints(tuple[Endpoint, ...]):
+    """The API's ready endpoints (the tuple itself, so it reads as any endpoint tuple),
+    and what else it lists: ``listed`` every endpoint of the target's port, ready or
+    not; ``serving`` those not ready but still serving. Panic mode needs both."""
+
+    listed: tuple[Endpoint, ...]
+    serving: tuple[Endpoint, ...]
+
+    def __new__(
+        cls,
+        ready: tuple[Endpoint, ...] = (),
+        listed: tuple[Endpoint, ...] = (),
+        serving: tuple[Endpoint, ...] = (),
+    ) -> ApiEndpoints:
+        view = super().__new__(cls, ready)
+        view.listed = listed
+        view.serving = serving
+        return view
+
+    def same(self, other: tuple[Endpoint, ...] | None) -> bool:
+        """Equal, the not-ready endpoints included."""
+        return (
+            isinstance(other, ApiEndpoints)
+            and tuple(self) == tuple(other)
+            and (self.listed, self.serving) == (other.listed, other.serving)
+        )
 
 
 @dataclass(frozen=True)
@@ -42,6 +77,8 @@ class SliceEndpoints:
     unusable: tuple[Endpoint, ...]
     ports: tuple[tuple[str, int], ...] = ()
     """The slice's TCP ports as (name, number), whatever the target's port."""
+    serving: tuple[Endpoint, ...] = ()
+    """Unusable endpoints that still say ``serving``."""
 
 
 def read_slice(
@@ -62,6 +99,7 @@ def read_slice(
         return SliceEndpoints((), (), ports)
     usable: list[Endpoint] = []
     unusable: list[Endpoint] = []
+    serving_only: list[Endpoint] = []
     for item in obj.get("endpoints") or ():
         if not isinstance(item, Mapping):
             continue
@@ -82,7 +120,9 @@ def read_slice(
             log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
             continue
         (usable if use else unusable).append(endpoint)
-    return SliceEndpoints(normalize(usable), normalize(unusable), ports)
+        if not use and serving:
+            serving_only.append(endpoint)
+    return SliceEndpoints(normalize(usable), normalize(unusable), ports, normalize(serving_only))
 
 
 def _tcp_ports(obj: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
@@ -183,6 +223,14 @@ class SliceSet:
     def usable(self) -> tuple[Endpoint, ...]:
         """The endpoints to send calls to, over all slices."""
         return normalize(ep for s in self._slices.values() for ep in s.usable)
+
+    def view(self) -> ApiEndpoints:
+        """The ready endpoints, with every listed one and the serving not-ready ones."""
+        ready = self.usable()
+        listed = normalize(ep for s in self._slices.values() for ep in (*s.usable, *s.unusable))
+        keys = set(ready)
+        serving = normalize(ep for s in self._slices.values() for ep in s.serving if ep not in keys)
+        return ApiEndpoints(ready, listed, serving)
 
     def unusable(self) -> tuple[Endpoint, ...]:
         """Endpoints the API knows but says not to use (not ready, terminating)."""

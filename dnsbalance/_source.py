@@ -20,6 +20,7 @@ from ._local_dns import LocalName, local_name
 from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
 from ._metrics import metrics_for
 from ._policy import PollState
+from ._slices import ApiEndpoints
 
 if TYPE_CHECKING:
     from ._setup import ApiSide, ChannelSettings
@@ -76,8 +77,11 @@ class MergedSource:
         local: LocalName,
         api_endpoints: tuple[Endpoint, ...] | None,
         api_error: KubernetesError | None = None,
+        panic_mode: bool = True,
     ) -> None:
         self._name = name
+        self._panic_mode = panic_mode
+        self.panic = False
         self._metrics = metrics_for(name)
         self._mode = mode
         self._namespace = namespace
@@ -140,8 +144,19 @@ class MergedSource:
         with self._cond:
             api = self._api
             self._dirty = False
-        result = agree(self._state, mode=self._mode, dns=dns, api=api, now=now, window=ttl + 1.0)
+        result = agree(
+            self._state,
+            mode=self._mode,
+            dns=dns,
+            api=api,
+            now=now,
+            window=ttl + 1.0,
+            listed=api.listed if isinstance(api, ApiEndpoints) else (),
+            serving=api.serving if isinstance(api, ApiEndpoints) else (),
+            panic_mode=self._panic_mode,
+        )
         self._state = result.state
+        self._note_panic(result.panic, result.endpoints)
         self._note(result.discrepancies)
         if result.endpoints != self._published:
             self._published = result.endpoints
@@ -158,11 +173,30 @@ class MergedSource:
         self._wake = wake
         return result.endpoints, wake
 
+    def _note_panic(self, panic: bool, endpoints: tuple[Endpoint, ...]) -> None:
+        if panic == self.panic:
+            return
+        self.panic = panic
+        self._metrics.panic(panic)
+        if panic:
+            log.warning(
+                "%s: no endpoint is ready in the API although it lists %d; panic mode: "
+                "calling the %d that are still serving or were in use (panic_mode=False "
+                "empties the channel instead)",
+                self._name,
+                len(self._api.listed) if isinstance(self._api, ApiEndpoints) else 0,
+                len(endpoints),
+            )
+        else:
+            log.info("%s: endpoints are ready again; panic mode over", self._name)
+
     def _note(self, discrepancies: tuple[Discrepancy, ...]) -> None:
         self.discrepancies = discrepancies
         self._metrics.discrepancies(len(discrepancies))
         for d in discrepancies:
             key = (d.kind, d.endpoint.address, d.endpoint.port)
+            if d.kind == "panic":
+                continue  # panic mode has its one WARNING (see _note_panic)
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning("%s: DNS and the API disagree: %s", self._name, d)
@@ -217,6 +251,7 @@ class MergedSide:
             local=self.local,
             api_endpoints=api.endpoints,
             api_error=api.error,
+            panic_mode=settings.panic_mode,
         )
         self.initial, _ = self.source.evaluate()
         self.plan = settings.local_plan(self.local)

@@ -194,3 +194,54 @@ def test_service_port_instead_of_the_pods_port_is_warned_once(
         "is dialed at the pods' (target) port, not the Service port; use the target "
         f"{unique_service}.{NS}:grpc"
     ]
+
+
+@pytest.mark.parametrize("mode", ["auto", "api"])
+def test_nothing_ready_panics_and_slices_gone_empties(
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    embedded_dns: Any,
+    fleet: Fleet,
+    unique_service: str,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+) -> None:
+    """One policy for modes auto and api: every pod not ready (servers still up) keeps
+    the listed endpoints called with one WARNING; the slices gone empty the channel."""
+    from backends import call_counts, demo_pb2_grpc
+
+    hosts = sorted(fleet.add().host for _ in range(2))
+    for host in hosts:
+        embedded_dns.add_pod(unique_service, NS, host, ports={"grpc": fleet.port})
+    publish(kube, unique_service, fleet.port, hosts)
+    with (
+        caplog.at_level(logging.WARNING, logger="dnsbalance"),
+        resolve_channel(
+            f"{unique_service}.{NS}:grpc",
+            kubeconfig=kubeconfig,
+            nameservers=[embedded_dns.address],
+            poll_interval=0.2,
+            mode=mode,  # type: ignore[arg-type]
+        ) as channel,
+    ):
+        stub = demo_pb2_grpc.DemoServiceStub(channel)
+        assert set(call_counts(stub, 20)) == set(hosts)
+        # Readiness fails everywhere at once: the API lists them not ready, DNS drops them.
+        kube.apply_slice(
+            f"{unique_service}-a",
+            NS,
+            unique_service,
+            endpoints=[(h, False, False, False) for h in hosts],
+            ports=[("grpc", fleet.port, "TCP")],
+        )
+        for host in hosts:
+            embedded_dns.remove_pod(unique_service, NS, host)
+        assert wait_until(lambda: bool(messages(caplog, "panic mode")), 3.0)
+        time.sleep(1.0)  # two NXDOMAINs and more: the channel still calls both
+        counts = call_counts(stub, 40)
+        assert set(counts) == set(hosts), counts
+        assert [ep.address for ep in channel.endpoints] == hosts
+        assert {d.kind for d in channel.discrepancies} == {"panic"}
+        assert len(messages(caplog, "panic mode")) == 1
+        kube.delete("EndpointSlice", NS, f"{unique_service}-a")  # the Service is gone
+        assert wait_until(lambda: channel.endpoints == (), 3.0)

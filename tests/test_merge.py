@@ -168,11 +168,11 @@ def test_auto_without_api_view_is_dns_only() -> None:
     assert agree(MergeState(), mode="auto", dns=None, api=None, now=0, window=6).endpoints == ()
 
 
-def test_api_mode_is_the_api_and_keeps_stale_set_when_none_ready() -> None:
+def test_api_mode_is_the_api_and_keeps_its_set_only_while_the_api_is_unreadable() -> None:
     one = agree(MergeState(), mode="api", dns=None, api=(E2, E1), now=0, window=6)
     assert one.endpoints == (E1, E2)
     empty = agree(one.state, mode="api", dns=None, api=(), now=1, window=6)
-    assert empty.endpoints == (E1, E2)
+    assert empty.endpoints == ()  # nothing listed: slices gone (panic needs listed ones)
     lost = agree(one.state, mode="api", dns=None, api=None, now=1, window=6)
     assert lost.endpoints == (E1, E2)
     assert agree(MergeState(), mode="api", dns=(E3,), api=(E1,), now=0, window=6).endpoints == (E1,)
@@ -201,3 +201,36 @@ def test_port_mismatch_names_the_pods_ports() -> None:
     slices = SliceSet(8000)
     slices.upsert(slice_("a", [ep_("10.0.0.1")], ports=[{"name": "grpc", "port": 43343}]))
     assert slices.port_mismatch() == served
+
+
+def test_panic_mode_keeps_listed_endpoints_when_none_is_ready() -> None:
+    from dnsbalance._slices import ApiEndpoints
+
+    a, b, c = (Endpoint(address=f"10.0.0.{i}", port=9000) for i in (1, 2, 3))
+    last = MergeState(endpoints=(a, b))
+    none_ready = ApiEndpoints((), listed=(a, b, c), serving=(c,))
+
+    def decide(state: MergeState, mode: Any, api: Any, now: float = 5.0, **kw: Any) -> Any:
+        kw.setdefault("listed", getattr(api, "listed", ()))
+        kw.setdefault("serving", getattr(api, "serving", ()))
+        return agree(state, mode=mode, dns=(), api=api, now=now, window=6.0, **kw)
+
+    for mode in ("api", "auto"):
+        result = decide(last, mode, none_ready)
+        assert result.panic
+        assert result.endpoints == (a, b, c)  # serving + last known
+        assert {d.kind for d in result.discrepancies} == {"panic"}
+        assert "panic mode" in str(result.discrepancies[0])
+        again = decide(result.state, mode, none_ready, now=9.0, serving=())
+        assert again.endpoints == (a, b, c)
+        assert again.discrepancies[0].since == 5.0
+        # Slices gone or empty: the channel is emptied, whatever was used before.
+        gone = decide(last, mode, ApiEndpoints())
+        assert gone.endpoints == ()
+        assert not gone.panic
+        # The knob: off empties the channel.
+        off = decide(last, mode, none_ready, panic_mode=False)
+        assert off.endpoints == ()
+        assert not off.panic
+    # Endpoints listed but neither serving nor in the last set are never called.
+    assert decide(MergeState(), "api", ApiEndpoints((), (a,), ())).endpoints == ()
