@@ -174,6 +174,22 @@ class Dispatcher:
             h.end_headers()
             h.wfile.write(data)
 
+        ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and ctype == "application/vnd.kubernetes.protobuf":
+            answer(
+                415,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "the body of the request was in an unknown format - accepted "
+                    "media types include: application/json, application/yaml",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                },
+            )
+            return
         seconds = self.faults.delay_for(found.verb, found.resource)
         if seconds > 0:
             self.stopping.wait(seconds)
