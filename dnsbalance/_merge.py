@@ -40,7 +40,7 @@ from typing import Literal
 
 from ._endpoints import Endpoint, normalize
 
-__all__ = ["Agreement", "Discrepancy", "MergeState", "agree", "panic_endpoints"]
+__all__ = ["Agreement", "Discrepancy", "MergeState", "agree", "dialable", "panic_endpoints"]
 
 Key = tuple[str, int]
 REPOLL_INTERVAL = 0.2
@@ -94,6 +94,20 @@ class Agreement:
     """When a pending endpoint's window ends (re-evaluate then), if any."""
     panic: bool = False
     """No endpoint is ready and listed ones are used anyway (panic mode)."""
+
+
+def dialable(
+    endpoints: tuple[Endpoint, ...], port: int | None
+) -> tuple[tuple[Endpoint, ...], tuple[Endpoint, ...]]:
+    """(those grpc can dial, those it cannot): the local DNS serves A/AAAA records,
+    which carry no port, so grpc dials every address at the channel's one ``port``; an
+    endpoint whose slice puts it at another port (a rollout that changes a named
+    targetPort's number) would be dialed at a port it does not serve, so it is left
+    out. Costs no connection; costs those pods' capacity until the rollout is done."""
+    if port is None:
+        return endpoints, ()
+    kept = tuple(ep for ep in endpoints if ep.port == port)
+    return kept, tuple(ep for ep in endpoints if ep.port != port)
 
 
 def panic_endpoints(

@@ -82,19 +82,24 @@ class SliceEndpoints:
 
 
 def read_slice(
-    obj: Mapping[str, Any], port: int | str, *, include_terminating: bool = False
+    obj: Mapping[str, Any],
+    port: int | str,
+    *,
+    include_terminating: bool = False,
+    names: frozenset[str] = frozenset(),
 ) -> SliceEndpoints:
     """Read one EndpointSlice (a JSON dict, camelCase as the API sends it).
 
-    ``port``: a number is used as given; a name is looked up in the slice's
-    ``ports`` (a slice without it contributes nothing).
+    ``port``: a name is looked up in the slice's ``ports`` (a slice without it
+    contributes nothing); a number goes through :func:`numeric_port`, ``names`` being
+    the names other slices give that number.
     """
     address_type = obj.get("addressType")
     if address_type not in ("IPv4", "IPv6"):
         log.debug("ignoring EndpointSlice %s of addressType %s", _name(obj), address_type)
         return SliceEndpoints((), ())
     ports = _tcp_ports(obj)
-    number = _port_number(obj, port)
+    number = numeric_port(ports, port, names) if isinstance(port, int) else _port_number(obj, port)
     if number is None:
         return SliceEndpoints((), (), ports)
     usable: list[Endpoint] = []
@@ -134,6 +139,22 @@ def _tcp_ports(obj: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
         if isinstance(number, int) and 1 <= number <= 65535:
             found.append((str(entry.get("name") or ""), number))
     return tuple(found)
+
+
+def numeric_port(
+    ports: tuple[tuple[str, int], ...], target: int, names: frozenset[str]
+) -> int | None:
+    """The port to dial a slice's endpoints at for a numeric target: never one the slice
+    does not list when it lists ports. The target if listed (or if the slice lists no
+    ports, as hand-made slices may); else the number of the slice's port named as the
+    target's number is named in other slices (the controller writes one slice per
+    mapping when a named targetPort changes number in a rollout); else none."""
+    if not ports or any(number == target for _, number in ports):
+        return target
+    for name, number in ports:
+        if name and name in names:
+            return number
+    return None
 
 
 def port_mismatch(
@@ -193,22 +214,48 @@ class SliceSet:
         self._port = port
         self._include_terminating = include_terminating
         self._slices: dict[str, SliceEndpoints] = {}
+        self._objs: dict[str, Mapping[str, Any]] = {}
+        self._names: frozenset[str] = frozenset()
 
     def reset(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace everything with a fresh list's items."""
         self._slices = {}
+        self._objs = {}
         for obj in objs:
             self.upsert(obj)
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         """An ADDED or MODIFIED slice."""
-        self._slices[_name(obj)] = read_slice(
-            obj, self._port, include_terminating=self._include_terminating
-        )
+        self._objs[_name(obj)] = obj
+        self._read(_name(obj))
 
     def delete(self, obj: Mapping[str, Any]) -> None:
         """A DELETED slice: only its own endpoints go."""
         self._slices.pop(_name(obj), None)
+        self._objs.pop(_name(obj), None)
+        self._read(None)
+
+    def _read(self, name: str | None) -> None:
+        """Read slice ``name``; for a numeric port, every slice again when the names given
+        to that number change (they decide the other slices' ports)."""
+        if isinstance(self._port, int):
+            names = frozenset(
+                n
+                for obj in self._objs.values()
+                for n, number in _tcp_ports(obj)
+                if number == self._port and n
+            )
+            if names != self._names:
+                self._names = names
+                name = None
+        todo = [name] if name is not None else list(self._objs)
+        for key in todo:
+            self._slices[key] = read_slice(
+                self._objs[key],
+                self._port,
+                include_terminating=self._include_terminating,
+                names=self._names,
+            )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -217,7 +264,8 @@ class SliceSet:
     def port_mismatch(self) -> tuple[tuple[str, int], ...]:
         """See :func:`port_mismatch`, over every slice that has endpoints."""
         return port_mismatch(
-            self._port, (s.ports for s in self._slices.values() if s.usable or s.unusable)
+            self._port,
+            (s.ports for key, s in self._slices.items() if self._objs[key].get("endpoints")),
         )
 
     def usable(self) -> tuple[Endpoint, ...]:

@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError
+from ._grpc_config import channel_port
 from ._local_dns import LocalName, local_name
-from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
+from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree, dialable
 from ._metrics import metrics_for
 from ._policy import PollState
 from ._slices import ApiEndpoints
 
 if TYPE_CHECKING:
     from ._setup import ApiSide, ChannelSettings
+    from ._target import Target
 
 __all__ = ["MergedSide", "MergedSource", "fallback_warning"]
 
@@ -78,8 +80,11 @@ class MergedSource:
         api_endpoints: tuple[Endpoint, ...] | None,
         api_error: KubernetesError | None = None,
         panic_mode: bool = True,
+        target: Target | None = None,
     ) -> None:
         self._name = name
+        self._target = target
+        self._left_out_ports: tuple[int, ...] = ()
         self._panic_mode = panic_mode
         self.panic = False
         self._metrics = metrics_for(name)
@@ -158,11 +163,15 @@ class MergedSource:
         self._state = result.state
         self._note_panic(result.panic, result.endpoints)
         self._note(result.discrepancies)
-        if result.endpoints != self._published:
-            self._published = result.endpoints
-            self._local.publish(result.endpoints)
+        endpoints = result.endpoints
+        if self._target is not None:
+            endpoints, left_out = dialable(endpoints, channel_port(self._target, endpoints))
+            self._note_left_out(left_out)
+        if endpoints != self._published:
+            self._published = endpoints
+            self._local.publish(endpoints)
             if self.sink is not None:
-                self.sink(result.endpoints)
+                self.sink(endpoints)
         wake: float | None = None
         if result.repoll_dns and self._poller is not None:
             self._poller.poll_now()
@@ -171,7 +180,20 @@ class MergedSource:
             until = max(0.0, result.next_deadline - time.monotonic())
             wake = until if wake is None else min(wake, until)
         self._wake = wake
-        return result.endpoints, wake
+        return endpoints, wake
+
+    def _note_left_out(self, left_out: tuple[Endpoint, ...]) -> None:
+        ports = tuple(sorted({ep.port for ep in left_out}))
+        if ports and ports != self._left_out_ports:
+            log.warning(
+                "%s: %d endpoints serve this port at %s, not at the port the channel dials: "
+                "left out (grpc dials one port per channel; a rollout that changes the "
+                "port's number?)",
+                self._name,
+                len(left_out),
+                ", ".join(str(p) for p in ports),
+            )
+        self._left_out_ports = ports
 
     def _note_panic(self, panic: bool, endpoints: tuple[Endpoint, ...]) -> None:
         if panic == self.panic:
@@ -252,6 +274,7 @@ class MergedSide:
             api_endpoints=api.endpoints,
             api_error=api.error,
             panic_mode=settings.panic_mode,
+            target=settings.target,
         )
         self.initial, _ = self.source.evaluate()
         self.plan = settings.local_plan(self.local)

@@ -245,3 +245,52 @@ def test_nothing_ready_panics_and_slices_gone_empties(
         assert len(messages(caplog, "panic mode")) == 1
         kube.delete("EndpointSlice", NS, f"{unique_service}-a")  # the Service is gone
         assert wait_until(lambda: channel.endpoints == (), 3.0)
+
+
+def test_an_endpoint_is_never_dialed_at_a_port_its_slice_does_not_list(
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    unique_service: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rollout moves targetPort `grpc` from P1 to P2: one slice per mapping. Target :P1
+    must not send the new pod's calls to P1 on its address, where something else may
+    listen (here another server): that endpoint is left out, with a WARNING, since the
+    channel dials one port. Counted on the backends, not read off .endpoints."""
+    from backends import call_counts, demo_pb2_grpc, new_fleet
+
+    from dnsbalance.testing import Backend
+
+    block = new_fleet().block
+    old = Backend(f"127.0.{block}.1", 0, name="old").start()
+    new = Backend(f"127.0.{block}.2", 0, name="new").start()
+    wrong = Backend(f"127.0.{block}.2", old.port, name="wrong").start()
+    try:
+        kube.apply_slice(
+            f"{unique_service}-a",
+            NS,
+            unique_service,
+            endpoints=[old.host],
+            ports=[("grpc", old.port, "TCP")],
+        )
+        kube.apply_slice(
+            f"{unique_service}-b",
+            NS,
+            unique_service,
+            endpoints=[new.host],
+            ports=[("grpc", new.port, "TCP")],
+        )
+        with (
+            caplog.at_level(logging.WARNING, logger="dnsbalance"),
+            resolve_channel(
+                f"{unique_service}.{NS}:{old.port}", kubeconfig=kubeconfig, mode="api"
+            ) as channel,
+        ):
+            counts = call_counts(demo_pb2_grpc.DemoServiceStub(channel), 60)
+        assert counts == {"old": 60}, counts
+        assert wrong.calls == 0
+        assert len(messages(caplog, "left out")) == 1
+        assert f"serve this port at {new.port}" in messages(caplog, "left out")[0]
+    finally:
+        for backend in (old, new, wrong):
+            backend.stop(0)

@@ -47,10 +47,10 @@ def test_readiness_rules() -> None:
             ep_("10.0.0.6", ready=True, serving=True, terminating=True),
         ],
     )
-    read = read_slice(obj, 8000)
+    read = read_slice(obj, 9000)
     assert addrs(read.usable) == ["10.0.0.1", "10.0.0.2", "10.0.0.6"]  # `ready` as written
     assert addrs(read.unusable) == ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
-    draining = read_slice(obj, 8000, include_terminating=True)
+    draining = read_slice(obj, 9000, include_terminating=True)
     assert addrs(draining.usable) == ["10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.6"]
 
 
@@ -81,9 +81,12 @@ def test_only_the_first_address_of_an_endpoint_is_used() -> None:
 
 def test_ports_numeric_named_missing_and_hostnames() -> None:
     obj = slice_("a", [{"addresses": ["10.0.0.1"], "hostname": "web-0"}])
-    assert read_slice(obj, 8000).usable == (
-        Endpoint(address="10.0.0.1", port=8000, hostname="web-0"),
+    assert read_slice(obj, 9000).usable == (
+        Endpoint(address="10.0.0.1", port=9000, hostname="web-0"),
     )
+    assert read_slice(obj, 8000).usable == ()  # never dialed at a port the slice lacks
+    portless = slice_("p", [ep_("10.0.0.1")], ports=[])
+    assert read_slice(portless, 8000).usable[0].port == 8000  # hand-made, no ports
     assert read_slice(obj, "grpc").usable[0].port == 9000
     assert read_slice(obj, "metrics").usable == ()
     unnamed = slice_("b", [ep_("10.0.0.1")], ports=[{"name": "", "port": 80}, {"port": None}])
@@ -94,7 +97,7 @@ def test_ports_numeric_named_missing_and_hostnames() -> None:
 
 def test_families_and_bad_data() -> None:
     v6 = slice_("v6", [ep_("fd00::1")], address_type="IPv6")
-    assert addrs(read_slice(v6, 80).usable) == ["fd00::1"]
+    assert addrs(read_slice(v6, 9000).usable) == ["fd00::1"]
     fqdn = slice_("f", [ep_("example.com")], address_type="FQDN")
     assert read_slice(fqdn, 80).usable == ()
     junk = slice_("j", [{"addresses": ["not-an-ip", 7]}, "nonsense", {"addresses": None}])
@@ -102,7 +105,7 @@ def test_families_and_bad_data() -> None:
 
 
 def test_slices_merge_by_name_and_deleted_slice_takes_only_its_own() -> None:
-    slices = SliceSet(8000)
+    slices = SliceSet(9000)
     a = slice_("svc-a", [ep_(f"10.0.1.{i}") for i in range(1, 101)])
     b = slice_("svc-b", [ep_(f"10.0.2.{i}") for i in range(1, 101)])
     c = slice_("svc-c", [ep_(f"10.0.3.{i}") for i in range(1, 51)])
@@ -234,3 +237,33 @@ def test_panic_mode_keeps_listed_endpoints_when_none_is_ready() -> None:
         assert not off.panic
     # Endpoints listed but neither serving nor in the last set are never called.
     assert decide(MergeState(), "api", ApiEndpoints((), (a,), ())).endpoints == ()
+
+
+def test_a_numeric_port_follows_each_slice_through_the_port_name() -> None:
+    """targetPort `grpc` moves from 8080 to 9090 in a rollout: the controller writes a
+    slice per mapping. Target :8080 dials the new pod at 9090 (its slice's number for
+    the same name), never at 8080; a slice with neither is left out."""
+    from dnsbalance._merge import dialable
+    from dnsbalance._slices import numeric_port
+
+    old = slice_("a", [ep_("10.0.0.1")], ports=[{"name": "grpc", "port": 8080}])
+    new = slice_("b", [ep_("10.0.0.2")], ports=[{"name": "grpc", "port": 9090}])
+    other = slice_("c", [ep_("10.0.0.3")], ports=[{"name": "metrics", "port": 9100}])
+    slices = SliceSet(8080)
+    slices.reset([new, other])
+    assert slices.usable() == ()  # nothing says 9090 is what 8080 is called yet
+    slices.upsert(old)
+    assert [(e.address, e.port) for e in slices.usable()] == [
+        ("10.0.0.1", 8080),
+        ("10.0.0.2", 9090),
+    ]
+    slices.delete(old)  # the name is known no more: the 9090 pod is not guessed at
+    assert slices.usable() == ()
+    assert numeric_port((), 80, frozenset()) == 80
+    assert numeric_port((("grpc", 80),), 80, frozenset()) == 80
+    assert numeric_port((("grpc", 81),), 80, frozenset({"grpc"})) == 81
+    assert numeric_port((("grpc", 81),), 80, frozenset()) is None
+    kept, left = dialable((E1, Endpoint(address="10.0.0.9", port=9090)), 8000)
+    assert kept == (E1,)
+    assert [e.port for e in left] == [9090]
+    assert dialable((E1,), None) == ((E1,), ())
