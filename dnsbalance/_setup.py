@@ -71,6 +71,7 @@ class ChannelSettings:
     context: str | None = None
     include_terminating: bool = False
     poll_policy: PollPolicy | None = None
+    panic_mode: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -164,6 +165,7 @@ def settings_for(
     context: str | None = None,
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError."""
@@ -186,6 +188,7 @@ def settings_for(
         kubeconfig=kubeconfig,
         context=context,
         include_terminating=include_terminating,
+        panic_mode=panic_mode,
     )
 
 
@@ -264,6 +267,7 @@ class ApiSide:
             on_view=side._view,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
             metrics=metrics_for(settings.name),
+            relist_interval=settings.poll_interval,
         )
         if strict:
             try:

@@ -161,15 +161,35 @@ class Dispatcher:
         raw = h.rfile.read(length) if length > 0 else b""
         found = route(method, parts.path, watch=query.get("watch", "") in _TRUE)
 
+        retry_after: int | None = None
+
         def answer(code: int, body: Any) -> None:
             self.log.add(RequestRecord(method, parts.path, query, found.verb, found.resource, code))
             data = _dump(body)
             h.send_response(code)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(data)))
+            if retry_after is not None:
+                h.send_header("Retry-After", str(retry_after))
             h.end_headers()
             h.wfile.write(data)
 
+        ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and ctype == "application/vnd.kubernetes.protobuf":
+            answer(
+                415,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "the body of the request was in an unknown format - accepted "
+                    "media types include: application/json, application/yaml",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                },
+            )
+            return
         seconds = self.faults.delay_for(found.verb, found.resource)
         if seconds > 0:
             self.stopping.wait(seconds)
@@ -177,9 +197,14 @@ class Dispatcher:
             if not self.faults.authenticated(h.headers.get("Authorization")):
                 raise unauthorized()
             self._authorize(found)
-            code = self.faults.take_failure(found.verb, found.resource)
-            if code is not None:
-                raise status_for_code(code)
+            injected = self.faults.take_failure(found.verb, found.resource)
+            if injected is not None:
+                error = status_for_code(injected.code)
+                if injected.retry_after is not None:
+                    # As the API server's tooManyRequests: header and details agree.
+                    retry_after = injected.retry_after
+                    error.status["details"] = {"retryAfterSeconds": retry_after}
+                raise error
             if found.kind == "watch":
                 self._serve_watch(h, found, query, parts.path)
                 return

@@ -107,6 +107,10 @@ def route(method: str, path: str, *, watch: bool) -> Route:
         if method != "GET":
             return Route("not-allowed", clean, document=_NOT_ALLOWED, verb="get")
         return Route("document", clean, verb="get")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4 and method == "GET":
+        # Namespaces are not stored, but every one exists: kubectl reads the namespace
+        # after a 404 to tell "services \"web\" not found" from a missing namespace.
+        return Route("document", clean, verb="get", document=_namespace(parts[3]))
     if parts[:2] == ["api", "v1"]:
         return _resource_route(method, clean, kinds.SERVICES, parts[2:], watch)
     if parts[:3] == ["apis", "discovery.k8s.io", "v1"]:
@@ -122,6 +126,16 @@ def route(method: str, path: str, *, watch: bool) -> Route:
             document=None if allowed else _NOT_ALLOWED,
         )
     return Route("missing", clean, document=_NOT_FOUND)
+
+
+def _namespace(name: str) -> JSON:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
 def _resource_list(group_version: str, resources: list[Resource], extra: list[JSON]) -> JSON:
