@@ -1,7 +1,9 @@
 """What a Service's EndpointSlices say: pure reading and merging, no I/O.
 
 A Service has one or more slices (at most 100 endpoints each, one per address
-family in dual-stack), joined by the label ``kubernetes.io/service-name``. They
+family in dual-stack), joined by the label ``kubernetes.io/service-name``.
+A target without a port (``port=None``) uses the Service's first port, see
+:func:`first_port`. They
 are merged by slice name, and a DELETED slice takes only its own endpoints with
 it: the "last slice wins" bug class (kuberesolver #66) cannot happen here.
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from ._endpoints import Endpoint, normalize
 
-__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "read_slice"]
+__all__ = ["SERVICE_NAME_LABEL", "SliceSet", "first_port", "read_slice"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def _port_number(obj: Mapping[str, Any], port: int | str) -> int | None:
     for entry in obj.get("ports") or ():
         if (
             isinstance(entry, Mapping)
-            and entry.get("name") == port
+            and (entry.get("name") or "") == port
             and entry.get("protocol", "TCP") == "TCP"
         ):
             number = entry.get("port")
@@ -94,32 +96,81 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(metadata.get("name", "?"))
 
 
+def first_port(objs: Iterable[Mapping[str, Any]]) -> str | None:
+    """The name ("" when unnamed) of a Service's first port, for a target without one.
+
+    kuberesolver takes the first port of each Endpoints subset. Here "first" is the
+    first TCP entry of a slice's ``ports`` (the EndpointSlice controller writes them in
+    the Service's ``spec.ports`` order), taken from the slice whose name sorts first
+    among those with a TCP port, so the choice does not depend on the order slices
+    arrive in. The name, not the number, is chosen: every slice then contributes its
+    endpoints at its own number for that name (a named ``targetPort`` can map to
+    different container ports per slice). ``None`` when no slice has a TCP port.
+    """
+    for obj in sorted(objs, key=_name):
+        for entry in obj.get("ports") or ():
+            if isinstance(entry, Mapping) and entry.get("protocol", "TCP") == "TCP":
+                name = entry.get("name") or ""
+                return name if isinstance(name, str) else None
+    return None
+
+
 class SliceSet:
     """All slices of one Service, merged by slice name.
 
+    ``port=None`` follows the Service's :func:`first_port` (re-chosen on every change).
     Not thread-safe: one watcher thread owns it.
     """
 
-    def __init__(self, port: int | str, *, include_terminating: bool = False) -> None:
+    def __init__(self, port: int | str | None, *, include_terminating: bool = False) -> None:
         self._port = port
         self._include_terminating = include_terminating
         self._slices: dict[str, SliceEndpoints] = {}
+        self._raw: dict[str, Mapping[str, Any]] = {}  # port None only
+        self._first: str | None = None
 
     def reset(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace everything with a fresh list's items."""
         self._slices = {}
+        self._raw = {}
         for obj in objs:
             self.upsert(obj)
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         """An ADDED or MODIFIED slice."""
+        if self._port is None:
+            self._raw[_name(obj)] = obj
+            if self._rechoose():
+                return
+        port = self._port if self._port is not None else self._first
+        if port is None:
+            self._slices[_name(obj)] = SliceEndpoints((), ())
+            return
         self._slices[_name(obj)] = read_slice(
-            obj, self._port, include_terminating=self._include_terminating
+            obj, port, include_terminating=self._include_terminating
         )
 
     def delete(self, obj: Mapping[str, Any]) -> None:
         """A DELETED slice: only its own endpoints go."""
         self._slices.pop(_name(obj), None)
+        if self._port is None:
+            self._raw.pop(_name(obj), None)
+            self._rechoose()
+
+    def _rechoose(self) -> bool:
+        """Port None: choose the first port again; re-read every slice (True) when it
+        changed."""
+        first = first_port(self._raw.values())
+        if first == self._first:
+            return False
+        self._first = first
+        self._slices = {
+            name: SliceEndpoints((), ())
+            if first is None
+            else read_slice(obj, first, include_terminating=self._include_terminating)
+            for name, obj in self._raw.items()
+        }
+        return True
 
     @property
     def names(self) -> tuple[str, ...]:
