@@ -512,6 +512,10 @@ class FakeKubernetesAPI:
         """The next ``n`` matching requests fail with ``code`` and a Status body."""
         self._faults.fail_next(n, code, verb, resource)
 
+    def clear_failures(self) -> None:
+        """Drop what :meth:`fail_next` set up and is still to come (an outage ends)."""
+        self._faults.clear_failures()
+
     def delay(
         self, seconds: float, *, verb: str | None = None, resource: str | None = None
     ) -> None:

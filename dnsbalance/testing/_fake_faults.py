@@ -145,6 +145,10 @@ class Faults:
             if n:
                 self._failures.append(_Failure(n, code, verb, resource))
 
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
     def take_failure(self, verb: str | None, resource: str | None) -> int | None:
         """Consume one matching injected failure; its code."""
         with self._lock:
