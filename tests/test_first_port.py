@@ -92,3 +92,14 @@ def test_no_port_target_in_mode_auto_without_api_is_an_error(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with pytest.raises(KubernetesError):
         resolve_channel("kubernetes:///svc.app", mode="auto")
+
+
+def test_dns_lookups_of_a_no_port_target_say_why(capsys: pytest.CaptureFixture[str]) -> None:
+    from dnsbalance import discover
+    from dnsbalance.cli import main
+
+    with pytest.raises(TargetError) as info:
+        discover("kubernetes:///svc.app", nameservers=["127.0.0.1:9"])
+    assert "add a port or a port name" in str(info.value)
+    assert main(["check", "kubernetes:///svc.app", "--mode", "dns"]) == 2
+    assert "add a port or a port name" in capsys.readouterr().err
