@@ -103,3 +103,33 @@ def test_dns_lookups_of_a_no_port_target_say_why(capsys: pytest.CaptureFixture[s
     assert "add a port or a port name" in str(info.value)
     assert main(["check", "kubernetes:///svc.app", "--mode", "dns"]) == 2
     assert "add a port or a port name" in capsys.readouterr().err
+
+
+def test_aio_no_port_target_in_mode_auto(
+    kubeconfig: Any, fleet: Fleet, unique_service: str
+) -> None:
+    import asyncio
+
+    from dnsbalance import aio
+
+    kube, path = kubeconfig
+    fleet.add()
+    (host,) = fleet.backends
+    kube.apply_slice(
+        f"{unique_service}-a",
+        NS,
+        unique_service,
+        endpoints=[(host, True, True, False)],
+        ports=[("grpc", fleet.port, "TCP")],
+    )
+
+    async def check() -> list[str]:
+        channel = await aio.resolve_channel(f"kubernetes://app/{unique_service}", kubeconfig=path)
+        try:
+            return [ep.hostport for ep in channel.endpoints]
+        finally:
+            await channel.close()
+
+    assert asyncio.run(check()) == [f"{host}:{fleet.port}"]
+    with pytest.raises(TargetError):
+        asyncio.run(aio.resolve_channel("kubernetes:///svc.app", mode="dns"))
