@@ -300,6 +300,8 @@ def _measure(
             "connections",
             column=KUBERESOLVER if name == KR else DNSBALANCE,
             summary="new connections per added pod (kube_watch)",
+            cell=("" if name == KR else f"{name.split()[-1]}: ")
+            + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
         )
 
     # rolling replacement of all 5 under 8 callers
