@@ -10,7 +10,7 @@ dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go cli
 is built when go and Debian's sources are there, else that column is skipped),
 chart (scale-up.png).
 
-``--quick`` uses fewer repetitions and shorter bounds (CI runs it; under 2 minutes on
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
 machine is slow.
 """
