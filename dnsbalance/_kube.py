@@ -177,7 +177,7 @@ class SliceWatcher:
         *,
         namespace: str,
         service: str,
-        port: int | str,
+        port: int | str | None,
         include_terminating: bool = False,
         on_view: ViewCallback | None = None,
         name: str = "dnsbalance-watch",

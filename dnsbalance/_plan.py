@@ -25,6 +25,7 @@ import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
 
 from ._endpoints import Endpoint, dashed_ip, normalize
+from ._exceptions import TargetError
 from ._target import Target
 
 __all__ = ["Addresses", "Plan", "Question", "Reply", "lookup_plan"]
@@ -63,6 +64,12 @@ _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 def lookup_plan(target: Target) -> Plan:
     """The questions that find ``target``'s ready endpoints, and how to read the answers."""
     name = _name(target.fqdn)
+    if target.port is None:  # a kubernetes target without a port: only the API knows it
+        raise TargetError(
+            "DNS cannot tell a target's port: add a port or a port name",
+            target=str(target),
+            part="port",
+        )
     if target.port_name is None:
         assert isinstance(target.port, int)
         return (yield from _address_plan(name, target.port, hostname=None))

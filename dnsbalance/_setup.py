@@ -19,7 +19,7 @@ import grpc.aio
 from ._channel import OnChange
 from ._discovery import servers_for
 from ._endpoints import Change, Endpoint
-from ._exceptions import ConfigError, KubernetesError
+from ._exceptions import ConfigError, KubernetesError, TargetError
 from ._grpc_config import (
     ChannelPlan,
     GrpcOptions,
@@ -78,9 +78,23 @@ class ChannelSettings:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.drain_timeout is not None and not self.drain_timeout >= 0:
             raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
+        if self.target.port is None and self.mode == "dns":
+            raise TargetError(
+                'a target without a port needs the Kubernetes API (its first port); mode="dns"'
+                " cannot learn a port from A records: add a port or a port name"
+                ' (svc.ns:8000, svc.ns:grpc), or use mode="auto" or "api"',
+                target=str(self.target),
+                part="port",
+            )
         if not self.dns_timeout > 0:
             raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
         PollPolicy(interval=self.poll_interval)  # validates the interval
+
+    @property
+    def api_only(self) -> bool:
+        """Mode "api", or a target without a port (only the API knows the port): the
+        API's view is the membership, DNS is not polled, and no API access is an error."""
+        return self.mode == "api" or self.target.port is None
 
     @property
     def name(self) -> str:
@@ -121,7 +135,7 @@ class ChannelSettings:
     ) -> R | None:
         """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
         poller class and its ``poll_lookup``/``make_resolver`` (sync or asyncio)."""
-        if self.mode == "api":
+        if self.api_only:
             return None
         resolver = make_resolver(self.servers, timeout=self.dns_timeout)
         return poller_class(
@@ -235,7 +249,7 @@ class ApiSide:
     def open(cls, settings: ChannelSettings) -> ApiSide:
         """Configure and list once (blocking). Mode "api" raises KubernetesError where
         mode "auto" records the error and goes on with DNS only."""
-        target, strict = settings.target, settings.mode == "api"
+        target, strict = settings.target, settings.api_only
         error: KubernetesError | None = None
         client = None
         try:
@@ -251,8 +265,9 @@ class ApiSide:
         if client is None:
             if strict:
                 raise KubernetesError(
-                    'mode="api" needs Kubernetes API access: run in a pod with a service '
-                    "account, set KUBECONFIG, or pass api_client=/kubeconfig="
+                    f'mode="{settings.mode}" with {target} needs Kubernetes API access: run in'
+                    " a pod with a service account, set KUBECONFIG, or pass"
+                    " api_client=/kubeconfig="
                 )
             side = cls(None, False, None)
             side.error = error

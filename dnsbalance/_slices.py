@@ -1,7 +1,9 @@
 """What a Service's EndpointSlices say: pure reading and merging, no I/O.
 
 A Service has one or more slices (at most 100 endpoints each, one per address
-family in dual-stack), joined by the label ``kubernetes.io/service-name``. They
+family in dual-stack), joined by the label ``kubernetes.io/service-name``.
+A target without a port (``port=None``) uses the Service's first port, see
+:func:`first_port`. They
 are merged by slice name, and a DELETED slice takes only its own endpoints with
 it: the "last slice wins" bug class (kuberesolver #66) cannot happen here.
 
@@ -31,6 +33,7 @@ __all__ = [
     "SERVICE_NAME_LABEL",
     "ApiEndpoints",
     "SliceSet",
+    "first_port",
     "port_mismatch",
     "read_slice",
     "suggested_port",
@@ -158,7 +161,7 @@ def numeric_port(
 
 
 def port_mismatch(
-    port: int | str, slice_ports: Iterable[tuple[tuple[str, int], ...]]
+    port: int | str | None, slice_ports: Iterable[tuple[tuple[str, int], ...]]
 ) -> tuple[tuple[str, int], ...]:
     """The pods' ports when a numeric target ``port`` is none of them (the Service port
     used instead of the pods' port, the usual migration slip), else ``()``. Slices that
@@ -189,7 +192,7 @@ def _port_number(obj: Mapping[str, Any], port: int | str) -> int | None:
     for entry in obj.get("ports") or ():
         if (
             isinstance(entry, Mapping)
-            and entry.get("name") == port
+            and (entry.get("name") or "") == port
             and entry.get("protocol", "TCP") == "TCP"
         ):
             number = entry.get("port")
@@ -204,18 +207,39 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(metadata.get("name", "?"))
 
 
+def first_port(objs: Iterable[Mapping[str, Any]]) -> str | None:
+    """The name ("" when unnamed) of a Service's first port, for a target without one.
+
+    kuberesolver takes the first port of each Endpoints subset. Here "first" is the
+    first TCP entry of a slice's ``ports`` (the EndpointSlice controller writes them in
+    the Service's ``spec.ports`` order), taken from the slice whose name sorts first
+    among those with a TCP port, so the choice does not depend on the order slices
+    arrive in. The name, not the number, is chosen: every slice then contributes its
+    endpoints at its own number for that name (a named ``targetPort`` can map to
+    different container ports per slice). ``None`` when no slice has a TCP port.
+    """
+    for obj in sorted(objs, key=_name):
+        for entry in obj.get("ports") or ():
+            if isinstance(entry, Mapping) and entry.get("protocol", "TCP") == "TCP":
+                name = entry.get("name") or ""
+                return name if isinstance(name, str) else None
+    return None
+
+
 class SliceSet:
     """All slices of one Service, merged by slice name.
 
+    ``port=None`` follows the Service's :func:`first_port` (re-chosen on every change).
     Not thread-safe: one watcher thread owns it.
     """
 
-    def __init__(self, port: int | str, *, include_terminating: bool = False) -> None:
+    def __init__(self, port: int | str | None, *, include_terminating: bool = False) -> None:
         self._port = port
         self._include_terminating = include_terminating
         self._slices: dict[str, SliceEndpoints] = {}
         self._objs: dict[str, Mapping[str, Any]] = {}
-        self._names: frozenset[str] = frozenset()
+        self._names: frozenset[str] = frozenset()  # numeric port: other slices' names
+        self._first: str | None = None  # no port: the Service's first port
 
     def reset(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace everything with a fresh list's items."""
@@ -236,9 +260,20 @@ class SliceSet:
         self._read(None)
 
     def _read(self, name: str | None) -> None:
-        """Read slice ``name``; for a numeric port, every slice again when the names given
-        to that number change (they decide the other slices' ports)."""
-        if isinstance(self._port, int):
+        """Read slice ``name``; every slice again when what decides the other slices'
+        ports changed: for a numeric port, the names slices give that number; for no
+        port, the Service's :func:`first_port`."""
+        port = self._port
+        if port is None:
+            first = first_port(self._objs.values())
+            if first != self._first:
+                self._first = first
+                name = None
+            if first is None:
+                self._slices = {key: SliceEndpoints((), ()) for key in self._objs}
+                return
+            port = first
+        elif isinstance(port, int):
             names = frozenset(
                 n
                 for obj in self._objs.values()
@@ -252,7 +287,7 @@ class SliceSet:
         for key in todo:
             self._slices[key] = read_slice(
                 self._objs[key],
-                self._port,
+                port,
                 include_terminating=self._include_terminating,
                 names=self._names,
             )

@@ -267,7 +267,7 @@ class MergedSide:
         self.local = local_name()
         self.source = MergedSource(
             name=settings.name,
-            mode="api" if settings.mode == "api" else "auto",
+            mode="api" if settings.api_only else "auto",
             namespace=settings.target.namespace,
             poller=poller,
             local=self.local,
