@@ -18,6 +18,7 @@ resolves.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Sequence
 
@@ -74,6 +75,18 @@ class LocalName:
             if _users == 0 and _server is not None:
                 _server.close()
                 _server = None
+
+
+def _forget_after_fork() -> None:
+    """A forked child has the parent's server object but none of its threads: its
+    channels start a server of their own."""
+    global _lock, _server, _users
+    _lock = threading.Lock()
+    _server, _users = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def local_name() -> LocalName:

@@ -117,8 +117,8 @@ def truncated(response: bytes, query: bytes, question_end: int) -> bool:
     if len(response) < 12 or response[:2] != query[:2]:
         return False
     flags = int.from_bytes(response[2:4], "big")
-    if not (flags & _QR and flags & _TC):
-        return False
+    if not (flags & _QR and flags & _TC) or (flags >> 11) & 0x000F:
+        return False  # not a response, not truncated, or not to a standard query
     return response[12:question_end] == query[12:question_end]
 
 

@@ -476,3 +476,11 @@ def test_the_same_bytes_under_another_id_are_not_our_answer() -> None:
     cache.recognise((question,), [second], {second.id: other_id})
     assert not cache._memory[question].repeated
     assert cache.reply(question, second, other_id) is FALLBACK
+
+
+def test_a_truncated_answer_to_another_opcode_is_not_retried_over_tcp() -> None:
+    """dnspython asks again over TCP only for a truncated response to its query; TC on
+    a message of another opcode is ignored (found by the differential test)."""
+    reply, oracle = read(lambda q: message(q, flags=0x8000 | 0x0800 | 0x0200))
+    assert isinstance(oracle, Rejected)
+    assert reply is FALLBACK
