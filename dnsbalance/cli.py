@@ -162,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--backup-dir",
         type=Path,
-        default=Path(),
+        default=None,
         metavar="DIR",
-        help="where --strategy replace writes the backup (default: current folder)",
+        help="an existing folder where --strategy replace writes the backup (default: the "
+        "current folder)",
     )
     convert.add_argument(
         "--force",
@@ -174,15 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--dry-run",
         choices=("none", "client", "server"),
+        nargs="?",
+        const="client",
         default="none",
-        help="client: only say what would be done; server: send the writes with dryRun=All",
+        help="client (the value when none is given): only say what would be done; server: "
+        "send the writes with dryRun=All",
     )
     output = convert.add_mutually_exclusive_group()
     output.add_argument(
         "-o", "--output", choices=("yaml", "json"), help="print the resulting objects"
     )
     output.add_argument(
-        "--diff", action="store_true", help="print a unified diff of the change (YAML)"
+        "--diff",
+        action="store_true",
+        help="preview: print a unified diff of the change (YAML) and change nothing, like "
+        "kubectl diff (with --dry-run=server the API computes the result)",
     )
     convert.set_defaults(handler=_cmd_convert)
     return parser
@@ -478,6 +485,14 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _convert_file(args, out, err)
     if not args.name:
         raise ConfigError("convert-service needs NAME (a Service in the cluster) or -f FILE")
+    if args.backup_dir is not None and not args.backup_dir.exists():
+        raise ConfigError(
+            f"--backup-dir {args.backup_dir} does not exist: create it first (or leave "
+            "--backup-dir out to write the backup in the current folder)"
+        )
+    dry_run = args.dry_run
+    if args.diff and dry_run == "none":
+        dry_run = "client"  # --diff is a preview: it never writes
     client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
     if client is None:
         raise api_error or ConfigError(
@@ -496,10 +511,10 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
         options = ConvertOptions(
             strategy=args.strategy,
-            dry_run=args.dry_run,
+            dry_run=dry_run,
             force=args.force,
             twin_name=args.twin_name,
-            backup_dir=args.backup_dir,
+            backup_dir=args.backup_dir or Path(),
         )
         result = convert_service(
             client, namespace=namespace, name=args.name, options=options, progress=progress
@@ -566,10 +581,33 @@ def _flatten(documents: Sequence[Any]) -> list[Any]:
     return flat
 
 
+_SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
+
+
+def _diff_view(obj: Any) -> Any:
+    """``obj`` without what the server sets (status, uid, resourceVersion, timestamps,
+    managedFields, selfLink), so a diff shows only the change; keys are sorted in dump."""
+    if not isinstance(obj, dict):
+        return obj
+    if obj.get("kind") == "List":
+        return {**obj, "items": [_diff_view(i) for i in obj.get("items") or ()]}
+    view = {k: v for k, v in obj.items() if k != "status"}
+    metadata = view.get("metadata")
+    if isinstance(metadata, dict):
+        view["metadata"] = {
+            k: v for k, v in metadata.items() if k not in (*_SERVER_SET, "selfLink")
+        }
+    return view
+
+
 def _diff(before: Sequence[Any], after: Sequence[Any], name: str) -> str:
-    old = dump_yaml(before).splitlines(keepends=True)
-    new = dump_yaml(after).splitlines(keepends=True)
+    old = _sorted_yaml([_diff_view(o) for o in before]).splitlines(keepends=True)
+    new = _sorted_yaml([_diff_view(o) for o in after]).splitlines(keepends=True)
     return "".join(difflib.unified_diff(old, new, fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def _sorted_yaml(objects: Sequence[Any]) -> str:
+    return dump_yaml(json.loads(json.dumps(objects, sort_keys=True)))
 
 
 # -- main -------------------------------------------------------------------------------

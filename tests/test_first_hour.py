@@ -1,0 +1,303 @@
+"""Issue 15, "the first hour of a new user": the installed ``dnsbalance`` console script in a
+subprocess against FakeKubernetesAPI with good, denied (RBAC 403), unreachable and
+bad-token kubeconfigs. Previews never write, check tells the truth, errors name the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dnsbalance.testing import DNSResponder, FakeKubernetesAPI, Pod
+
+NS = "app"
+SCRIPT = Path(sys.executable).with_name("dnsbalance")  # the venv's console script
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubernetesAPI]:
+    with FakeKubernetesAPI(tokens={"good"}) as api:
+        yield api
+
+
+@pytest.fixture
+def good(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
+    return kube.write_kubeconfig(tmp_path / "good", token="good", namespace=NS)
+
+
+@pytest.fixture
+def bad_token(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
+    return kube.write_kubeconfig(tmp_path / "bad-token", token="wrong", namespace=NS)
+
+
+@pytest.fixture
+def unreachable(tmp_path: Path) -> Path:
+    with socket.socket() as sock:  # a port nobody listens on (bound, never listening)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "x", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "x", "user": {"token": "good"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x", "namespace": NS}}],
+        "current-context": "x",
+    }
+    path = tmp_path / "unreachable"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(*argv: str, cwd: Path | None = None, stdin: str | None = None) -> Any:
+    assert SCRIPT.is_file(), f"the console script is not installed at {SCRIPT}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "GRPC_DNS"))}
+    return subprocess.run(
+        [str(SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def add_service(kube: FakeKubernetesAPI, name: str = "greeter", **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("ports", [("grpc", 8000, 50051)])
+    kwargs.setdefault("selector", {"app": name})
+    return kube.put(kube.service(name, NS, **kwargs))
+
+
+def service_writes(kube: FakeKubernetesAPI) -> list[tuple[str, str]]:
+    return [
+        (r.method, r.query.get("dryRun", ""))
+        for r in kube.requests
+        if r.resource == "services" and r.method != "GET"
+    ]
+
+
+# -- 1. --diff is a preview ---------------------------------------------------------------------
+
+
+def test_diff_previews_a_twin_and_writes_nothing(kube: FakeKubernetesAPI, good: Path) -> None:
+    original = add_service(kube)
+    kube.reset_log()
+    done = cli("convert-service", "greeter", "--diff", "--kubeconfig", str(good))
+    assert done.returncode == 0, done.stderr
+    assert service_writes(kube) == []
+    assert kube.get_object("Service", NS, "greeter-headless") is None
+    assert kube.get_object("Service", NS, "greeter") == original
+    assert "+  name: greeter-headless" in done.stdout
+    assert "created" not in done.stdout + done.stderr.replace("would be created", "")
+
+
+def test_diff_of_replace_neither_backs_up_nor_deletes(
+    kube: FakeKubernetesAPI, good: Path, tmp_path: Path
+) -> None:
+    original = add_service(kube)
+    kube.reset_log()
+    backups = tmp_path / "b"
+    backups.mkdir()
+    done = cli(
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--diff",
+        "--backup-dir",
+        str(backups),
+        "--kubeconfig",
+        str(good),
+    )
+    assert done.returncode == 0, done.stderr
+    assert service_writes(kube) == []
+    assert kube.get_object("Service", NS, "greeter") == original
+    assert list(backups.iterdir()) == []
+    diff = done.stdout
+    assert "-  clusterIP: 10.96." in diff
+    assert "+  clusterIP: None" in diff
+    for noise in ("uid:", "resourceVersion:", "creationTimestamp:", "managedFields", "status:"):
+        assert noise not in diff, noise
+
+
+def test_diff_with_server_dry_run_only_sends_dry_runs(
+    kube: FakeKubernetesAPI, good: Path, tmp_path: Path
+) -> None:
+    original = add_service(kube)
+    kube.reset_log()
+    done = cli(
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--diff",
+        "--dry-run=server",
+        "--backup-dir",
+        str(tmp_path),
+        "--kubeconfig",
+        str(good),
+    )
+    assert done.returncode == 0, done.stderr
+    assert {d for _, d in service_writes(kube)} == {"All"}
+    assert kube.get_object("Service", NS, "greeter") == original
+    assert "+  clusterIP: None" in done.stdout
+    assert "uid:" not in done.stdout
+
+
+def test_dry_run_without_a_value_means_client(kube: FakeKubernetesAPI, good: Path) -> None:
+    add_service(kube)
+    kube.reset_log()
+    done = cli("convert-service", "greeter", "--dry-run", "--kubeconfig", str(good))
+    assert done.returncode == 0, done.stderr
+    assert "(dry run)" in done.stdout
+    assert service_writes(kube) == []
+
+
+# -- 2. a missing backup directory is refused -----------------------------------------------------
+
+
+def test_missing_backup_dir_is_refused(kube: FakeKubernetesAPI, good: Path, tmp_path: Path) -> None:
+    original = add_service(kube)
+    kube.reset_log()
+    missing = tmp_path / "no" / "such" / "dir"
+    done = cli(
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--backup-dir",
+        str(missing),
+        "--kubeconfig",
+        str(good),
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert f"--backup-dir {missing} does not exist" in done.stderr
+    assert not (tmp_path / "no").exists()
+    assert service_writes(kube) == []
+    assert kube.get_object("Service", NS, "greeter") == original
+
+
+def test_default_backup_dir_is_the_current_folder(
+    kube: FakeKubernetesAPI, good: Path, tmp_path: Path
+) -> None:
+    add_service(kube)
+    done = cli(
+        "convert-service", "greeter", "--strategy", "replace", "--kubeconfig", str(good),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.glob("app.greeter.*.backup.yaml"))) == 1
+
+
+# -- 3. check tells the truth about the API ----------------------------------------------------------
+
+
+def check(dns: DNSResponder, target: str, *extra: str) -> Any:
+    return cli("check", target, "--nameserver", dns.address, *extra)
+
+
+def lines_of(out: str) -> dict[str, str]:
+    """check's lines by check name: 'status detail'."""
+    found = {}
+    for line in out.splitlines()[1:-1]:
+        parts = line.split(maxsplit=2)
+        if len(parts) == 3 and parts[1].endswith(":"):
+            found[parts[1][:-1]] = f"{parts[0]} {parts[2]}"
+    return found
+
+
+@pytest.fixture
+def published(kube: FakeKubernetesAPI, embedded_dns: DNSResponder, unique_service: str) -> str:
+    add_service(kube, unique_service, cluster_ip="None")
+    embedded_dns.set_service(
+        unique_service, NS, [Pod(ip="10.15.0.1"), Pod(ip="10.15.0.2")], ports={"grpc": 50051}
+    )
+    kube.apply_slice(
+        f"{unique_service}-a",
+        NS,
+        unique_service,
+        endpoints=["10.15.0.1", "10.15.0.2"],
+        ports=[("grpc", 50051, "TCP")],
+    )
+    return f"{unique_service}.{NS}:grpc"
+
+
+def test_check_good_kubeconfig_is_all_ok(
+    embedded_dns: DNSResponder, published: str, good: Path
+) -> None:
+    done = check(embedded_dns, published, "--kubeconfig", str(good))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines()[-1] == "7 ok, 0 warn, 0 fail"
+
+
+@pytest.mark.parametrize("mode", ["auto", "api"])
+def test_check_fails_when_the_api_is_unreachable(
+    embedded_dns: DNSResponder, published: str, unreachable: Path, mode: str
+) -> None:
+    done = check(embedded_dns, published, "--kubeconfig", str(unreachable), "--mode", mode)
+    assert done.returncode == 1, done.stdout
+    api = lines_of(done.stdout)["api"]
+    assert api.startswith("fail cannot reach the Kubernetes API at http://127.0.0.1:"), api
+    assert "fix: check the server address in the kubeconfig" in done.stdout
+    assert "rbac.yaml" not in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["auto", "api"])
+def test_check_fails_when_the_token_is_rejected(
+    embedded_dns: DNSResponder, published: str, bad_token: Path, mode: str
+) -> None:
+    done = check(embedded_dns, published, "--kubeconfig", str(bad_token), "--mode", mode)
+    assert done.returncode == 1, done.stdout
+    api = lines_of(done.stdout)["api"]
+    assert api.startswith("fail the Kubernetes API at http://127.0.0.1:"), api
+    assert "rejected the credentials (HTTP 401" in api
+    assert "fix: renew the credentials" in done.stdout
+    assert "rbac.yaml" not in done.stdout
+
+
+def test_check_fails_on_rbac_403_with_the_rbac_fix(
+    kube: FakeKubernetesAPI, embedded_dns: DNSResponder, published: str, good: Path
+) -> None:
+    kube.deny("list", "endpointslices", namespace=NS)
+    kube.deny("create", "selfsubjectaccessreviews")  # cannot even ask: the list itself tells
+    done = check(embedded_dns, published, "--kubeconfig", str(good))
+    assert done.returncode == 1, done.stdout
+    found = lines_of(done.stdout)
+    assert found["api"].startswith("ok "), found
+    assert found["rbac"].startswith("fail this identity cannot list endpointslices"), found
+    assert "fix: apply manifests/rbac.yaml" in done.stdout
+
+
+def test_check_mode_dns_never_reads_the_api(
+    kube: FakeKubernetesAPI, embedded_dns: DNSResponder, published: str, unreachable: Path
+) -> None:
+    kube.reset_log()
+    done = check(embedded_dns, published, "--kubeconfig", str(unreachable), "--mode", "dns")
+    assert done.returncode == 0, done.stdout
+    assert lines_of(done.stdout)["api"].startswith("ok not used: mode dns")
+
+
+# -- 4. mode dns cannot tell a ClusterIP from one pod ------------------------------------------------
+
+
+def test_check_mode_dns_warns_on_a_single_address(
+    embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    embedded_dns.set_service(unique_service, NS, ["10.96.15.15"])
+    done = check(embedded_dns, f"{unique_service}.{NS}:8000", "--mode", "dns")
+    assert done.returncode == 0, done.stdout
+    dns = lines_of(done.stdout)["dns"]
+    assert dns.startswith("warn "), dns
+    assert "one address" in dns
+    assert "ClusterIP" in dns
+    embedded_dns.set_service(unique_service, NS, ["10.15.1.1", "10.15.1.2"])
+    done = check(embedded_dns, f"{unique_service}.{NS}:8000", "--mode", "dns")
+    assert lines_of(done.stdout)["dns"].startswith("ok "), done.stdout
