@@ -439,7 +439,9 @@ def _print_table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
 def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = _target_from(args)
     resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
-    client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
+    client, api_error = None, None
+    if args.mode != "dns":  # mode dns never reads the API
+        client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
     try:
         results = run_checks(
             target, resolver=resolver, api_client=client, api_error=api_error, mode=args.mode
