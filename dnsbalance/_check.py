@@ -318,8 +318,7 @@ def _check_api(
             "api",
             "fail",
             f"the Kubernetes API at {host} failed the EndpointSlice list: {exc}",
-            "retry; if it persists, look at the API server's health (kubectl get --raw "
-            "/readyz)",
+            "retry; if it persists, look at the API server's health (kubectl get --raw /readyz)",
         )
         return None
     facts.add("api", "ok", f"reachable at {host}, credentials accepted")

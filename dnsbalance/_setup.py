@@ -181,7 +181,37 @@ def settings_for(
     poll_policy: PollPolicy | None = None,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
-    the one place they are written down. Raises TargetError, ConfigError."""
+    the one place they are written down. Raises TargetError, ConfigError (also for a
+    wrong type: every message names the argument)."""
+    _check_arguments(
+        target=target,
+        credentials=credentials,
+        options=options,
+        poll_interval=poll_interval,
+        dns_timeout=dns_timeout,
+        drain_timeout=drain_timeout,
+        on_change=on_change,
+        namespace=namespace,
+        cluster_domain=cluster_domain,
+        context=context,
+        include_terminating=include_terminating,
+    )
+    if isinstance(nameservers, str):
+        nameservers = (nameservers,)  # one server given as a string
+    elif nameservers is not None:
+        if not isinstance(nameservers, Sequence) or not all(
+            isinstance(n, str) for n in nameservers
+        ):
+            raise ConfigError(
+                "nameservers must be a string or a list of strings like '10.96.0.10' or "
+                f"'127.0.0.1:5353', got {nameservers!r}"
+            )
+        if not nameservers:
+            raise ConfigError(
+                "nameservers=[] names no DNS server: pass None to use resolv.conf's servers"
+            )
+    if kubeconfig is not None:
+        _check_kubeconfig(kubeconfig)
     if isinstance(target, str):
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
     config = service_config_json(service_config, health_check=health_check)
@@ -192,7 +222,7 @@ def settings_for(
         poll_policy=poll_policy,
         dns_timeout=dns_timeout,
         drain_timeout=drain_timeout,
-        nameservers=tuple(nameservers) if nameservers else None,
+        nameservers=tuple(nameservers) if nameservers is not None else None,
         grpc_options=(*((str(k), v) for k, v in options), ("grpc.service_config", config)),
         resolver_kind=grpc_dns_resolver(),
         credentials=credentials,
@@ -202,6 +232,73 @@ def settings_for(
         context=context,
         include_terminating=include_terminating,
     )
+
+
+def _check_arguments(
+    *,
+    target: object,
+    credentials: object,
+    options: object,
+    poll_interval: object,
+    dns_timeout: object,
+    drain_timeout: object,
+    on_change: object,
+    namespace: object,
+    cluster_domain: object,
+    context: object,
+    include_terminating: object,
+) -> None:
+    """Types at the door, so a typo fails here naming the argument, not deep inside."""
+    if not isinstance(target, str | Target):
+        raise ConfigError(
+            f"target must be a string like 'svc.ns:grpc', got {type(target).__name__}"
+        )
+    if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
+        raise ConfigError(
+            "credentials must be grpc.ChannelCredentials (e.g. grpc.ssl_channel_credentials()) "
+            f"or None, got {type(credentials).__name__}"
+        )
+    if (
+        isinstance(options, str | bytes | Mapping)
+        or not isinstance(options, Sequence)
+        or not all(isinstance(o, tuple) and len(o) == 2 for o in options)
+    ):
+        raise ConfigError(
+            "options must be a sequence of (key, value) pairs like "
+            f"[('grpc.keepalive_time_ms', 30000)], got {options!r}"
+        )
+    for name, value, optional in (
+        ("poll_interval", poll_interval, False),
+        ("dns_timeout", dns_timeout, False),
+        ("drain_timeout", drain_timeout, True),
+    ):
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if on_change is not None and not callable(on_change):
+        raise ConfigError(f"on_change must be a callable or None, got {on_change!r}")
+    for name, value in (
+        ("namespace", namespace),
+        ("cluster_domain", cluster_domain),
+        ("context", context),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string or None, got {value!r}")
+    if not isinstance(include_terminating, bool):
+        raise ConfigError(f"include_terminating must be True or False, got {include_terminating!r}")
+
+
+def _check_kubeconfig(kubeconfig: object) -> None:
+    """An explicit kubeconfig is not a fallback: one that cannot be read is an error."""
+    if not isinstance(kubeconfig, str | os.PathLike):
+        raise ConfigError(f"kubeconfig must be a path, got {kubeconfig!r}")
+    path = os.fspath(kubeconfig)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig={path!r} cannot be read: {exc.strerror or exc}") from exc
 
 
 P = ParamSpec("P")

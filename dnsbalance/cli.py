@@ -224,8 +224,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nameserver",
         action="append",
-        metavar="HOST:PORT",
-        help="DNS server to ask instead of resolv.conf's (repeatable)",
+        metavar="IP:PORT",
+        help="DNS server (IP or IP:PORT) to ask instead of resolv.conf's (repeatable)",
     )
     parser.add_argument("-n", "--namespace", help="namespace when TARGET names none")
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")

@@ -207,7 +207,13 @@ def test_rollback_says_when_the_cluster_ip_could_not_be_kept(
     # the create fails, and so does the first try to restore with the old allocations
     kube.fail_next(2, code=422, verb="create", resource="services")
     code, _, err = convert(
-        kubeconfig, "web", "--strategy", "replace", "--force", "--backup-dir", str(backup_dir(tmp_path))
+        kubeconfig,
+        "web",
+        "--strategy",
+        "replace",
+        "--force",
+        "--backup-dir",
+        str(backup_dir(tmp_path)),
     )
     assert code == 1
     assert f"cluster IP {original['spec']['clusterIP']} could not be kept" in err

@@ -5,6 +5,7 @@ bad-token kubeconfigs. Previews never write, check tells the truth, errors name 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -190,7 +191,12 @@ def test_default_backup_dir_is_the_current_folder(
 ) -> None:
     add_service(kube)
     done = cli(
-        "convert-service", "greeter", "--strategy", "replace", "--kubeconfig", str(good),
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--kubeconfig",
+        str(good),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -301,3 +307,57 @@ def test_check_mode_dns_warns_on_a_single_address(
     embedded_dns.set_service(unique_service, NS, ["10.15.1.1", "10.15.1.2"])
     done = check(embedded_dns, f"{unique_service}.{NS}:8000", "--mode", "dns")
     assert lines_of(done.stdout)["dns"].startswith("ok "), done.stdout
+
+
+# -- 9 and 10. arguments checked at the door, naming the argument -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"target": None}, "target must be a string"),
+        ({"credentials": "tls"}, "credentials must be grpc.ChannelCredentials"),
+        ({"options": {"a": 1}}, "options must be a sequence of (key, value) pairs"),
+        ({"poll_interval": "5"}, "poll_interval must be a number of seconds"),
+        ({"dns_timeout": "2"}, "dns_timeout must be a number of seconds"),
+        ({"on_change": 5}, "on_change must be a callable"),
+        ({"namespace": 3}, "namespace must be a string"),
+        ({"nameservers": []}, "nameservers=[] names no DNS server"),
+        ({"nameservers": [53]}, "nameservers must be a string or a list of strings"),
+        ({"nameservers": "localhost:53"}, "expected IP or IP:PORT"),
+        ({"kubeconfig": "/nonexistent/kubeconfig"}, "kubeconfig='/nonexistent/kubeconfig'"),
+    ],
+)
+def test_resolve_channel_checks_arguments_at_the_door(kwargs: dict[str, Any], named: str) -> None:
+    from dnsbalance import ConfigError, resolve_channel
+    from dnsbalance.aio import resolve_channel as aio_resolve_channel
+
+    arguments: dict[str, Any] = {"target": "greeter.app:grpc", "mode": "dns", **kwargs}
+    if "kubeconfig" in kwargs:
+        arguments["mode"] = "auto"
+    with pytest.raises(ConfigError) as info:
+        resolve_channel(**arguments)
+    assert named in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(aio_resolve_channel(**arguments))
+    assert named in str(info.value)
+
+
+def test_one_nameserver_string_is_one_server(
+    embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    from dnsbalance import resolve_channel
+
+    embedded_dns.add_pod(unique_service, NS, "10.15.2.1")
+    with resolve_channel(
+        f"{unique_service}.{NS}:8000", mode="dns", nameservers=embedded_dns.address
+    ) as channel:
+        assert [ep.address for ep in channel.endpoints] == ["10.15.2.1"]
+
+
+def test_cli_nameserver_help_and_error_agree() -> None:
+    done = cli("resolve", "greeter.app:80", "--nameserver", "localhost:42513", "--mode", "dns")
+    assert done.returncode == 2
+    assert "expected IP or IP:PORT" in done.stderr
+    assert "HOST:PORT" not in done.stderr
+    assert "IP:PORT" in cli("resolve", "--help").stdout
