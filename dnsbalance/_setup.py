@@ -41,6 +41,7 @@ __all__ = [
     "Mode",
     "dns_mode_channel",
     "settings_for",
+    "warn_empty_start",
     "weak_callback",
     "with_arguments_of",
 ]
@@ -299,6 +300,26 @@ def _check_kubeconfig(kubeconfig: object) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"kubeconfig={path!r} cannot be read: {exc.strerror or exc}") from exc
+
+
+def warn_empty_start(settings: ChannelSettings, endpoints: Sequence[Endpoint]) -> None:
+    """One WARNING when a channel starts with nothing to call (a typo in the name, a
+    Service with no ready pod): calls would fail with UNAVAILABLE without a word."""
+    if endpoints:
+        return
+    target = settings.target
+    name = target.srv_name if target.port_name else target.fqdn
+    servers = ", ".join(settings.servers or ()) or "resolv.conf's servers"
+    asked = f"DNS name {name} via {servers}" if settings.mode != "api" else ""
+    if settings.mode != "dns":
+        slices = f"the EndpointSlices of service/{target.service} in namespace {target.namespace}"
+        asked = f"{asked} and {slices}" if asked else slices
+    log.warning(
+        "%s starts with 0 endpoints: %s gave no ready endpoint (a typo in the name or the "
+        "namespace? no ready pod?); calls fail with UNAVAILABLE until one appears",
+        settings.name,
+        asked,
+    )
 
 
 P = ParamSpec("P")

@@ -85,7 +85,7 @@ def service_writes(kube: FakeKubernetesAPI) -> list[tuple[str, str]]:
     ]
 
 
-# -- 1. --diff is a preview ---------------------------------------------------------------------
+# -- 1. --diff is a preview ----------
 
 
 def test_diff_previews_a_twin_and_writes_nothing(kube: FakeKubernetesAPI, good: Path) -> None:
@@ -162,7 +162,7 @@ def test_dry_run_without_a_value_means_client(kube: FakeKubernetesAPI, good: Pat
     assert service_writes(kube) == []
 
 
-# -- 2. a missing backup directory is refused -----------------------------------------------------
+# -- 2. a missing backup directory is refused ----------
 
 
 def test_missing_backup_dir_is_refused(kube: FakeKubernetesAPI, good: Path, tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_default_backup_dir_is_the_current_folder(
     assert len(list(tmp_path.glob("app.greeter.*.backup.yaml"))) == 1
 
 
-# -- 3. check tells the truth about the API ----------------------------------------------------------
+# -- 3. check tells the truth about the API ----------
 
 
 def check(dns: DNSResponder, target: str, *extra: str) -> Any:
@@ -291,7 +291,7 @@ def test_check_mode_dns_never_reads_the_api(
     assert lines_of(done.stdout)["api"].startswith("ok not used: mode dns")
 
 
-# -- 4. mode dns cannot tell a ClusterIP from one pod ------------------------------------------------
+# -- 4. mode dns cannot tell a ClusterIP from one pod ----------
 
 
 def test_check_mode_dns_warns_on_a_single_address(
@@ -309,7 +309,7 @@ def test_check_mode_dns_warns_on_a_single_address(
     assert lines_of(done.stdout)["dns"].startswith("ok "), done.stdout
 
 
-# -- 9 and 10. arguments checked at the door, naming the argument -----------------------------------
+# -- 9 and 10. arguments checked at the door, naming the argument ----------
 
 
 @pytest.mark.parametrize(
@@ -361,3 +361,20 @@ def test_cli_nameserver_help_and_error_agree() -> None:
     assert "expected IP or IP:PORT" in done.stderr
     assert "HOST:PORT" not in done.stderr
     assert "IP:PORT" in cli("resolve", "--help").stdout
+
+
+def test_an_empty_start_logs_one_warning(
+    embedded_dns: DNSResponder, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dnsbalance import resolve_channel
+
+    with (
+        caplog.at_level("WARNING", logger="dnsbalance"),
+        resolve_channel("greter.app:8000", mode="dns", nameservers=[embedded_dns.address]) as ch,
+    ):
+        assert ch.endpoints == ()
+    empty = [r for r in caplog.records if "starts with 0 endpoints" in r.getMessage()]
+    assert len(empty) == 1
+    message = empty[0].getMessage()
+    assert "greter.app.svc.cluster.local" in message
+    assert embedded_dns.address in message
