@@ -120,8 +120,11 @@ class TokenFile:
                 if self._token is not None:
                     log.info("service-account token file changed; using the new token")
                 self._token = token
-                configuration.api_key["BearerToken"] = f"bearer {token}"
-                configuration.api_key_prefix.pop("BearerToken", None)
+                # The client's key name changed: "authorization" up to kubernetes 30,
+                # "BearerToken" since; set both (each version reads only its own).
+                for key in ("BearerToken", "authorization"):
+                    configuration.api_key[key] = f"bearer {token}"
+                    configuration.api_key_prefix.pop(key, None)
 
 
 class _Expired(Exception):
