@@ -34,7 +34,13 @@ from ._metrics import TargetMetrics
 from ._policy import exponential_backoff
 from ._slices import SERVICE_NAME_LABEL, SliceSet
 
-__all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "ViewCallback", "load_api_client"]
+__all__ = [
+    "SERVICE_ACCOUNT_DIR",
+    "SliceWatcher",
+    "ViewCallback",
+    "load_api_client",
+    "namespace_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,46 @@ def load_api_client(
     except config.ConfigException as exc:
         raise KubernetesError(f"cannot load Kubernetes configuration: {exc}") from exc
     return None
+
+
+def namespace_for(
+    *,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The namespace when neither an argument nor the target names one; one rule for the
+    library and every CLI command: in a pod (and no explicit kubeconfig/context) the
+    service account's namespace file; else the namespace of the kubeconfig context
+    (``context``, else the current one) of ``kubeconfig``, else ``KUBECONFIG``'s first
+    file that has one, else ``~/.kube/config``; else ``default``. Reads YAML only: the
+    Kubernetes client is not imported."""
+    import yaml
+
+    env = os.environ if environ is None else environ
+    if kubeconfig is None and context is None:
+        namespace_file = service_account_dir / "namespace"
+        if env.get("KUBERNETES_SERVICE_HOST") and namespace_file.is_file():
+            return namespace_file.read_text(encoding="utf-8").strip() or "default"
+    if kubeconfig is not None:
+        paths = [os.fspath(kubeconfig)]
+    else:
+        listed = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        paths = [p for p in listed.split(os.pathsep) if p]
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if not isinstance(loaded, dict):
+            continue
+        active = context or loaded.get("current-context")
+        for entry in loaded.get("contexts") or ():
+            if isinstance(entry, dict) and entry.get("name") == active:
+                namespace = (entry.get("context") or {}).get("namespace")
+                return namespace if isinstance(namespace, str) and namespace else "default"
+    return "default"
 
 
 class TokenFile:

@@ -29,7 +29,7 @@ from ._grpc_config import (
     plan_channel,
     service_config_json,
 )
-from ._kube import SliceWatcher, ViewCallback, load_api_client
+from ._kube import SliceWatcher, ViewCallback, load_api_client, namespace_for
 from ._local_dns import LocalName
 from ._metrics import metrics_for
 from ._policy import PollPolicy
@@ -214,6 +214,8 @@ def settings_for(
     if kubeconfig is not None:
         _check_kubeconfig(kubeconfig)
     if isinstance(target, str):
+        if namespace is None:  # the one namespace rule: see namespace_for
+            namespace = namespace_for(kubeconfig=kubeconfig, context=context)
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
     config = service_config_json(service_config, health_check=health_check)
     return ChannelSettings(

@@ -41,8 +41,9 @@ from ._exceptions import (
     KubernetesError,
     TargetError,
 )
+from ._kube import namespace_for
 from ._manifests import dump_json, dump_json_list, dump_yaml, read_documents
-from ._services import ConvertOptions, ConvertResult, convert_service, current_namespace
+from ._services import ConvertOptions, ConvertResult, convert_service
 from ._target import Target, parse_target
 from ._version import __version__
 
@@ -148,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="convert the Services of this YAML/JSON manifest offline ('-': stdin)",
     )
-    convert.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    convert.add_argument(
+        "-n", "--namespace", help="namespace (default: the pod's, else the context's, else default)"
+    )
     convert.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, in-cluster)")
     convert.add_argument("--context", help="kubeconfig context to use")
     convert.add_argument(
@@ -227,7 +230,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         metavar="IP:PORT",
         help="DNS server (IP or IP:PORT) to ask instead of resolv.conf's (repeatable)",
     )
-    parser.add_argument("-n", "--namespace", help="namespace when TARGET names none")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        help="namespace when TARGET names none (default: the pod's, else the kubeconfig "
+        "context's, else default)",
+    )
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")
     parser.add_argument(
         "--timeout", type=float, default=2.0, help="DNS timeout in seconds (default 2)"
@@ -249,7 +257,8 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _target_from(args: argparse.Namespace) -> Target:
-    return parse_target(args.target, namespace=args.namespace, cluster_domain=args.cluster_domain)
+    namespace = args.namespace or namespace_for(kubeconfig=args.kubeconfig, context=args.context)
+    return parse_target(args.target, namespace=namespace, cluster_domain=args.cluster_domain)
 
 
 # -- resolve ----------------------------------------------------------------------------
@@ -508,7 +517,7 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"dnsbalance: {message}", file=err, flush=True)
 
     try:
-        namespace = args.namespace or current_namespace(
+        namespace = args.namespace or namespace_for(
             kubeconfig=args.kubeconfig, context=args.context
         )
         options = ConvertOptions(

@@ -378,3 +378,50 @@ def test_an_empty_start_logs_one_warning(
     message = empty[0].getMessage()
     assert "greter.app.svc.cluster.local" in message
     assert embedded_dns.address in message
+
+
+# -- 7. one namespace rule ----------------------------------------------------------------
+
+
+def test_resolve_and_check_take_the_kubeconfig_contexts_namespace(
+    kube: FakeKubernetesAPI, good: Path, embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    embedded_dns.add_pod(unique_service, NS, "10.15.3.1")
+    for command in ("resolve", "check"):
+        done = cli(
+            command,
+            f"{unique_service}:8000",
+            "--nameserver",
+            embedded_dns.address,
+            "--kubeconfig",
+            str(good),
+            "--mode",
+            "dns",
+        )
+        assert f"{unique_service}.{NS}.svc.cluster.local" in done.stdout, done.stdout
+    done = cli("resolve", f"{unique_service}:8000", "--nameserver", embedded_dns.address)
+    assert f"{unique_service}.default.svc.cluster.local" in done.stdout  # no kubeconfig
+
+
+def test_library_takes_the_same_namespace(
+    good: Path, embedded_dns: DNSResponder, unique_service: str, tmp_path: Path
+) -> None:
+    from dnsbalance._kube import namespace_for
+    from dnsbalance._setup import settings_for
+
+    embedded_dns.add_pod(unique_service, NS, "10.15.4.1")
+    settings = settings_for(f"{unique_service}:8000", mode="dns", kubeconfig=good)
+    assert settings.target.namespace == NS
+    assert settings_for(f"{unique_service}.other:8000", kubeconfig=good).target.namespace == (
+        "other"
+    )
+    assert settings_for(
+        f"{unique_service}:8000", namespace="x", kubeconfig=good
+    ).target.namespace == ("x")
+    account = tmp_path / "sa"
+    account.mkdir()
+    (account / "namespace").write_text("pod-ns\n")
+    pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBECONFIG": str(good)}
+    assert namespace_for(service_account_dir=account, environ=pod) == "pod-ns"
+    assert namespace_for(environ={"KUBECONFIG": str(good)}) == NS
+    assert namespace_for(environ={"KUBECONFIG": str(tmp_path / "none")}) == "default"

@@ -80,3 +80,7 @@ def test_supported_python_and_license_are_stated() -> None:
     assert (ROOT / "CHANGELOG.md").is_file()
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
     assert sys.version_info >= (3, 11)
+
+
+def test_the_namespace_rule_is_written_down() -> None:
+    assert "The namespace, one rule for the library and every CLI command" in README
