@@ -35,6 +35,7 @@ __all__ = [
     "Row",
     "ViewChange",
     "compare",
+    "empty_cause",
     "list_api_endpoints",
     "load_client_quietly",
     "run_checks",
@@ -90,6 +91,37 @@ def list_api_endpoints(api_client: Any, target: Target) -> tuple[Endpoint, ...]:
         api_client, namespace=target.namespace, service=target.service, port=target.port
     )
     return watcher.list_once()
+
+
+def empty_cause(api_client: Any, target: Target) -> str | None:
+    """Why ``target`` has no ready endpoint, as the API tells it (None: the API cannot
+    be read, or the Service looks right and simply has no ready pod right now)."""
+    try:
+        service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+    except KubernetesError as exc:
+        if exc.status == 404:
+            return f'Service "{target.service}" not found in namespace "{target.namespace}"'
+        return None
+    what = f"service/{target.service}"
+    spec = service.get("spec") or {}
+    kind = service_type(service)
+    if kind == "ExternalName":
+        return f"{what} is an ExternalName alias of {spec.get('externalName')}: it has no endpoints"
+    ports = ports_of(service)
+    names = sorted(str(p.get("name")) for p in ports if p.get("name"))
+    if target.port_name is not None and target.port_name not in names:
+        return (
+            f"{what} has no port named {target.port_name!r} (named ports: "
+            f"{', '.join(names) or 'none'})"
+        )
+    if not is_headless(service):
+        return (
+            f"{what} is a {kind} Service (clusterIP {spec.get('clusterIP')}), not headless: "
+            "its DNS name gives one virtual IP, no pod addresses"
+        )
+    if not selector_of(service):
+        return f"{what} has no selector: it has endpoints only if they are written by hand"
+    return f"{what} exists and is headless, but no pod behind it is ready"
 
 
 @dataclass(frozen=True)

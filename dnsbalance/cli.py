@@ -26,6 +26,7 @@ from ._check import (
     Row,
     ViewChange,
     compare,
+    empty_cause,
     list_api_endpoints,
     load_client_quietly,
     run_checks,
@@ -299,6 +300,9 @@ def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if api_error is not None:
             print(f"dnsbalance: note: showing DNS only: {api_error}", file=err)
         report = _resolve_report(target, resolver, client, dns_view, api_view, api_error)
+        report["cause"] = None
+        if not report["rows"] and client is not None and api_error is None:
+            report["cause"] = empty_cause(client, target)
         if args.output == "json":
             out.write(json.dumps(report) + "\n" if args.watch else dump_json(report))
         else:
@@ -375,7 +379,8 @@ def _print_resolve(
         )
     rows = compare(dns_view, api_view)
     if not rows:
-        out.write("no ready endpoints (NXDOMAIN or no records)\n")
+        cause = report.get("cause") or "NXDOMAIN or no records"
+        out.write(f"no ready endpoints ({cause})\n")
         if report["disagreements"] is not None:
             out.write("disagreements: 0\n")
         return

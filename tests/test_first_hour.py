@@ -425,3 +425,29 @@ def test_library_takes_the_same_namespace(
     assert namespace_for(service_account_dir=account, environ=pod) == "pod-ns"
     assert namespace_for(environ={"KUBECONFIG": str(good)}) == NS
     assert namespace_for(environ={"KUBECONFIG": str(tmp_path / "none")}) == "default"
+
+
+# -- 5. resolve names the cause -----------------------------------------------------------
+
+
+def test_resolve_names_why_there_is_no_endpoint(
+    kube: FakeKubernetesAPI, good: Path, embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    add_service(kube, "clusterip")
+    add_service(kube, "headless", cluster_ip="None")
+    kube.put(kube.service("alias", NS, type="ExternalName", external_name="x.example.com"))
+
+    def resolve(target: str) -> str:
+        done = cli(
+            "resolve", target, "--nameserver", embedded_dns.address, "--kubeconfig", str(good)
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert f'Service "{unique_service}" not found in namespace "app"' in resolve(
+        f"{unique_service}.{NS}:grpc"
+    )
+    assert "has no port named 'web' (named ports: grpc)" in resolve(f"headless.{NS}:web")
+    assert "ExternalName alias of x.example.com" in resolve(f"alias.{NS}:80")
+    assert "is a ClusterIP Service (clusterIP 10.96." in resolve(f"clusterip.{NS}:grpc")
+    assert "exists and is headless, but no pod behind it is ready" in resolve(f"headless.{NS}:grpc")
