@@ -210,8 +210,17 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result = show_demo(
         out, backends=args.backends, duration=args.duration, live=live, output=args.output
     )
-    failed = sum(c.errors for c in result.clients if c.name == "dnsbalance")
-    return EXIT_OK if failed == 0 else EXIT_FAILED
+    for client in result.clients:
+        if client.failure is not None:
+            print(
+                f"dnsbalance: {client.name}: {client.errors} failed calls; the first: "
+                f"{client.failure}",
+                file=err,
+            )
+    ours = next(c for c in result.clients if c.name == "dnsbalance")
+    if ours.spread is None and ours.errors == 0:
+        print("dnsbalance: the dnsbalance client never balanced over every backend", file=err)
+    return EXIT_OK if ours.ok else EXIT_FAILED
 
 
 def _positive(text: str) -> float:

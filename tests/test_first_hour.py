@@ -451,3 +451,42 @@ def test_resolve_names_why_there_is_no_endpoint(
     assert "ExternalName alias of x.example.com" in resolve(f"alias.{NS}:80")
     assert "is a ClusterIP Service (clusterIP 10.96." in resolve(f"clusterip.{NS}:grpc")
     assert "exists and is headless, but no pod behind it is ready" in resolve(f"headless.{NS}:grpc")
+
+
+# -- 6. the demo counts every failure ------------------------------------------------------
+
+
+class _BrokenChannel:
+    """Stands in for a channel of a grpcio that breaks every call (1.60-1.62 raised
+    TypeError from the multicallable, not grpc.RpcError)."""
+
+    def unary_unary(self, method: str, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise TypeError("unary_unary() got an unexpected keyword argument '_registered_method'")
+
+        return call
+
+
+def test_demo_counts_calls_that_fail_with_any_exception() -> None:
+    import threading
+
+    from dnsbalance._demo import DemoState, _load, _result
+
+    state = DemoState(backends=["127.0.77.1:1"])
+    _load("dnsbalance", _BrokenChannel(), state, threading.Event(), rate=50, limit=0.2)  # type: ignore[arg-type]
+    assert state.errors["dnsbalance"] >= 5
+    result = _result(state, duration=1.0, scale_up_at=0.5, settle=0.6)
+    ours = next(c for c in result.clients if c.name == "dnsbalance")
+    assert ours.failure is not None
+    assert ours.failure.startswith("TypeError: ")
+    assert not ours.ok
+    assert result.as_dict()["clients"]["dnsbalance"]["failure"] == ours.failure
+
+
+def test_demo_wording_through_the_console_script() -> None:
+    done = cli("demo", "--backends", "1", "--duration", "4", "--no-live")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "1 gRPC backend on" in done.stdout
+    assert "calls per second" in done.stdout
+    assert " calls/s pod-1:" in done.stdout
+    assert "never uses new backends" in done.stdout
