@@ -63,9 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # -v also after the subcommand (dnsbalance check X -v); SUPPRESS keeps the top-level
+    # count when the subcommand gives none
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more logging (-v info, -vv debug)",
+    )
 
     demo = commands.add_parser(
         "demo",
+        parents=[verbose],
         help="see the problem and the fix side by side, on this machine (no cluster needed)",
         description=(
             "Runs gRPC backends on 127.0.77.x behind an embedded DNS server that publishes "
@@ -91,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resolve = commands.add_parser(
         "resolve",
+        parents=[verbose],
         help="show the endpoints of a target as cluster DNS and the API see them",
         description="Show the endpoints of TARGET as cluster DNS publishes them and, when "
         "the Kubernetes API is reachable, as its EndpointSlices list them.",
@@ -123,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
+        parents=[verbose],
         help="preflight: DNS, headless Service, named ports, RBAC, gRPC resolver",
         description="Check what TARGET needs to be balanced: the name resolves, the Service "
         "is headless with named ports, this identity may list and watch EndpointSlices, "
@@ -138,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert-service",
+        parents=[verbose],
         help="make a Service headless (a twin, or in place)",
         description="Make Service NAME headless: --strategy twin (default) adds "
         "NAME-headless next to it; --strategy replace deletes and re-creates it headless "
@@ -275,6 +289,8 @@ def _target_from(args: argparse.Namespace) -> Target:
 
 
 def _cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.watch and args.watch_seconds is not None:
+        raise ConfigError("--watch-seconds needs --watch")
     if not args.watch:
         return _resolve(args, out, err)
     try:
@@ -583,6 +599,13 @@ def _convert_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     documents = read_documents(text, source=source)
     if not documents:
         print(f"dnsbalance: warning: {source} holds no documents; nothing to convert", file=err)
+    values = _flatten([d.value for d in documents])
+    if documents and not any(isinstance(v, dict) and v.get("kind") == "Service" for v in values):
+        print(
+            f"dnsbalance: warning: {source} holds no Service; nothing to convert (passed "
+            "through unchanged)",
+            file=err,
+        )
     result = convert_documents(documents, strategy=args.strategy, force=args.force)
     for warning in result.warnings:
         print(f"dnsbalance: warning: {warning}", file=err)

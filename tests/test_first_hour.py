@@ -490,3 +490,33 @@ def test_demo_wording_through_the_console_script() -> None:
     assert "calls per second" in done.stdout
     assert " calls/s pod-1:" in done.stdout
     assert "never uses new backends" in done.stdout
+
+
+# -- 11. small CLI habits ------------------------------------------------------------------
+
+
+def test_verbose_after_the_subcommand_and_watch_seconds_alone(
+    embedded_dns: DNSResponder, good: Path
+) -> None:
+    done = cli(
+        "resolve",
+        "x.app:80",
+        "--nameserver",
+        embedded_dns.address,
+        "--kubeconfig",
+        str(good),
+        "-vv",
+    )
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG " in done.stderr
+    done = cli("resolve", "x.app:80", "--mode", "dns", "--watch-seconds", "3")
+    assert done.returncode == 2
+    assert "--watch-seconds needs --watch" in done.stderr
+
+
+def test_a_manifest_without_a_service_warns_like_an_empty_one() -> None:
+    deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+    done = cli("convert-service", "-f", "-", stdin=deployment)
+    assert done.returncode == 0, done.stderr
+    assert "dnsbalance: warning: - holds no Service; nothing to convert" in done.stderr
+    assert yaml.safe_load(done.stdout)["kind"] == "Deployment"
