@@ -5,9 +5,12 @@
 Suites: discovery (discover() latency), channel (overhead and connection churn of
 BalancedChannel), spread (calls per backend), discovery_time (how soon a new
 backend gets calls), rolling (a rolling replacement under load), scale (1000
-endpoints, 100 idle channels, 1000 rebuilds), chart (scale-up.png).
+endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 against
+dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
+is built when go and Debian's sources are there, else that column is skipped),
+chart (scale-up.png).
 
-``--quick`` uses fewer repetitions and shorter bounds (CI runs it; under 2 minutes on
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
 machine is slow.
 """
@@ -29,7 +32,16 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc's INFO lines (GOAWAYs s
 
 from ._common import COLUMNS, Suite, describe, display, machine
 
-SUITES = ("discovery", "channel", "spread", "discovery_time", "rolling", "scale", "chart")
+SUITES = (
+    "discovery",
+    "channel",
+    "spread",
+    "discovery_time",
+    "rolling",
+    "scale",
+    "kube_watch",
+    "chart",
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -132,7 +144,11 @@ ORDER = (
     "new backend",
     "rolling",
     "pods serving",
+    "new pod",
     "new connections",
+    "recovery",
+    "every pod",
+    "a Service of",
     "overhead",
     "discover + rebuild",
     "CPU",

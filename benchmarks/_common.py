@@ -26,11 +26,12 @@ from dnsbalance.testing._bind import find_named
 METHOD = "/demo.DemoService/Demo"
 ROUND_ROBIN = (("grpc.service_config", '{"loadBalancingConfig":[{"round_robin":{}}]}'),)
 
-# The three contenders, as the summary table's columns.
+# The contenders, as the summary table's columns.
 CLUSTER_IP = "ClusterIP"
 NATIVE = "gRPC dns: + round_robin"
+KUBERESOLVER = "kuberesolver v3 (Go)"
 DNSBALANCE = "dnsbalance"
-COLUMNS = (CLUSTER_IP, NATIVE, DNSBALANCE)
+COLUMNS = (CLUSTER_IP, NATIVE, KUBERESOLVER, DNSBALANCE)
 
 
 def fmt(value: Any) -> str:

@@ -218,10 +218,22 @@ class BalancedChannel(BalancedBase[grpc.Channel], grpc.Channel):
         if not endpoints:
             return
         future = grpc.channel_ready_future(channel)
-        try:
-            future.result(timeout=self._ready_timeout)
-        except grpc.FutureTimeoutError:
-            future.cancel()
+        deadline = time.monotonic() + self._ready_timeout
+        # In steps, so that close() never waits for a new channel nobody will use (its
+        # name leaves the local DNS with close(), so it would not get READY).
+        while not self._slots.closed:
+            try:
+                future.result(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() >= deadline:
+                    break
+        future.cancel()
+        if self._slots.closed:
+            # grpc's connectivity thread behind the future watches the channel for up to
+            # 0.2 s more, and raises in that thread if the channel closes under it.
+            time.sleep(0.25)
+        else:
             log.warning(
                 "%s: new channel not ready after %.1f s; swapping anyway",
                 self._name,

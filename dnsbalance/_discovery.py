@@ -231,7 +231,7 @@ class PollLookup:
         answers = send(cache.server, queries, min(timeout, self._resolver.lifetime))
         if answers is None or len(answers) != len(questions):
             return None
-        cache.replies(questions, queries, answers)
+        cache.recognise(questions, queries, answers)
         return cache.unchanged(questions)
 
     def _ask_batch(self, batch: Batch) -> tuple[Reply, ...]:

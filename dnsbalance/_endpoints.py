@@ -23,6 +23,16 @@ class Endpoint:
     hostname: str | None = None
     ttl: int | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        # Every endpoint is an IP address: whatever DNS or the API sent, a name or a
+        # number never reaches grpc as one.
+        if not isinstance(self.address, str):
+            raise ValueError(f"Endpoint address must be an IP address string, not {self.address!r}")
+        try:
+            _address_order(self.address)
+        except ValueError:
+            raise ValueError(f"Endpoint address {self.address!r} is not an IP address") from None
+
     @property
     def version(self) -> int:
         return ipaddress.ip_address(self.address).version

@@ -145,11 +145,3 @@ def address_list(endpoints: Sequence[Endpoint]) -> str:
         address = ep.address if ep.version == 6 else f"::ffff:{ep.address}"
         parts.append(f"[{address}]:{ep.port}")
     return "ipv6:" + ",".join(parts)
-
-
-def authority_for(nameserver: str) -> str:
-    """A ``host:port`` nameserver as a dns:// authority (IPv6 bracketed)."""
-    from ._discovery import parse_nameserver
-
-    host, port = parse_nameserver(nameserver)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

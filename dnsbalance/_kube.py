@@ -31,8 +31,8 @@ from typing import Any
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError, api_error
 from ._metrics import TargetMetrics
-from ._policy import exponential_backoff
-from ._slices import SERVICE_NAME_LABEL, SliceSet
+from ._slices import SERVICE_NAME_LABEL, SliceSet, suggested_port
+from ._watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
 __all__ = [
     "SERVICE_ACCOUNT_DIR",
@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LIST_PAGE = 500
 WATCH_SECONDS = (240, 360)  # server-side timeout of one watch, randomized like client-go
-BACKOFF = (1.0, 30.0)
+QUICK_END = 1.0  # a stream that ends sooner without an event counts as a failure
+WATCH_FORBIDDEN_RETRY = 60.0  # seconds between watch attempts while watch is forbidden
 
 ApiClient = Any  # kubernetes.client.ApiClient (imported lazily: mode="dns" never loads it)
 
@@ -81,10 +82,12 @@ def load_api_client(
     try:
         if kubeconfig is not None or context is not None:
             return config.new_client_from_config(
-                config_file=os.fspath(kubeconfig) if kubeconfig else None, context=context
+                config_file=os.fspath(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=_configuration(client),
             )
         if env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").is_file():
-            configuration = client.Configuration()
+            configuration = _configuration(client)
             token = service_account_dir / "token"
             loader = config.incluster_config.InClusterConfigLoader(
                 token_filename=str(token),
@@ -98,7 +101,9 @@ def load_api_client(
         path = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
         paths = [p for p in path.split(os.pathsep) if p and Path(p).is_file()]
         if paths:
-            return config.new_client_from_config(config_file=paths[0], context=context)
+            return config.new_client_from_config(
+                config_file=paths[0], context=context, client_configuration=_configuration(client)
+            )
     except config.ConfigException as exc:
         raise KubernetesError(f"cannot load Kubernetes configuration: {exc}") from exc
     return None
@@ -144,6 +149,16 @@ def namespace_for(
     return "default"
 
 
+def _configuration(client: Any) -> Any:
+    """A client Configuration whose urllib3 pool never retries: the watcher's backoff is
+    the one retry layer, and urllib3's own retries would log WARNINGs of their own
+    ("Retrying (Retry(total=2, ...)) after connection broken ...") that reach the user.
+    An ``api_client`` the caller passes is left as they made it."""
+    configuration = client.Configuration()
+    configuration.retries = False
+    return configuration
+
+
 class TokenFile:
     """A refresh hook that reads the token file before each request (a few microseconds
     against an HTTP round trip, and API requests here are rare: a list, then one watch
@@ -177,16 +192,32 @@ class _Expired(Exception):
     """The watch's resourceVersion is too old: list again."""
 
 
+class _Failed(Exception):
+    """A request the API refused or did not answer: the error, the verb that failed, and
+    the server's ``Retry-After`` (seconds), if it sent one."""
+
+    def __init__(self, error: KubernetesError, verb: str, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.verb = verb
+        self.retry_after = retry_after
+
+
 ViewCallback = Callable[[tuple[Endpoint, ...] | None, KubernetesError | None], None]
 
 
 class SliceWatcher:
     """Lists a Service's EndpointSlices, then watches them, on a named daemon thread.
 
-    ``on_view(endpoints, None)`` after every change of the usable endpoints;
-    ``on_view(None, error)`` when the API cannot be read (forbidden,
-    unauthorized, unreachable, failing); retries back off 1 s to 30 s with
-    jitter. ``list_once()`` lists on the caller's thread and raises.
+    ``on_view(endpoints, None)`` after the first list and every change of the usable
+    endpoints; ``on_view(None, error)`` once when the API stops being readable
+    (forbidden, unauthorized, unreachable, failing), and the endpoints again once it
+    is. Retries follow :func:`dnsbalance._watch_policy.retry_delay` over the whole
+    list-and-watch cycle; a failed watch resumes from the last resourceVersion (a
+    re-list only after 410 Expired). A watch that is forbidden while list works (a
+    Role without ``watch``) logs one WARNING and re-lists every ``relist_interval``
+    seconds instead, trying the watch again every ``WATCH_FORBIDDEN_RETRY`` seconds.
+    ``list_once()`` lists on the caller's thread and raises.
     """
 
     def __init__(
@@ -195,12 +226,14 @@ class SliceWatcher:
         *,
         namespace: str,
         service: str,
-        port: int | str,
+        port: int | str | None,
         include_terminating: bool = False,
         on_view: ViewCallback | None = None,
         name: str = "dnsbalance-watch",
         rng: random.Random | None = None,
         metrics: TargetMetrics | None = None,
+        relist_interval: float = 5.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._metrics = metrics
         client, _, _ = _kubernetes()
@@ -210,23 +243,66 @@ class SliceWatcher:
         self.on_view = on_view
         self._name = name
         self._rng = rng or random.Random()
+        self._retry = retry or RetryPolicy()
+        self._relist_interval = relist_interval
         self._slices = SliceSet(port, include_terminating=include_terminating)
         self._selector = f"{SERVICE_NAME_LABEL}={service}"
         self._rv: str | None = None
+        self._first_watch = True  # no watch has ended since the last list
+        self._reported: KubernetesError | None = None  # the error last handed to on_view
+        self._watch_warned = False
+        self._port = port
+        self._port_warned = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resp_lock = threading.Lock()
         self._resp: Any = None
         self.restarts = 0  # watch streams (re)opened after the first
+        self.polling = False  # the watch is forbidden: re-listing every relist_interval
 
     # -- the caller's side ----------------------------------------------------------
 
     def list_once(self) -> tuple[Endpoint, ...]:
         """List the slices now (raises KubernetesError) and return the usable endpoints."""
-        items, rv = self._list()
+        try:
+            return self._list_now()
+        except _Failed as failed:
+            raise failed.error from failed.__cause__
+
+    def _list_now(self) -> tuple[Endpoint, ...]:
+        """``list_once`` for the thread: raises _Failed."""
+        try:
+            items, rv = self._list()
+        except KubernetesError as exc:  # a list that does not end, a body that is no object
+            raise _Failed(exc, "list", None) from exc
         self._slices.reset(items)
         self._rv = rv
-        return self._slices.usable()
+        self._first_watch = True
+        self._check_port()
+        return self._slices.view()
+
+    def _check_port(self) -> None:
+        """One WARNING when a numeric target port is none of the pods' ports."""
+        if self._port_warned:
+            return
+        served = self._slices.port_mismatch()
+        if not served:
+            return
+        self._port_warned = True
+        listed = ", ".join(f"{name}={number}" if name else str(number) for name, number in served)
+        log.warning(
+            "%s: port %s is none of the ports the pods of %s.%s serve (%s): every call "
+            "will fail. A headless Service is dialed at the pods' (target) port, not the "
+            "Service port; use the target %s.%s:%s",
+            self._name,
+            self._port,
+            self.service,
+            self.namespace,
+            listed,
+            self.service,
+            self.namespace,
+            suggested_port(served),
+        )
 
     def start(self) -> None:
         if self._thread is None:
@@ -251,35 +327,103 @@ class SliceWatcher:
 
     def _run(self) -> None:
         failures = 0
+        outage_started = 0.0
+        forbidden_since: float | None = None  # the watch is forbidden: polling since then
         while not self._stop.is_set():
+            retry_after: float | None = None
             try:
-                if self._rv is None:
-                    self.list_once()
+                if forbidden_since is not None:
+                    self._relist()
+                    failures = 0
+                    if time.monotonic() - forbidden_since < WATCH_FORBIDDEN_RETRY:
+                        self._stop.wait(self._relist_interval)
+                        continue
+                elif self._rv is None:
+                    self._list_now()
                     self._emit()
-                failures = 0
-                self._watch()
+                healthy = self._watch()
+                if forbidden_since is not None:
+                    log.info("%s: watching endpointslices is allowed again", self._name)
+                    forbidden_since = None
+                    self.polling = False
+                if healthy is None:
+                    continue  # open a while, then ended or cut: resume at once
+                if healthy:
+                    failures = 0
+                    continue
+                # The stream ended at once without an event (a proxy or an API that ends
+                # watches at once): resume from the same rv, on the backoff schedule.
             except _Expired:
-                log.debug("%s: resourceVersion expired; listing again", self._name)
-                self._rv = None
-            except KubernetesError as exc:
+                if not self._first_watch:  # resumed from an old rv: list again at once
+                    log.debug("%s: resourceVersion expired; listing again", self._name)
+                    self._rv = None
+                    continue
+                self._rv = None  # 410 on the first watch after a list: not normal; back off
+            except _Failed as failed:
                 if self._stop.is_set():
                     return
-                failures += 1
-                self._rv = None
-                self._emit(exc)
-                self._stop.wait(exponential_backoff(failures, *BACKOFF, self._rng))
+                if failed.verb == "watch" and failed.error.status == 403:
+                    forbidden_since = time.monotonic()
+                    if not self.polling:
+                        self.polling = True
+                        self._warn_watch_forbidden(failed.error)
+                    self._stop.wait(self._relist_interval)
+                    continue
+                retry_after = failed.retry_after
+                self._report(failed.error)
             except Exception as exc:  # a bug or a broken stream: never die
                 if self._stop.is_set():
                     return
-                failures += 1
                 log.debug("%s: watch failed: %r", self._name, exc, exc_info=True)
-                self._stop.wait(exponential_backoff(failures, *BACKOFF, self._rng))
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            if failures == 0:
+                outage_started = now
+            failures += 1
+            self._stop.wait(
+                retry_delay(
+                    failures, now - outage_started, self._retry, self._rng, retry_after=retry_after
+                )
+            )
+
+    def _warn_watch_forbidden(self, error: KubernetesError) -> None:
+        if self._watch_warned:
+            return
+        self._watch_warned = True
+        log.warning(
+            '%s: can list but not watch endpointslices.discovery.k8s.io in namespace "%s" '
+            '(HTTP %s %s): re-listing every %g s instead; add "watch" to the Role\'s verbs '
+            "(manifests/rbac.yaml) to follow changes within a second",
+            self._name,
+            self.namespace,
+            error.status,
+            error.reason,
+            self._relist_interval,
+        )
+
+    def _relist(self) -> None:
+        """Polling without a watch: list, and hand on the view when it changed (or the API
+        is readable again)."""
+        before = self._slices.view()
+        self._list_now()
+        if self._reported is not None or not self._slices.view().same(before):
+            self._emit()
+
+    def _report(self, error: KubernetesError) -> None:
+        """Hand ``error`` on once per outage (a new status counts as a new outage)."""
+        last = self._reported
+        if last is not None and (last.status, last.reason) == (error.status, error.reason):
+            log.debug("%s: %s", self._name, error)
+            return
+        self._emit(error)
 
     def _emit(self, error: KubernetesError | None = None) -> None:
+        self._reported = error
         if self.on_view is None:
             return
         try:
-            self.on_view(None if error else self._slices.usable(), error)
+            self.on_view(None if error else self._slices.view(), error)
         except Exception:
             log.exception("%s: view callback failed", self._name)
 
@@ -308,17 +452,25 @@ class SliceWatcher:
             finally:
                 resp.release_conn()
         except Exception as exc:
-            raise api_error(
-                exc,
-                verb="list",
-                resource="endpointslices.discovery.k8s.io",
-                namespace=self.namespace,
-            ) from exc
+            raise self._failed(exc, "list") from exc
         if not isinstance(body, dict):
             raise KubernetesError("EndpointSlice list: the API answered no JSON object")
         return body
 
-    def _watch(self) -> None:
+    def _failed(self, exc: BaseException, verb: str) -> _Failed:
+        error = api_error(
+            exc, verb=verb, resource="endpointslices.discovery.k8s.io", namespace=self.namespace
+        )
+        headers = getattr(exc, "headers", None)
+        retry_after = None
+        if headers is not None and hasattr(headers, "get"):
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+        return _Failed(error, verb, retry_after)
+
+    def _watch(self) -> bool | None:
+        """One watch stream, to its end. True: healthy (see watch_was_healthy), the
+        schedule resets; False: ended at once without an event, a failure; None: open
+        a while without events, neither."""
         seconds = self._rng.randint(*WATCH_SECONDS)
         started = time.monotonic()
         try:
@@ -333,43 +485,45 @@ class SliceWatcher:
                 _request_timeout=(5, seconds + 30),
             )
         except Exception as exc:
-            error = api_error(
-                exc,
-                verb="watch",
-                resource="endpointslices.discovery.k8s.io",
-                namespace=self.namespace,
-            )
-            if error.status == 410:  # "too old resourceVersion" as an HTTP status: re-list
+            failed = self._failed(exc, "watch")
+            if failed.error.status == 410:  # "too old resourceVersion" as an HTTP status
                 raise _Expired() from exc
-            raise error from exc
+            raise failed from exc
         with self._resp_lock:
             if self._stop.is_set():
                 resp.close()
-                return
+                return True
             self._resp = resp
+        if self._reported is not None:  # the watch is open again: the view is current
+            self._emit()
         events = 0
         try:
             for event in _events(resp):
                 events += 1
                 self._apply(event)
                 if self._stop.is_set():
-                    return
-        except (_Expired, KubernetesError):
+                    return True
+        except _Expired:
             raise
+        except KubernetesError as exc:  # an ERROR event other than 410
+            raise _Failed(exc, "watch", None) from exc
         except Exception as exc:  # the stream broke (cut, reset): resume from the last rv
             if self._stop.is_set():
-                return
+                return True
             log.debug("%s: watch stream ended: %r", self._name, exc)
         finally:
             with self._resp_lock:
                 self._resp = None
             resp.close()
             resp.release_conn()
+        self._first_watch = False
         self.restarts += 1
         if self._metrics is not None:
             self._metrics.watch_restart()
-        if events == 0 and time.monotonic() - started < 1.0:
-            self._stop.wait(1.0)  # an API that ends streams at once must not spin us
+        up_for = time.monotonic() - started
+        if watch_was_healthy(up_for, events, self._retry):
+            return True
+        return None if up_for >= QUICK_END else False
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -389,14 +543,15 @@ class SliceWatcher:
             self._rv = str(rv)
         if kind == "BOOKMARK":
             return
-        before = self._slices.usable()
+        before = self._slices.view()
         if kind in ("ADDED", "MODIFIED"):
             self._slices.upsert(obj)
+            self._check_port()
         elif kind == "DELETED":
             self._slices.delete(obj)
         else:
             return
-        if self._slices.usable() != before:
+        if not self._slices.view().same(before):
             self._emit()
 
 

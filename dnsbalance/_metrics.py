@@ -10,6 +10,7 @@ target (label ``target``, e.g. ``kubernetes:///svc.ns:8000``):
 - ``dnsbalance_resolution_errors_total``: failed DNS polls;
 - ``dnsbalance_watch_restarts_total``: EndpointSlice watch streams reopened;
 - ``dnsbalance_discrepancies``: DNS/API disagreements older than the DNS TTL + 1 s.
+- ``dnsbalance_panic``: 1 while no endpoint is ready and panic mode calls listed ones.
 
 Without ``prometheus_client`` nothing is imported and every call is a no-op.
 ``DNSBALANCE_METRICS=0`` turns them off even when it is installed.
@@ -66,6 +67,11 @@ def _metric_families() -> dict[str, Any]:
                     "DNS/API disagreements older than the DNS TTL + 1 s",
                     label,
                 ),
+                "panic": prom.Gauge(
+                    "dnsbalance_panic",
+                    "1 while no endpoint is ready and listed ones are used anyway",
+                    label,
+                ),
             }
         return _families
 
@@ -98,6 +104,10 @@ class TargetMetrics:
     def discrepancies(self, count: int) -> None:
         if self._on:
             self._child("discrepancies").set(count)
+
+    def panic(self, on: bool) -> None:
+        if self._on:
+            self._child("panic").set(1 if on else 0)
 
 
 def metrics_for(target: str) -> TargetMetrics:

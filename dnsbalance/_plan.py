@@ -19,11 +19,13 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.IN.SRV import SRV
 
 from ._endpoints import Endpoint, dashed_ip, normalize
+from ._exceptions import TargetError
 from ._target import Target
 
 __all__ = ["Addresses", "Plan", "Question", "Reply", "lookup_plan"]
@@ -56,11 +58,18 @@ class Addresses:
 # of an A/AAAA answer, or None for NXDOMAIN.
 Reply = dns.resolver.Answer | Addresses | None
 Plan = Generator[Question, Reply, tuple[Endpoint, ...]]
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
 
 def lookup_plan(target: Target) -> Plan:
     """The questions that find ``target``'s ready endpoints, and how to read the answers."""
     name = _name(target.fqdn)
+    if target.port is None:  # a kubernetes target without a port: only the API knows it
+        raise TargetError(
+            "DNS cannot tell a target's port: add a port or a port name",
+            target=str(target),
+            part="port",
+        )
     if target.port_name is None:
         assert isinstance(target.port, int)
         return (yield from _address_plan(name, target.port, hostname=None))
@@ -103,7 +112,9 @@ def _srv_plan(srv_name: dns.name.Name, service_name: dns.name.Name) -> Plan:
     # Target addresses that came in the Additional section, by name.
     extra: dict[dns.name.Name, list[tuple[str, int]]] = {}
     for rrset in reply.response.additional:
-        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        # Class IN only: an "A" of class CH is a Chaosnet address (an int), of HS or
+        # an unknown class generic rdata; neither is an IP address.
+        if rrset.rdclass == dns.rdataclass.IN and rrset.rdtype in _ADDRESS_TYPES:
             extra.setdefault(rrset.name, []).extend((rd.address, rrset.ttl) for rd in rrset)
     records = [rd for rd in reply if isinstance(rd, SRV) and rd.port != 0]
     missing = [rd for rd in records if rd.target not in extra]

@@ -2,19 +2,26 @@
 
 A poller asks the same questions every few seconds and the answers almost never
 change. For each question, :class:`AnswerCache` keeps the query's wire form and
-the fingerprint of the last answer (:mod:`dnsbalance._wire`: the records, order
-and TTLs aside) with the reply the plan got from it. When every answer of a poll
-has the last fingerprint, the last result stands without running the plan
-(:func:`repeat_plan`); a changed A/AAAA answer is read off the wire, anything
-else that changed is parsed by dnspython.
+the fingerprint of the last answer it adopted with the reply the plan got from it.
+When every answer of a poll has the last fingerprint, the last result stands
+without running the plan (:func:`repeat_plan`).
 
-A truncated UDP answer is asked again over TCP (``TRUNCATED``), and that question
-stays on TCP for a while. Anything unusual — an rcode other than NOERROR or
-NXDOMAIN, a question that is not ours, a malformed message, a failed exchange —
-goes to dnspython's resolver (``FALLBACK``), which tries the other servers and
-raises its usual errors.
+One rule holds on every path: an answer is adopted only when dnspython's resolver,
+given the same bytes, returns the same reply. An answer that
+:func:`dnsbalance._wire.scan` reads (a strict subset of DNS that dnspython reads
+the same way) is compared by its fingerprint and, when it changed, read off the
+wire (A/AAAA) or parsed by dnspython (SRV). Any other answer is parsed by dnspython,
+checked as its resolver checks a response (``is_response``, the rcode rules of
+``_Resolution.query_result``, ``AnswerForNXDOMAIN``), and remembered by its bytes:
+only the same bytes again (the ID aside) count as unchanged. What dnspython would
+not take goes to dnspython's resolver (``FALLBACK``), which asks again, tries the
+other servers and raises its usual errors; a question that fell back keeps no
+fingerprint, so the next answer is read afresh. A truncated UDP answer is asked
+again over TCP (``TRUNCATED``), and that question stays on TCP for a while.
 
-This module decides; the sync and asyncio drivers in ``_discovery`` do the I/O.
+:meth:`AnswerCache.recognise` is the poll clock's check: fingerprints and bytes
+only, never a parse. This module decides; the sync and asyncio drivers in
+``_discovery`` do the I/O.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ TCP_POLLS = 12
 
 Endpoints = tuple[Endpoint, ...]
 Batch = tuple[Question, ...]
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
 
 class Query(NamedTuple):
@@ -88,10 +96,18 @@ class Query(NamedTuple):
 class _Memory:
     template: bytes  # the query's wire form; each send gets a fresh ID
     question_end: int  # where its question section ends
-    fingerprint: Fingerprint | None = None
+    # What the last adopted answer looked like: its scanned fingerprint, or its
+    # bytes after the ID when only dnspython read it; None: nothing adopted.
+    fingerprint: Fingerprint | bytes | None = None
     reply: Reply = None
     repeated: bool = False  # the latest answer had the remembered fingerprint
     tcp_polls: int = 0  # ask over TCP this many more times (the answer was truncated)
+
+    def adopt(self, fingerprint: Fingerprint | bytes, reply: Reply) -> None:
+        self.fingerprint, self.reply = fingerprint, reply
+
+    def forget(self) -> None:
+        self.fingerprint, self.reply = None, None
 
 
 class AnswerCache:
@@ -150,6 +166,8 @@ class AnswerCache:
         replies: list[Reply | Shortcut] = []
         for question, query in zip(batch, queries, strict=True):
             if query is None or responses is None:
+                self._memory[question].forget()
+                self._last = None
                 replies.append(FALLBACK)
             elif (response := responses.get(query.id)) is None:
                 replies.append(TIMEOUT)
@@ -161,23 +179,47 @@ class AnswerCache:
         """The reply to hand the plan for ``response``, FALLBACK or TRUNCATED."""
         memory = self._memory[question]
         scanned = scan(response, query.wire, query.question_end)
-        if scanned is None:
-            if not query.tcp and truncated(response):
-                memory.tcp_polls = TCP_POLLS
-                return TRUNCATED
-            return FALLBACK
-        seen = scanned.fingerprint
-        if seen is not None and seen == memory.fingerprint:
-            memory.repeated = True
-            return memory.reply
-        if seen is not None and question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            reply: Reply | Fallback = scanned.addresses()
+        if scanned is not None:
+            seen: Fingerprint | bytes = scanned.fingerprint
+            if seen == memory.fingerprint:
+                memory.repeated = True
+                return memory.reply
+            if question.rdtype in _ADDRESS_TYPES:
+                reply: Reply | Fallback = scanned.addresses()
+            else:
+                reply = self._parse(question, query, response)
+        elif not query.tcp and truncated(response, query.wire, query.question_end):
+            memory.tcp_polls = TCP_POLLS  # the plan gets the TCP answer, read as any other
+            return TRUNCATED
         else:
-            reply = self._parse(question, response)
-        if reply is not FALLBACK:
-            memory.fingerprint, memory.reply = seen, reply
-            self._last = None  # the last result was read from other answers
+            seen = response[2:]
+            if seen == memory.fingerprint and response[:2] == query.id:
+                memory.repeated = True
+                return memory.reply
+            reply = self._parse(question, query, response)
+        self._last = None  # the last result was read from other answers
+        if reply is FALLBACK:
+            memory.forget()
+            return FALLBACK
+        memory.adopt(seen, reply)
         return reply
+
+    def recognise(
+        self, batch: Batch, queries: list[Query | None], responses: dict[bytes, bytes]
+    ) -> None:
+        """Mark the questions of ``batch`` whose answer in ``responses`` is the last
+        adopted one, by fingerprint or bytes; never parses (the poll clock's check,
+        see :meth:`unchanged`)."""
+        for question, query in zip(batch, queries, strict=True):
+            if query is None or (response := responses.get(query.id)) is None:
+                continue
+            memory = self._memory[question]
+            if isinstance(memory.fingerprint, bytes):
+                same = response[2:] == memory.fingerprint
+                memory.repeated = same and response[:2] == query.id
+            elif memory.fingerprint is not None:
+                scanned = scan(response, query.wire, query.question_end)
+                memory.repeated = scanned is not None and scanned.fingerprint == memory.fingerprint
 
     def replay(self) -> Batch:
         """The questions of the last lookup, when all of them may take the shortcut."""
@@ -203,22 +245,19 @@ class AnswerCache:
             asked = set(questions)
             self._memory = {q: m for q, m in self._memory.items() if q in asked}
 
-    def _parse(self, question: Question, response: bytes) -> Reply | Fallback:
+    def _parse(self, question: Question, query: Query, response: bytes) -> Reply | Fallback:
+        """``response`` as dnspython's resolver reads it: the reply, or FALLBACK for
+        anything its resolver would not return (then it asks and decides itself)."""
+        if self.server is None:
+            return FALLBACK
         try:
-            message = dns.message.from_wire(response)
-        except dns.exception.DNSException:
+            message = dns.message.from_wire(response, raise_on_truncation=not query.tcp)
+            request = dns.message.from_wire(query.wire)
+        except Exception:  # dnspython ignores such a datagram, or drops the server
             return FALLBACK
-        if not isinstance(message, dns.message.QueryMessage) or self.server is None:
+        if not request.is_response(message):
             return FALLBACK
-        if message.rcode() == dns.rcode.NXDOMAIN:
-            return None
-        address, port = self.server
-        try:
-            return dns.resolver.Answer(
-                question.name, question.rdtype, dns.rdataclass.IN, message, address, port
-            )
-        except dns.exception.DNSException:
-            return FALLBACK
+        return read_reply(question, message, self.server)
 
     def _template(self, question: Question) -> bytes:
         """The query dnspython's resolver would send (its flags and EDNS settings)."""
@@ -228,6 +267,31 @@ class AnswerCache:
         if resolver.flags is not None:
             query.flags = resolver.flags
         return query.to_wire()
+
+
+def read_reply(
+    question: Question, message: dns.message.Message, server: tuple[str, int]
+) -> Reply | Fallback:
+    """What dnspython's resolver returns for ``message``, a response to
+    ``question``: the rules of ``dns.resolver._Resolution.query_result`` for one
+    name without search. NOERROR: the Answer (CNAMEs followed; its construction
+    raising means the server is dropped); NXDOMAIN: None, unless the message also
+    answers the question (``AnswerForNXDOMAIN``); any other rcode: FALLBACK."""
+    if not isinstance(message, dns.message.QueryMessage):
+        return FALLBACK
+    rcode = message.rcode()
+    address, port = server
+    try:
+        if rcode == dns.rcode.NOERROR:
+            return dns.resolver.Answer(
+                question.name, question.rdtype, dns.rdataclass.IN, message, address, port
+            )
+        if rcode == dns.rcode.NXDOMAIN:
+            dns.resolver.Answer(question.name, dns.rdatatype.ANY, dns.rdataclass.IN, message)
+            return None
+    except Exception:  # as query_result: "the nameserver is no good"
+        return FALLBACK
+    return FALLBACK
 
 
 BatchPlan = Generator[Batch, tuple[Reply, ...], Endpoints]

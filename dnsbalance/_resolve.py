@@ -52,6 +52,9 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
       serving (for long drains).
     - ``poll_policy``: a :class:`PollPolicy` for full control of the DNS poll (interval,
       jitter, longest backoff, NXDOMAIN confirmations); overrides ``poll_interval``.
+    - ``panic_mode`` (default True): when the API lists endpoints but none is ready,
+      keep calling those still serving or in use (one WARNING); ``False`` empties the
+      channel. Slices gone or empty always empty it.
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """

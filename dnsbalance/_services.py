@@ -72,6 +72,8 @@ VERBS: dict[Strategy, tuple[str, ...]] = {
     "replace": ("get", "create", "delete"),
 }
 REQUEST_TIMEOUT = (5, 30)
+WAIT_PROGRESS = 2.0  # seconds between progress lines while a delete is held
+LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -482,6 +484,7 @@ class _Run:
         self.warn(plan.warnings)
         replacement = plan.result
         replacement["metadata"]["namespace"] = self.namespace
+        _drop_lb_finalizer(replacement)
         target = _target_hint(name, self.namespace, replacement)
         common: dict[str, Any] = {"warnings": plan.warnings, "before": (original,)}
         if not reviews_answered:
@@ -512,10 +515,19 @@ class _Run:
         self.step(f"service/{name} deleted")
         gone = self._wait_gone(name)
         if not gone:
+            held = self.services.find(name) or original
+            finalizers = ", ".join((held.get("metadata") or {}).get("finalizers") or []) or "?"
+            headless = _write_headless(replacement, backup)
             self.step(
                 f"service/{name} is still being deleted after {self.options.delete_timeout:g} s "
-                f"(finalizers: {', '.join(original['metadata'].get('finalizers') or []) or '?'});"
-                f" nothing was created. Once it is gone, create it from {backup}"
+                f"(finalizers: {finalizers}); nothing was created. The headless Service is "
+                f"ready in {headless}; once the finalizers are done, finish with:",
+                loud=True,
+            )
+            self.step(
+                f"kubectl wait --for=delete service/{name} -n {self.namespace} --timeout=10m "
+                f"&& kubectl create -f {headless}",
+                loud=True,
             )
             return self.result(original, "failed", ok=False, backup=backup, **common)
         try:
@@ -592,15 +604,32 @@ class _Run:
         )
 
     def _wait_gone(self, name: str) -> bool:
-        deadline = time.monotonic() + self.options.delete_timeout
+        """Wait (up to ``delete_timeout``) until the deleted Service is gone; a delete held
+        by finalizers (a LoadBalancer's ``service.kubernetes.io/load-balancer-cleanup``,
+        removed by the cloud controller after the load balancer: seconds to minutes)
+        shows progress every ``WAIT_PROGRESS`` seconds."""
+        started = time.monotonic()
+        deadline = started + self.options.delete_timeout
+        next_note = started + WAIT_PROGRESS
         delay = 0.05
-        while True:
-            if self.services.find(name) is None:
+        for _ in range(1_000_000):  # bounded by the deadline; the count only bounds a bug
+            held = self.services.find(name)
+            if held is None:
                 return True
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 return False
+            if now >= next_note:
+                next_note = now + WAIT_PROGRESS
+                finalizers = ", ".join((held.get("metadata") or {}).get("finalizers") or [])
+                self.step(
+                    f"waiting for service/{name} to go ({now - started:.0f} s of "
+                    f"{self.options.delete_timeout:g} s; finalizers: {finalizers or 'none'})",
+                    loud=True,
+                )
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
+        return False
 
     def _rollback(self, original: JSON) -> tuple[JSON | None, str]:
         """Create ``original`` again: with its cluster IP, else with a new one."""
@@ -638,6 +667,35 @@ class _Run:
             f"ROLLBACK FAILED: service/{name} does not exist now ({'; '.join(errors)}). "
             "Create it from the backup file (see its header)"
         )
+
+
+def _drop_lb_finalizer(service: JSON) -> None:
+    """The cloud controller's finalizer belongs to a load balancer; a headless Service
+    has none, and nothing would ever remove it."""
+    meta = service.get("metadata") or {}
+    finalizers = [f for f in meta.get("finalizers") or [] if f != LB_FINALIZER]
+    if finalizers:
+        meta["finalizers"] = finalizers
+    else:
+        meta.pop("finalizers", None)
+
+
+def _write_headless(replacement: JSON, backup: Path) -> Path:
+    """The headless Service, ready for ``kubectl create -f``, next to the backup."""
+    base = backup.name.removesuffix(".backup.yaml")
+    for attempt in range(100):
+        path = backup.with_name(f"{base}{'' if attempt == 0 else f'-{attempt}'}.headless.yaml")
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(
+                    "# dnsbalance: the headless replacement, not yet created (the old Service\n"
+                    "# was still being deleted). Create it once the old one is gone:\n"
+                    "# kubectl create -f THIS_FILE\n" + dump_yaml([replacement])
+                )
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free file name like {backup.with_name(base)}.headless.yaml")
 
 
 def _read_backup(path: Path, original: JSON) -> JSON:

@@ -18,19 +18,18 @@ import grpc.aio
 
 from ._channel import OnChange
 from ._discovery import servers_for
-from ._endpoints import Endpoint
-from ._exceptions import ConfigError, KubernetesError
+from ._endpoints import Change, Endpoint
+from ._exceptions import ConfigError, KubernetesError, TargetError
 from ._grpc_config import (
     ChannelPlan,
     GrpcOptions,
-    authority_for,
     grpc_dns_resolver,
     native_resolver_warning,
     plan_channel,
     service_config_json,
 )
 from ._kube import SliceWatcher, ViewCallback, load_api_client, namespace_for
-from ._local_dns import LocalName
+from ._local_dns import LocalName, local_name
 from ._metrics import metrics_for
 from ._policy import PollPolicy
 from ._target import Target, parse_target
@@ -73,15 +72,30 @@ class ChannelSettings:
     context: str | None = None
     include_terminating: bool = False
     poll_policy: PollPolicy | None = None
+    panic_mode: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.drain_timeout is not None and not self.drain_timeout >= 0:
             raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
+        if self.target.port is None and self.mode == "dns":
+            raise TargetError(
+                'a target without a port needs the Kubernetes API (its first port); mode="dns"'
+                " cannot learn a port from A records: add a port or a port name"
+                ' (svc.ns:8000, svc.ns:grpc), or use mode="auto" or "api"',
+                target=str(self.target),
+                part="port",
+            )
         if not self.dns_timeout > 0:
             raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
         PollPolicy(interval=self.poll_interval)  # validates the interval
+
+    @property
+    def api_only(self) -> bool:
+        """Mode "api", or a target without a port (only the API knows the port): the
+        API's view is the membership, DNS is not polled, and no API access is an error."""
+        return self.mode == "api" or self.target.port is None
 
     @property
     def name(self) -> str:
@@ -122,7 +136,7 @@ class ChannelSettings:
     ) -> R | None:
         """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
         poller class and its ``poll_lookup``/``make_resolver`` (sync or asyncio)."""
-        if self.mode == "api":
+        if self.api_only:
             return None
         resolver = make_resolver(self.servers, timeout=self.dns_timeout)
         return poller_class(
@@ -132,22 +146,8 @@ class ChannelSettings:
             metrics=metrics_for(self.name),
         )
 
-    def dns_plan(self) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
-        """Mode "dns": grpc resolves the Service name against the polled server."""
-        servers = self.servers
-        authority = authority_for(servers[0]) if servers else None
-        if authority and self.resolver_kind == "native":
-            log.warning(native_resolver_warning(self.target))
-        return partial(
-            plan_channel,
-            self.target,
-            dns_authority=authority,
-            options=self.grpc_options,
-            resolver=self.resolver_kind,
-        )
-
     def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
-        """Modes "auto"/"api": grpc resolves the channel's name on the local DNS."""
+        """Every mode: grpc resolves the channel's name on the local DNS."""
         if self.resolver_kind == "native":
             log.warning(native_resolver_warning(self.target))
         return partial(
@@ -180,6 +180,7 @@ def settings_for(
     context: str | None = None,
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError (also for a
@@ -234,6 +235,7 @@ def settings_for(
         kubeconfig=kubeconfig,
         context=context,
         include_terminating=include_terminating,
+        panic_mode=panic_mode,
     )
 
 
@@ -367,7 +369,7 @@ class ApiSide:
     def open(cls, settings: ChannelSettings) -> ApiSide:
         """Configure and list once (blocking). Mode "api" raises KubernetesError where
         mode "auto" records the error and goes on with DNS only."""
-        target, strict = settings.target, settings.mode == "api"
+        target, strict = settings.target, settings.api_only
         error: KubernetesError | None = None
         client = None
         try:
@@ -383,8 +385,9 @@ class ApiSide:
         if client is None:
             if strict:
                 raise KubernetesError(
-                    'mode="api" needs Kubernetes API access: run in a pod with a service '
-                    "account, set KUBECONFIG, or pass api_client=/kubeconfig="
+                    f'mode="{settings.mode}" with {target} needs Kubernetes API access: run in'
+                    " a pod with a service account, set KUBECONFIG, or pass"
+                    " api_client=/kubeconfig="
                 )
             side = cls(None, False, None)
             side.error = error
@@ -399,6 +402,7 @@ class ApiSide:
             on_view=side._view,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
             metrics=metrics_for(settings.name),
+            relist_interval=settings.poll_interval,
         )
         if strict:
             try:
@@ -462,15 +466,37 @@ def dns_mode_channel(
     rebuild: Callable[[R, tuple[Endpoint, ...]], object],
 ) -> R:
     """Mode "dns", for either driver: a channel on the poller's (already polled) set,
-    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports."""
+    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports.
+
+    grpc resolves the channel's name on the local DNS server, which serves the set
+    the poller adopted (read as dnspython reads it, kept through errors and a single
+    NXDOMAIN), never cluster DNS itself: grpc's own DNS reading (c-ares) takes
+    messages dnspython refuses, and would see every flap."""
+    local = local_name()
+    local.publish(poller.endpoints)
+    stop = poller.stop
+
+    async def close_async() -> None:
+        await stop()
+        local.close()
+
+    def close_sync() -> None:
+        stop()
+        local.close()
+
     channel = channel_class(
-        plan=settings.dns_plan(),
+        plan=settings.local_plan(local),
         factory=factory,
         endpoints=poller.endpoints,
-        on_close=poller.stop,
+        on_close=close_async if inspect.iscoroutinefunction(stop) else close_sync,
         **settings.channel_args(),
     )
-    poller.on_change = weak_callback(channel, lambda ch, change: rebuild(ch, change.new))
+
+    def changed(channel: R, change: Change) -> None:
+        local.publish(change.new)
+        rebuild(channel, change.new)
+
+    poller.on_change = weak_callback(channel, changed)
     poller.start()
     return channel
 

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from ._endpoints import Endpoint
 from ._exceptions import KubernetesError
+from ._grpc_config import channel_port
 from ._local_dns import LocalName, local_name
-from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree
+from ._merge import REPOLL_INTERVAL, Discrepancy, MergeState, agree, dialable
 from ._metrics import metrics_for
 from ._policy import PollState
+from ._slices import ApiEndpoints
 
 if TYPE_CHECKING:
     from ._setup import ApiSide, ChannelSettings
+    from ._target import Target
 
 __all__ = ["MergedSide", "MergedSource", "fallback_warning"]
 
@@ -54,8 +57,9 @@ def fallback_warning(error: KubernetesError | None, namespace: str) -> str:
             'pass mode="dns" to say so'
         )
     if error.status in (401, 403):
+        verb = "watch" if str(error).startswith("cannot watch") else "list"
         return (
-            f'cannot list endpointslices.discovery.k8s.io in namespace "{namespace}" '
+            f'cannot {verb} endpointslices.discovery.k8s.io in namespace "{namespace}" '
             f"(HTTP {error.status} {error.reason}): using DNS only; apply "
             'manifests/rbac.yaml or pass mode="dns"'
         )
@@ -75,8 +79,14 @@ class MergedSource:
         local: LocalName,
         api_endpoints: tuple[Endpoint, ...] | None,
         api_error: KubernetesError | None = None,
+        panic_mode: bool = True,
+        target: Target | None = None,
     ) -> None:
         self._name = name
+        self._target = target
+        self._left_out_ports: tuple[int, ...] = ()
+        self._panic_mode = panic_mode
+        self.panic = False
         self._metrics = metrics_for(name)
         self._mode = mode
         self._namespace = namespace
@@ -139,14 +149,29 @@ class MergedSource:
         with self._cond:
             api = self._api
             self._dirty = False
-        result = agree(self._state, mode=self._mode, dns=dns, api=api, now=now, window=ttl + 1.0)
+        result = agree(
+            self._state,
+            mode=self._mode,
+            dns=dns,
+            api=api,
+            now=now,
+            window=ttl + 1.0,
+            listed=api.listed if isinstance(api, ApiEndpoints) else (),
+            serving=api.serving if isinstance(api, ApiEndpoints) else (),
+            panic_mode=self._panic_mode,
+        )
         self._state = result.state
+        self._note_panic(result.panic, result.endpoints)
         self._note(result.discrepancies)
-        if result.endpoints != self._published:
-            self._published = result.endpoints
-            self._local.publish(result.endpoints)
+        endpoints = result.endpoints
+        if self._target is not None:
+            endpoints, left_out = dialable(endpoints, channel_port(self._target, endpoints))
+            self._note_left_out(left_out)
+        if endpoints != self._published:
+            self._published = endpoints
+            self._local.publish(endpoints)
             if self.sink is not None:
-                self.sink(result.endpoints)
+                self.sink(endpoints)
         wake: float | None = None
         if result.repoll_dns and self._poller is not None:
             self._poller.poll_now()
@@ -155,13 +180,45 @@ class MergedSource:
             until = max(0.0, result.next_deadline - time.monotonic())
             wake = until if wake is None else min(wake, until)
         self._wake = wake
-        return result.endpoints, wake
+        return endpoints, wake
+
+    def _note_left_out(self, left_out: tuple[Endpoint, ...]) -> None:
+        ports = tuple(sorted({ep.port for ep in left_out}))
+        if ports and ports != self._left_out_ports:
+            log.warning(
+                "%s: %d endpoints serve this port at %s, not at the port the channel dials: "
+                "left out (grpc dials one port per channel; a rollout that changes the "
+                "port's number?)",
+                self._name,
+                len(left_out),
+                ", ".join(str(p) for p in ports),
+            )
+        self._left_out_ports = ports
+
+    def _note_panic(self, panic: bool, endpoints: tuple[Endpoint, ...]) -> None:
+        if panic == self.panic:
+            return
+        self.panic = panic
+        self._metrics.panic(panic)
+        if panic:
+            log.warning(
+                "%s: no endpoint is ready in the API although it lists %d; panic mode: "
+                "calling the %d that are still serving or were in use (panic_mode=False "
+                "empties the channel instead)",
+                self._name,
+                len(self._api.listed) if isinstance(self._api, ApiEndpoints) else 0,
+                len(endpoints),
+            )
+        else:
+            log.info("%s: endpoints are ready again; panic mode over", self._name)
 
     def _note(self, discrepancies: tuple[Discrepancy, ...]) -> None:
         self.discrepancies = discrepancies
         self._metrics.discrepancies(len(discrepancies))
         for d in discrepancies:
             key = (d.kind, d.endpoint.address, d.endpoint.port)
+            if d.kind == "panic":
+                continue  # panic mode has its one WARNING (see _note_panic)
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning("%s: DNS and the API disagree: %s", self._name, d)
@@ -210,12 +267,14 @@ class MergedSide:
         self.local = local_name()
         self.source = MergedSource(
             name=settings.name,
-            mode="api" if settings.mode == "api" else "auto",
+            mode="api" if settings.api_only else "auto",
             namespace=settings.target.namespace,
             poller=poller,
             local=self.local,
             api_endpoints=api.endpoints,
             api_error=api.error,
+            panic_mode=settings.panic_mode,
+            target=settings.target,
         )
         self.initial, _ = self.source.evaluate()
         self.plan = settings.local_plan(self.local)

@@ -3,11 +3,21 @@
 Accepted forms (``PORT`` is a number or a port name)::
 
     kubernetes:///svc.ns:PORT      kubernetes:///svc:PORT      kubernetes://ns/svc:PORT
+    kubernetes://svc.ns:PORT/      kubernetes://svc:PORT/
+    kubernetes:///svc.ns           kubernetes://ns/svc         kubernetes://svc.ns/   (no port)
     dns:///svc.ns.svc.cluster.local:PORT
     dns://10.96.0.10:53/svc.ns.svc.cluster.local:PORT   (DNS server in the authority)
     svc.ns:PORT      svc:PORT      svc.ns.svc.cluster.local:PORT
 
-The kubernetes forms are kuberesolver's, so Go users can move over unchanged.
+The kubernetes forms are kuberesolver v3's (its ``parseResolverTarget``): the path
+names the Service, and when the path is empty (``kubernetes://svc.ns:30/``) the
+authority does; otherwise the authority is the namespace. Without a port, the
+Service's first port is used (``port`` is ``None``; see ``_slices.first_port``),
+which only the Kubernetes API can tell: mode "dns" refuses such a target. Like
+grpc-go, a kubernetes target needs the ``/`` after the authority:
+``kubernetes://svc.ns:30`` is an error there (kuberesolver's own test says so) and
+here. Beyond kuberesolver, ``svc.ns.svc.<cluster domain>`` is read as a Service's
+DNS name everywhere (kuberesolver would take ``ns.svc.<domain>`` as the namespace).
 """
 
 from __future__ import annotations
@@ -37,14 +47,16 @@ _DOMAIN_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 class Target:
     """A parsed target: one port of one Service.
 
-    ``port`` is an ``int`` for a numeric port and a ``str`` for a named port (which
-    DNS resolves through SRV records). ``dns_server`` is ``host:port`` when the
-    target named a DNS server (``dns://10.96.0.10:53/...``), else ``None``.
+    ``port`` is an ``int`` for a numeric port, a ``str`` for a named port (which
+    DNS resolves through SRV records) and ``None`` for "the Service's first port"
+    (a kubernetes target without a port; only the API view can resolve it).
+    ``dns_server`` is ``host:port`` when the target named a DNS server
+    (``dns://10.96.0.10:53/...``), else ``None``.
     """
 
     service: str
     namespace: str
-    port: int | str
+    port: int | str | None
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     dns_server: str | None = None
 
@@ -65,7 +77,16 @@ class Target:
         return f"_{self.port_name}._tcp.{self.fqdn}"
 
     def __str__(self) -> str:
-        return f"kubernetes:///{self.service}.{self.namespace}:{self.port}"
+        """A target string that parses back to an equal Target (on the same machine:
+        the cluster domain is written out unless it is the default parse_target
+        would fill in)."""
+        port = "" if self.port is None else f":{self.port}"
+        if self.dns_server is not None:
+            return f"dns://{self.dns_server}/{self.fqdn}{port}"
+        name = f"{self.service}.{self.namespace}"
+        if self.cluster_domain != default_cluster_domain():
+            name = self.fqdn
+        return f"kubernetes:///{name}{port}"
 
 
 def parse_target(
@@ -109,12 +130,22 @@ def parse_target(
                 target=original,
                 part="authority",
             )
-        authority, text = rest.split("/", 1)
+        authority_text, text = rest.split("/", 1)
+        authority = authority_text
+        if scheme == "kubernetes" and not text:
+            # kuberesolver: an empty path means the authority names the Service.
+            authority, text = None, authority_text
+            if not text:
+                raise TargetError("empty target", target=original, part="target")
     elif ":" not in text and "/" in text:
         raise TargetError("unknown form; expected svc.ns:port", target=original, part="target")
 
-    host, port_text = _split_host_port(text, original)
-    port = _parse_port(port_text, original)
+    port: int | str | None = None
+    if scheme == "kubernetes" and ":" not in text and not text.startswith("["):
+        host = _split_host_port(f"{text}:0", original)[0]  # no port: the first one
+    else:
+        host, port_text = _split_host_port(text, original)
+        port = _parse_port(port_text, original)
 
     ns_from_authority: str | None = None
     dns_server: str | None = None

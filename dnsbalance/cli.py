@@ -186,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
         "current folder)",
     )
     convert.add_argument(
+        "--delete-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="--strategy replace: how long to wait for a delete held by finalizers (a "
+        "LoadBalancer's cloud clean-up) before leaving a ready-to-apply headless manifest "
+        "(default 60)",
+    )
+    convert.add_argument(
         "--force",
         action="store_true",
         help="replace NodePort/LoadBalancer Services too (their external exposure is lost)",
@@ -556,6 +565,7 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             force=args.force,
             twin_name=args.twin_name,
             backup_dir=args.backup_dir or Path(),
+            delete_timeout=args.delete_timeout,
         )
         result = convert_service(
             client, namespace=namespace, name=args.name, options=options, progress=progress

@@ -15,7 +15,6 @@ import pytest
 from dnsbalance import ConfigError, Endpoint, parse_target
 from dnsbalance._grpc_config import (
     address_list,
-    authority_for,
     channel_port,
     grpc_dns_resolver,
     plan_channel,
@@ -121,12 +120,6 @@ def test_address_lists() -> None:
     assert address_list([ep("fd00::1"), ep("10.0.0.1")]) == (
         "ipv6:[fd00::1]:8000,[::ffff:10.0.0.1]:8000"
     )
-
-
-def test_authority_for() -> None:
-    assert authority_for("127.0.0.1:5353") == "127.0.0.1:5353"
-    assert authority_for("10.96.0.10") == "10.96.0.10:53"
-    assert authority_for("[::1]:5353") == "[::1]:5353"
 
 
 def test_grpc_dns_resolver(monkeypatch: pytest.MonkeyPatch) -> None:

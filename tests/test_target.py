@@ -133,7 +133,8 @@ def test_any_text_gives_a_target_or_target_error(text: str) -> None:
         return
     assert target.service
     assert target.namespace
-    assert target.port
+    assert target.port is None or target.port
+    assert parse_target(str(target), namespace="default", cluster_domain="cluster.local") == target
 
 
 @given(
@@ -144,3 +145,107 @@ def test_any_text_gives_a_target_or_target_error(text: str) -> None:
 def test_round_trip(service: str, namespace: str, port: int) -> None:
     target = parse_target(f"{service}.{namespace}:{port}", cluster_domain="cluster.local")
     assert parse_target(str(target), cluster_domain="cluster.local") == target
+
+
+# kuberesolver v3.1.1's own tables (builder_test.go), as (target, service, namespace,
+# port); namespace None = kuberesolver's "" (the pod's namespace, here "default");
+# port None = useFirstPort. TestParseResolverTarget's resolver.Target{Scheme,
+# Authority, Endpoint} rows are written as the string grpc-go 1.33 parses into them:
+# "kubernetes://{Authority}/{Endpoint}".
+KUBERESOLVER_PARSE_TARGETS = [
+    ("kubernetes://a/", "a", None, None),
+    ("kubernetes:///a", "a", None, None),
+    ("kubernetes://a/b", "b", "a", None),
+    ("kubernetes://a.b/", "a", "b", None),
+    ("kubernetes:///a.b:80", "a", "b", 80),
+    ("kubernetes:///a.b:port", "a", "b", "port"),
+    ("kubernetes:///a:port", "a", None, "port"),
+    ("kubernetes://x/a:port", "a", "x", "port"),
+    ("kubernetes://a.x:port/", "a", "x", "port"),
+    ("kubernetes://a.x:30/", "a", "x", 30),
+]
+KUBERESOLVER_PARSE_RESOLVER_TARGET = [
+    ("kubernetes://a/", "a", None, None),
+    ("kubernetes:///a", "a", None, None),
+    ("kubernetes://a/b", "b", "a", None),
+    ("kubernetes://a.b/", "a", "b", None),
+    ("kubernetes:///a.b", "a", "b", None),
+    ("kubernetes:///a.b:80", "a", "b", 80),
+    ("kubernetes:///a.b:port", "a", "b", "port"),
+    ("kubernetes://a/b:port", "b", "a", "port"),
+    ("kubernetes://b.a:port/", "b", "a", "port"),
+    ("kubernetes://b.a:80/", "b", "a", 80),
+]
+# Beyond the tables: the issue's examples with real-looking names, and the FQDN forms
+# (dnsbalance reads svc.ns.svc.<domain> as a DNS name; kuberesolver would not).
+MORE_KUBERNETES_FORMS = [
+    ("kubernetes://svc.ns:30/", "svc", "ns", 30),
+    ("kubernetes://svc:30/", "svc", None, 30),
+    ("kubernetes:///svc", "svc", None, None),
+    ("kubernetes://svc/", "svc", None, None),
+    ("kubernetes://ns/svc", "svc", "ns", None),
+    ("kubernetes://svc.ns/", "svc", "ns", None),
+    ("kubernetes:///svc.ns.svc.cluster.local", "svc", "ns", None),
+    ("kubernetes:///svc.ns.svc.cluster.local:80", "svc", "ns", 80),
+    ("kubernetes://svc.ns.svc.cluster.local:80/", "svc", "ns", 80),
+    ("kubernetes://svc.ns.svc.cluster.local/", "svc", "ns", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "service", "namespace", "port"),
+    KUBERESOLVER_PARSE_TARGETS + KUBERESOLVER_PARSE_RESOLVER_TARGET + MORE_KUBERNETES_FORMS,
+)
+def test_kuberesolver_forms(
+    text: str, service: str, namespace: str | None, port: int | str | None
+) -> None:
+    target = parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert (target.service, target.namespace, target.port) == (
+        service,
+        namespace or "default",
+        port,
+    )
+    again = parse_target(str(target), namespace="default", cluster_domain="cluster.local")
+    assert again == target
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # TestParseTargets / TestParseResolverTarget: "target is empty"
+        "kubernetes:///",
+        # TestParseTargets: an error (grpc-go 1.33 needs the '/' after the authority and
+        # dials the whole string with its default resolver).
+        "kubernetes://a:30",
+        "kubernetes://svc.ns.svc.cluster.local:80",
+        "kubernetes://svc.ns.svc.cluster.local",
+        "kubernetes:///svc.ns:",
+        "kubernetes:///[::1]",
+    ],
+)
+def test_kuberesolver_errors_stay_errors(text: str) -> None:
+    with pytest.raises(TargetError):
+        parse_target(text, namespace="default", cluster_domain="cluster.local")
+
+
+@pytest.mark.parametrize(
+    "text", ["svc.ns", "dns:///svc.ns.svc.cluster.local", "dns://10.0.0.1/svc.ns.svc.cluster.local"]
+)
+def test_only_kubernetes_targets_may_omit_the_port(text: str) -> None:
+    with pytest.raises(TargetError) as info:
+        parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert info.value.part == "port"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dns://10.96.0.10:53/svc.ns.svc.cluster.local:8000",
+        "dns://[::1]:5353/svc.ns:grpc",
+        "svc.ns.svc.corp.example:8000",
+        "kubernetes:///svc.ns.svc.corp.example",
+    ],
+)
+def test_round_trip_keeps_dns_server_and_domain(text: str) -> None:
+    target = parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert parse_target(str(target), namespace="default", cluster_domain="cluster.local") == target

@@ -80,8 +80,18 @@ Served
   cannot list resource "endpointslices" in API group "discovery.k8s.io" in the namespace
   "app"``; a 403 on a watch is an HTTP 403, not an event. SelfSubjectAccessReviews answer
   ``status.allowed`` by the same rules.
+- Finalizers: DELETE of an object with ``metadata.finalizers`` only sets
+  ``deletionTimestamp`` (once; a MODIFIED event) and answers the object; it stays
+  readable until an update removes the last finalizer (then a DELETED event), e.g.
+  :meth:`remove_finalizers` playing the cloud controller. Adding a finalizer to an
+  object being deleted is 422 ``Forbidden: no new finalizers can be added ...``.
+- Request bodies in protobuf (``application/vnd.kubernetes.protobuf``) are answered 415
+  UnsupportedMediaType: this fake decodes JSON only, and says so as the server does
+  for a media type it does not accept.
 - Faults: :meth:`fail_next` (the next n matching requests get that code and a Status,
-  ``InternalError`` for 500), :meth:`delay` (sleep before answering). Order per request:
+  ``InternalError`` for 500; 429 always with ``Retry-After``), :meth:`clear_failures`,
+  :meth:`delay` (sleep before answering). A watch denied while list is allowed:
+  ``deny("watch", "endpointslices")``. Order per request:
   delay, authentication, authorization, injected failure, then the real work.
 - Store helpers (:meth:`put`, :meth:`apply_slice`, :meth:`delete`, :meth:`get_object`,
   :meth:`objects`) go through the same admission and produce the same watch events as
@@ -91,14 +101,15 @@ Served
 
 Simplified or left out
 ----------------------
-Namespaces are not objects (any namespace exists); no finalizers or graceful deletion
-(DELETE removes at once); no managedFields, server-side apply, status subresource,
-deletecollection, protobuf/CBOR/YAML (always JSON), admission webhooks or Endpoints. A
-watch from a future RV waits for it instead of the real "Too large resource version"
-504. Continue tokens read the current state, not a snapshot. Validation covers names,
-types, ports, addresses and the Service rules above, not everything. Bookmarks come every
-``bookmark_interval`` s (the real server: about once a minute). ``/version`` says
-v1.33.0. Injected failures use the reason of their code.
+Namespaces are not objects (any namespace exists); no managedFields, server-side
+apply, status subresource, deletecollection, protobuf/CBOR/YAML (always JSON; protobuf
+bodies get 415), admission webhooks or Endpoints. A watch from a future RV waits for it
+instead of the real "Too large resource version" 504. Continue tokens read the current
+state, not a snapshot. Validation covers names, types, ports, addresses and the Service
+rules above, not everything. The watch history is the last ``history`` events per kind
+(a watch cache's window is by count and age). Bookmarks come every
+``bookmark_interval`` s (60 by default, as the real server's about once a minute).
+``/version`` says v1.33.0. Injected failures use the reason of their code.
 
 Clients
 -------
@@ -180,7 +191,7 @@ class FakeKubernetesAPI:
         host: str = "127.0.0.1",
         port: int = 0,
         history: int = 1000,
-        bookmark_interval: float = 1.0,
+        bookmark_interval: float = 60.0,
         tokens: Iterable[str] | None = None,
         username: str = DEFAULT_USER,
         expired_as_http_410: bool = False,
@@ -443,6 +454,17 @@ class FakeKubernetesAPI:
         """Copies of the stored objects of ``kind`` (in one namespace or all)."""
         return self._store.objects(kinds.resource_for(kind), namespace)
 
+    def remove_finalizers(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """Drop every finalizer, as the controller that owns them does when it is done
+        (the cloud controller for ``service.kubernetes.io/load-balancer-cleanup``); an
+        object being deleted is then gone. The object after that, or None if absent."""
+        current = self.get_object(kind, namespace, name)
+        if current is None:
+            return None
+        current["metadata"].pop("finalizers", None)
+        self._store.update(kinds.resource_for(kind), namespace, name, current)
+        return self.get_object(kind, namespace, name)
+
     def compact(self) -> None:
         """Drop all watch history: watches from any older resourceVersion get 410 Expired."""
         self._store.compact()
@@ -507,10 +529,22 @@ class FakeKubernetesAPI:
         self._faults.allow_all()
 
     def fail_next(
-        self, n: int, *, code: int = 500, verb: str | None = None, resource: str | None = None
+        self,
+        n: int,
+        *,
+        code: int = 500,
+        verb: str | None = None,
+        resource: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        """The next ``n`` matching requests fail with ``code`` and a Status body."""
-        self._faults.fail_next(n, code, verb, resource)
+        """The next ``n`` matching requests fail with ``code`` and a Status body; with a
+        ``Retry-After: retry_after`` header (and ``details.retryAfterSeconds``) when given,
+        and for 429 always (1 s unless given), as API Priority and Fairness answers."""
+        self._faults.fail_next(n, code, verb, resource, retry_after)
+
+    def clear_failures(self) -> None:
+        """Drop every pending :meth:`fail_next` failure (an outage ends)."""
+        self._faults.clear_failures()
 
     def delay(
         self, seconds: float, *, verb: str | None = None, resource: str | None = None

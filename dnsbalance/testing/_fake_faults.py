@@ -74,6 +74,14 @@ class _Failure:
     code: int
     verb: str | None
     resource: str | None
+    retry_after: int | None = None
+
+
+class Injected(NamedTuple):
+    """An injected failure to answer: its code and ``Retry-After`` seconds (or None)."""
+
+    code: int
+    retry_after: int | None
 
 
 class Faults:
@@ -138,15 +146,28 @@ class Faults:
 
     # -- failures and delays --------------------------------------------------------
 
-    def fail_next(self, n: int, code: int, verb: str | None, resource: str | None) -> None:
+    def fail_next(
+        self,
+        n: int,
+        code: int,
+        verb: str | None,
+        resource: str | None,
+        retry_after: int | None = None,
+    ) -> None:
         if n < 0:
             raise ValueError("n must be >= 0")
+        if retry_after is None and code == 429:
+            retry_after = 1  # API Priority and Fairness and max-in-flight always send one
         with self._lock:
             if n:
-                self._failures.append(_Failure(n, code, verb, resource))
+                self._failures.append(_Failure(n, code, verb, resource, retry_after))
 
-    def take_failure(self, verb: str | None, resource: str | None) -> int | None:
-        """Consume one matching injected failure; its code."""
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def take_failure(self, verb: str | None, resource: str | None) -> Injected | None:
+        """Consume one matching injected failure."""
         with self._lock:
             for failure in self._failures:
                 if failure.verb not in (None, verb) or failure.resource not in (None, resource):
@@ -154,7 +175,7 @@ class Faults:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
                     self._failures.remove(failure)
-                return failure.code
+                return Injected(failure.code, failure.retry_after)
         return None
 
     def set_delay(self, seconds: float, verb: str | None, resource: str | None) -> None:

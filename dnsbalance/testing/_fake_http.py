@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._fake_endpoints import ENDPOINTS, EndpointsView
 from ._fake_faults import Faults, RequestLog, RequestRecord
 from ._fake_routes import Route, discovery_document, route
 from ._fake_selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -146,6 +147,7 @@ class Dispatcher:
 
     def __init__(self, store: Store, faults: Faults, log: RequestLog) -> None:
         self.store = store
+        self.endpoints = EndpointsView(store)
         self.faults = faults
         self.log = log
         self.url = ""
@@ -161,15 +163,35 @@ class Dispatcher:
         raw = h.rfile.read(length) if length > 0 else b""
         found = route(method, parts.path, watch=query.get("watch", "") in _TRUE)
 
+        retry_after: int | None = None
+
         def answer(code: int, body: Any) -> None:
             self.log.add(RequestRecord(method, parts.path, query, found.verb, found.resource, code))
             data = _dump(body)
             h.send_response(code)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(data)))
+            if retry_after is not None:
+                h.send_header("Retry-After", str(retry_after))
             h.end_headers()
             h.wfile.write(data)
 
+        ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and ctype == "application/vnd.kubernetes.protobuf":
+            answer(
+                415,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "the body of the request was in an unknown format - accepted "
+                    "media types include: application/json, application/yaml",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                },
+            )
+            return
         seconds = self.faults.delay_for(found.verb, found.resource)
         if seconds > 0:
             self.stopping.wait(seconds)
@@ -177,9 +199,14 @@ class Dispatcher:
             if not self.faults.authenticated(h.headers.get("Authorization")):
                 raise unauthorized()
             self._authorize(found)
-            code = self.faults.take_failure(found.verb, found.resource)
-            if code is not None:
-                raise status_for_code(code)
+            injected = self.faults.take_failure(found.verb, found.resource)
+            if injected is not None:
+                error = status_for_code(injected.code)
+                if injected.retry_after is not None:
+                    # As the API server's tooManyRequests: header and details agree.
+                    retry_after = injected.retry_after
+                    error.status["details"] = {"retryAfterSeconds": retry_after}
+                raise error
             if found.kind == "watch":
                 self._serve_watch(h, found, query, parts.path)
                 return
@@ -225,6 +252,10 @@ class Dispatcher:
         res = found.res
         assert res is not None
         ns, name = found.namespace or "", found.name or ""
+        if res is ENDPOINTS and found.verb == "get":
+            return 200, self.endpoints.get(ns, name)
+        if res is ENDPOINTS and found.verb == "list":
+            return 200, self.endpoints.list(found.namespace, *_selectors(query))
         if found.verb == "get":
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
@@ -313,6 +344,9 @@ class Dispatcher:
         def log(code: int) -> None:
             self.log.add(RequestRecord("GET", path, query, "watch", res.resource, code))
 
+        if res is ENDPOINTS:
+            self._serve_endpoints_watch(h, found, query, rv, timeout, log)
+            return
         try:
             watcher = self.store.watch(res, found.namespace, labels, fields, rv)
         except StatusError as exc:
@@ -328,6 +362,40 @@ class Dispatcher:
             self._stream(h, watcher, bookmarks=bookmarks, initial=initial, timeout=timeout)
         finally:
             self.store.unwatch(watcher)
+
+    def _serve_endpoints_watch(
+        self,
+        h: _Handler,
+        found: Route,
+        query: dict[str, str],
+        rv: int | None,
+        timeout: float,
+        log: Any,
+    ) -> None:
+        labels, fields = _selectors(query)
+        if found.name is not None:
+            fields = parse_field_selector(
+                f"metadata.name={found.name}", ("metadata.name", "metadata.namespace")
+            )
+        log(200)
+        self._start_stream(h)
+
+        def stop() -> bool:
+            return self.stopping.is_set() or _client_gone(h.connection)
+
+        ended = self.endpoints.watch(
+            found.namespace,
+            labels,
+            fields,
+            rv,
+            write=lambda kind, obj: self._write_event(h, kind, obj),
+            stop=stop,
+            timeout=timeout,
+        )
+        if ended == "cut":
+            self._hang_up(h)
+        elif ended != "gone":
+            self._end_stream(h)
 
     def _stream(
         self, h: _Handler, watcher: Watcher, *, bookmarks: bool, initial: bool, timeout: float

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _fake_kinds as kinds
+from ._fake_endpoints import ENDPOINTS
 from ._fake_kinds import Resource
 
 __all__ = ["Route", "discovery_document", "route"]
@@ -99,6 +100,31 @@ def _resource_route(method: str, path: str, res: Resource, rest: list[str], watc
     )
 
 
+def _is_endpoints(parts: list[str]) -> bool:
+    return parts[:3] == ["api", "v1", "endpoints"] or (
+        parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == [ENDPOINTS.resource]
+    )
+
+
+def _endpoints_route(method: str, clean: str, parts: list[str], watch: bool) -> Route:
+    """core/v1 Endpoints (read-only, derived from the slices), also on the legacy
+    ``/api/v1/watch/...`` path and as a watch of one object (``.../endpoints/NAME?watch=1``)."""
+    legacy = parts[2:3] == ["watch"]
+    rest = parts[3:] if legacy else parts[2:]
+    if legacy and not _is_endpoints(["api", "v1", *rest]):
+        return Route("missing", clean, document=_NOT_FOUND)
+    found = _resource_route(method, clean, ENDPOINTS, rest, watch or legacy)
+    if found.kind == "missing":
+        return found
+    if found.verb not in ("get", "list", "watch"):  # a view of the slices: no writes
+        return Route("not-allowed", clean, document=_NOT_ALLOWED, resource=ENDPOINTS.resource)
+    if found.verb == "get" and (watch or legacy):
+        return Route(
+            "watch", clean, ENDPOINTS, found.namespace, found.name, "watch", ENDPOINTS.resource
+        )
+    return found
+
+
 def route(method: str, path: str, *, watch: bool) -> Route:
     """Route ``method path``; ``watch`` is the ``?watch=`` flag."""
     clean = "/" + path.strip("/")
@@ -107,6 +133,12 @@ def route(method: str, path: str, *, watch: bool) -> Route:
         if method != "GET":
             return Route("not-allowed", clean, document=_NOT_ALLOWED, verb="get")
         return Route("document", clean, verb="get")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4 and method == "GET":
+        # Namespaces are not stored, but every one exists: kubectl reads the namespace
+        # after a 404 to tell "services \"web\" not found" from a missing namespace.
+        return Route("document", clean, verb="get", document=_namespace(parts[3]))
+    if parts[:3] == ["api", "v1", "watch"] or _is_endpoints(parts):
+        return _endpoints_route(method, clean, parts, watch)
     if parts[:2] == ["api", "v1"]:
         return _resource_route(method, clean, kinds.SERVICES, parts[2:], watch)
     if parts[:3] == ["apis", "discovery.k8s.io", "v1"]:
@@ -122,6 +154,16 @@ def route(method: str, path: str, *, watch: bool) -> Route:
             document=None if allowed else _NOT_ALLOWED,
         )
     return Route("missing", clean, document=_NOT_FOUND)
+
+
+def _namespace(name: str) -> JSON:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
 def _resource_list(group_version: str, resources: list[Resource], extra: list[JSON]) -> JSON:
@@ -179,7 +221,7 @@ def discovery_document(path: str, url: str) -> Any:
             "groups": [_group(g) for g in _GROUPS],
         }
     if path == "/api/v1":
-        return _resource_list("v1", [kinds.SERVICES], [])
+        return _resource_list("v1", [kinds.SERVICES, ENDPOINTS], [])
     group = path.split("/")[2]
     if path.endswith("/v1"):
         extra = []

@@ -24,6 +24,7 @@ from ._fake_patch import PatchError, json_patch, merge_patch, strategic_merge_pa
 from ._fake_selectors import FieldSelector, LabelSelector
 from ._fake_services import ServiceAllocator, carry_allocations, validate_service_update
 from ._fake_status import (
+    FieldError,
     StatusError,
     already_exists,
     bad_request,
@@ -41,6 +42,11 @@ _CONFLICT = (
     "the object has been modified; please apply your changes to the latest version and try again"
 )
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
+
+
+def _go_strings(items: list[str]) -> str:
+    """A []string as Go's %#v prints it."""
+    return "[]string{" + ", ".join(json.dumps(i) for i in items) + "}"
 
 
 def _now() -> str:
@@ -258,6 +264,15 @@ class Store:
             if current is None:
                 raise not_found(res.resource, res.group, name)
             self._check_preconditions(res, current, preconditions or {})
+            if current["metadata"].get("finalizers"):
+                # As the registry's Store.Delete: finalizers hold the object; DELETE only
+                # sets deletionTimestamp (once) and answers the object, not a Status.
+                held = copy.deepcopy(current)
+                if not held["metadata"].get("deletionTimestamp") and not dry_run:
+                    held["metadata"]["deletionTimestamp"] = _now()
+                    held["metadata"]["deletionGracePeriodSeconds"] = 0
+                    self._commit(res, "MODIFIED", held, current)
+                return copy.deepcopy(held)
             gone = copy.deepcopy(current)
             if not dry_run:
                 self._free(res, current, None)
@@ -360,6 +375,21 @@ class Store:
                 meta.pop(key, None)
         meta.pop("managedFields", None)
         meta.pop("selfLink", None)
+        if old_meta.get("deletionTimestamp"):
+            new = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
+            if new:
+                raise invalid(
+                    res.kind,
+                    res.group,
+                    name,
+                    [
+                        FieldError.forbidden(
+                            "metadata.finalizers",
+                            "no new finalizers can be added if the object is being deleted, "
+                            f"found new finalizers {_go_strings(sorted(new))}",
+                        )
+                    ],
+                )
         self._admit(res, obj, current)
         if _spec_changed(res, obj, current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
@@ -372,6 +402,10 @@ class Store:
             return copy.deepcopy(obj)
         self._free(res, current, obj)
         self._commit(res, "MODIFIED", obj, current)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            # The last finalizer is gone: the deletion completes (a DELETED event).
+            self._free(res, obj, None)
+            self._commit(res, "DELETED", copy.deepcopy(obj), obj)
         return copy.deepcopy(obj)
 
     def _check_preconditions(self, res: Resource, current: JSON, pre: JSON) -> None:

@@ -1,0 +1,105 @@
+"""FakeKubernetesAPI behaves as kube-apiserver where dnsbalance depends on it (issue 14):
+finalizers and deletionTimestamp, 429 with Retry-After, a watch forbidden while list is
+allowed, bookmarks about once a minute, protobuf bodies refused. The official client."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api, DiscoveryV1Api
+from kubernetes.client.exceptions import ApiException
+
+from dnsbalance.testing import FakeKubernetesAPI
+
+NS = "app"
+LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubernetesAPI]:
+    with FakeKubernetesAPI() as fake:
+        yield fake
+
+
+def lb_service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "finalizers": [LB_FINALIZER]},
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]},
+    }
+
+
+def test_finalizers_hold_a_delete_until_the_controller_is_done(api: FakeKubernetesAPI) -> None:
+    api.put(lb_service("web"))
+    with api.api_client() as client:
+        core = CoreV1Api(client)
+        answer = core.delete_namespaced_service("web", NS)
+        assert answer.metadata.deletion_timestamp is not None  # the object, not a Status
+        held = core.read_namespaced_service("web", NS)  # still readable
+        assert held.metadata.finalizers == [LB_FINALIZER]
+        assert held.metadata.deletion_timestamp == answer.metadata.deletion_timestamp
+        again = core.delete_namespaced_service("web", NS)  # a second DELETE changes nothing
+        assert again.metadata.resource_version == held.metadata.resource_version
+        body = client.sanitize_for_serialization(held)
+        body["metadata"]["finalizers"] = [LB_FINALIZER, "example.com/other"]
+        with pytest.raises(ApiException) as info:
+            core.replace_namespaced_service("web", NS, body)
+        assert info.value.status == 422
+        assert "no new finalizers can be added if the object is being deleted" in str(
+            info.value.body
+        )
+        api.remove_finalizers("Service", NS, "web")  # the cloud controller is done
+        with pytest.raises(ApiException) as gone:
+            core.read_namespaced_service("web", NS)
+        assert gone.value.status == 404
+
+
+def test_429_carries_retry_after(api: FakeKubernetesAPI) -> None:
+    api.fail_next(2, code=429, verb="list")
+    configuration = api.configuration()
+    configuration.retries = False  # urllib3 by default waits out a 429's Retry-After itself
+    with ApiClient(configuration) as client, pytest.raises(ApiException) as info:
+        DiscoveryV1Api(client).list_namespaced_endpoint_slice(NS)
+    assert info.value.status == 429
+    assert info.value.headers["Retry-After"] == "1"
+    assert json.loads(info.value.body)["details"] == {"retryAfterSeconds": 1}
+
+
+def test_watch_forbidden_while_list_is_allowed(api: FakeKubernetesAPI) -> None:
+    api.deny("watch", "endpointslices", namespace=NS)
+    with api.api_client() as client:
+        discovery = DiscoveryV1Api(client)
+        discovery.list_namespaced_endpoint_slice(NS)
+        with pytest.raises(ApiException) as info:
+            discovery.list_namespaced_endpoint_slice(NS, watch=True, _preload_content=False)
+    assert info.value.status == 403
+    message = json.loads(info.value.body)["message"]
+    assert 'cannot watch resource "endpointslices"' in message
+
+
+def test_bookmarks_come_about_once_a_minute_by_default(api: FakeKubernetesAPI) -> None:
+    assert api.bookmark_interval == 60.0
+
+
+def test_protobuf_bodies_are_refused(api: FakeKubernetesAPI) -> None:
+    """client-go sends protobuf for built-in kinds; the fake decodes JSON only and says
+    so with a 415, never by misreading the body (plain HTTP: the Python client cannot
+    send protobuf)."""
+    request = urllib.request.Request(
+        f"{api.url}/api/v1/namespaces/{NS}/services",
+        data=b"k8s\x00\x0a\x0fbinary",
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 415
+    assert json.loads(info.value.read())["reason"] == "UnsupportedMediaType"
+    info.value.close()
+    assert api.objects("Service", NS) == []
