@@ -580,13 +580,23 @@ def _check_endpoints(facts: _Facts, target: Target, api_client: Any) -> None:
     rows = compare(facts.dns, api_view)
     disagree = [row for row in rows if not row.agrees]
     if disagree:
+        cluster_ip = _cluster_ip(facts.service)
+        if cluster_ip is not None and cluster_ip in {ep.address for ep in facts.dns}:
+            fix = (  # not a lag: DNS answers the Service's virtual IP, the API the pods
+                f"DNS answers the Service's cluster IP {cluster_ip}, the API its pods: make "
+                "the Service headless (dnsbalance convert-service)"
+            )
+        else:
+            fix = (
+                "DNS lags the API by about its TTL: run again, or watch with "
+                "`dnsbalance resolve TARGET --watch`"
+            )
         facts.add(
             "endpoints",
             "warn",
             f"DNS and the API disagree on {len(disagree)} of {len(rows)} endpoints "
             f"({', '.join(str(r.endpoint) for r in disagree[:3])})",
-            "DNS lags the API by about its TTL: run again, or watch with "
-            "`dnsbalance resolve TARGET --watch`",
+            fix,
         )
     else:
         facts.add("endpoints", "ok", f"DNS and the API agree on {len(rows)} endpoints")

@@ -640,3 +640,34 @@ def test_subprocess_watch_ends_on_sigint_with_exit_0(embedded_dns: DNSResponder)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_replace_with_rollback_tells_its_steps_in_order_on_stderr(
+    kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Issue 15 item 11: through a pipe, the progress of a replace that rolls back reads
+    in the order it happened (backup, deleted, failed, rolled back), all on stderr."""
+    add_service(kube)
+    kube.fail_next(1, code=500, verb="create", resource="services")
+    done = cli(
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--backup-dir",
+        str(backup_dir(tmp_path)),
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    order = [
+        next(i for i, line in enumerate(lines) if needle in line)
+        for needle in (
+            "backup of service/greeter",
+            "service/greeter deleted",
+            "failed",
+            "rolled back",
+        )
+    ]
+    assert order == sorted(order), done.stderr
+    assert "deleted" not in done.stdout

@@ -520,3 +520,34 @@ def test_a_manifest_without_a_service_warns_like_an_empty_one() -> None:
     assert done.returncode == 0, done.stderr
     assert "dnsbalance: warning: - holds no Service; nothing to convert" in done.stderr
     assert yaml.safe_load(done.stdout)["kind"] == "Deployment"
+
+
+def test_target_messages_say_why(good: Path) -> None:
+    """Item 11: a bad Service name names the DNS-1035 rule; an extra ':' after a
+    kubernetes:/// target's port is about the port, not about schemes."""
+    done = cli("resolve", "Greeter_Bad.app:80", "--mode", "dns", "--nameserver", "127.0.0.1:1")
+    assert done.returncode == 2, done.stderr
+    assert "bad service 'greeter_bad' (a Service name is a DNS-1035 label" in done.stderr
+    done = cli("resolve", "kubernetes:///greeter.app:grpc:extra", "--mode", "dns")
+    assert done.returncode == 2, done.stderr
+    assert "one port or port name after the Service" in done.stderr
+    assert "scheme" not in done.stderr
+
+
+def test_check_names_the_cluster_ip_not_a_lag(
+    kube: FakeKubernetesAPI, embedded_dns: DNSResponder, unique_service: str, good: Path
+) -> None:
+    """Item 11: DNS answering a ClusterIP Service's virtual IP is not DNS lagging the API."""
+    add_service(kube, unique_service, cluster_ip="10.96.7.7")
+    embedded_dns.set_service(unique_service, NS, [Pod(ip="10.96.7.7")], ports={"grpc": 50051})
+    kube.apply_slice(
+        f"{unique_service}-a",
+        NS,
+        unique_service,
+        endpoints=["10.15.1.1", "10.15.1.2"],
+        ports=[("grpc", 50051, "TCP")],
+    )
+    done = check(embedded_dns, f"{unique_service}.{NS}:grpc", "--kubeconfig", str(good))
+    assert "DNS and the API disagree" in done.stdout, done.stdout
+    assert "DNS answers the Service's cluster IP 10.96.7.7" in done.stdout
+    assert "DNS lags the API" not in done.stdout
