@@ -35,6 +35,7 @@ __all__ = [
     "Row",
     "ViewChange",
     "compare",
+    "empty_cause",
     "list_api_endpoints",
     "load_client_quietly",
     "run_checks",
@@ -90,6 +91,37 @@ def list_api_endpoints(api_client: Any, target: Target) -> tuple[Endpoint, ...]:
         api_client, namespace=target.namespace, service=target.service, port=target.port
     )
     return watcher.list_once()
+
+
+def empty_cause(api_client: Any, target: Target) -> str | None:
+    """Why ``target`` has no ready endpoint, as the API tells it (None: the API cannot
+    be read, or the Service looks right and simply has no ready pod right now)."""
+    try:
+        service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+    except KubernetesError as exc:
+        if exc.status == 404:
+            return f'Service "{target.service}" not found in namespace "{target.namespace}"'
+        return None
+    what = f"service/{target.service}"
+    spec = service.get("spec") or {}
+    kind = service_type(service)
+    if kind == "ExternalName":
+        return f"{what} is an ExternalName alias of {spec.get('externalName')}: it has no endpoints"
+    ports = ports_of(service)
+    names = sorted(str(p.get("name")) for p in ports if p.get("name"))
+    if target.port_name is not None and target.port_name not in names:
+        return (
+            f"{what} has no port named {target.port_name!r} (named ports: "
+            f"{', '.join(names) or 'none'})"
+        )
+    if not is_headless(service):
+        return (
+            f"{what} is a {kind} Service (clusterIP {spec.get('clusterIP')}), not headless: "
+            "its DNS name gives one virtual IP, no pod addresses"
+        )
+    if not selector_of(service):
+        return f"{what} has no selector: it has endpoints only if they are written by hand"
+    return f"{what} exists and is headless, but no pod behind it is ready"
 
 
 @dataclass(frozen=True)
@@ -208,6 +240,8 @@ class _Facts:
 
     service: dict[str, Any] | None = None
     dns: tuple[Endpoint, ...] | None = None
+    api_view: tuple[Endpoint, ...] | None = None
+    list_denied: KubernetesError | None = None
     results: list[CheckResult] = field(default_factory=list)
 
     def add(self, name: str, status: Status, detail: str, fix: str | None = None) -> None:
@@ -224,20 +258,34 @@ def run_checks(
     grpc_resolver: str | None = None,
 ) -> list[CheckResult]:
     """Preflight checks for ``target`` (see the module docstring). ``api_client`` None
-    means no API configuration was found (``api_error`` when it could not be loaded)."""
+    means no API configuration was found (``api_error`` when it could not be loaded).
+
+    Mode dns never reads the API (``api_client`` is ignored). In modes auto and api the
+    API is probed with the request the library makes (list the target's EndpointSlices):
+    unreachable, 401 and 403 are ``fail`` lines whose fix matches the cause."""
     facts = _Facts()
-    _check_api(facts, target, api_client, api_error, mode)
-    if api_client is not None:
-        _fetch_service(facts, target, api_client)
+    usable: Any | None = None
+    if mode == "dns":
+        facts.add(
+            "api",
+            "ok",
+            "not used: mode dns never reads the Kubernetes API (so the Service, ports and "
+            "RBAC are not checked)",
+        )
+    else:
+        usable = _check_api(facts, target, api_client, api_error, mode)
+    if usable is not None:
+        _fetch_service(facts, target, usable)
     _check_dns(facts, target, resolver)
-    _check_service(facts, target, api_client)
-    _check_ports(facts, target)
+    if mode != "dns":
+        _check_service(facts, target, usable)
+        _check_ports(facts, target)
     if mode == "dns":
         facts.add("rbac", "ok", "not needed: mode dns never reads the Kubernetes API")
-    elif api_client is None:
-        facts.add("rbac", "warn", "not checked: no Kubernetes API access")
+    elif usable is None:
+        facts.add("rbac", "warn", "not checked: no usable Kubernetes API access (see api)")
     else:
-        _check_rbac(facts, target, api_client, mode)
+        _check_rbac(facts, target, usable, mode)
     _check_grpc(facts, grpc_resolver or grpc_dns_resolver())
     order = ["dns", "api", "service", "ports", "rbac", "endpoints", "grpc-resolver"]
     return sorted(facts.results, key=lambda r: order.index(r.name) if r.name in order else 99)
@@ -249,7 +297,9 @@ def _check_api(
     api_client: Any | None,
     api_error: DnsBalanceError | None,
     mode: str,
-) -> None:
+) -> Any | None:
+    """The api line; returns the client when the API answered (a 403 included: that is
+    the rbac line's to report), else None."""
     if api_error is not None:
         facts.add(
             "api",
@@ -257,14 +307,8 @@ def _check_api(
             str(api_error),
             "fix the kubeconfig (--kubeconfig, --context) or the pod's service account",
         )
-    elif api_client is None and mode == "dns":
-        facts.add(
-            "api",
-            "ok",
-            "no Kubernetes API configuration; mode dns does not need one (the Service "
-            "checks are skipped)",
-        )
-    elif api_client is None:
+        return None
+    if api_client is None:
         facts.add(
             "api",
             "fail" if mode == "api" else "warn",
@@ -272,9 +316,45 @@ def _check_api(
             "and RBAC checks are skipped; mode auto will use DNS only",
             "pass --kubeconfig/--context, or run in the pod",
         )
-    else:
-        host = getattr(getattr(api_client, "configuration", None), "host", "?")
-        facts.add("api", "ok", f"configured: {host}")
+        return None
+    host = getattr(getattr(api_client, "configuration", None), "host", "?")
+    try:
+        facts.api_view = list_api_endpoints(api_client, target)
+    except KubernetesError as exc:
+        if exc.status is None:
+            facts.add(
+                "api",
+                "fail",
+                f"cannot reach the Kubernetes API at {host}: {exc}",
+                "check the server address in the kubeconfig (--kubeconfig, --context) and "
+                "the network path to it (VPN, firewall, proxy); `kubectl cluster-info` "
+                "should answer",
+            )
+            return None
+        if exc.status == 401:
+            facts.add(
+                "api",
+                "fail",
+                f"the Kubernetes API at {host} rejected the credentials (HTTP 401 "
+                "Unauthorized): the token or certificate is wrong or expired",
+                "renew the credentials: log in again or put a valid token in the "
+                "kubeconfig (--kubeconfig, --context); in a pod, check the service "
+                "account token is mounted",
+            )
+            return None
+        if exc.status == 403:
+            facts.list_denied = exc
+            facts.add("api", "ok", f"reachable at {host}, credentials accepted")
+            return api_client
+        facts.add(
+            "api",
+            "fail",
+            f"the Kubernetes API at {host} failed the EndpointSlice list: {exc}",
+            "retry; if it persists, look at the API server's health (kubectl get --raw /readyz)",
+        )
+        return None
+    facts.add("api", "ok", f"reachable at {host}, credentials accepted")
+    return api_client
 
 
 def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
@@ -328,6 +408,16 @@ def _check_dns(facts: _Facts, target: Target, resolver: dns.resolver.Resolver) -
             "fail",
             f"{name} answers the cluster IP {cluster_ip}: one virtual IP, so gRPC pins one pod",
             f"make it headless: dnsbalance convert-service {target.service} -n {target.namespace}",
+        )
+    elif facts.service is None and len({ep.address for ep in endpoints}) == 1:
+        facts.add(
+            "dns",
+            "warn",
+            f"{name} via {via}: one address ({endpoints[0].hostport}): without the API the "
+            "Service cannot be seen, and a ClusterIP Service answers with its single virtual "
+            "IP just as a headless Service with one ready pod does",
+            f"run check with API access (--kubeconfig) or look: kubectl -n {target.namespace} "
+            f"get service {target.service} (CLUSTER-IP should be None)",
         )
     else:
         shown = ", ".join(ep.hostport for ep in endpoints[:3])
@@ -443,8 +533,12 @@ def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> No
             ):
                 denied.append(verb)
     except KubernetesError as exc:
-        facts.add("rbac", "warn", f"could not ask (SelfSubjectAccessReview failed: {exc})")
-        return
+        if facts.list_denied is None:
+            facts.add("rbac", "warn", f"could not ask (SelfSubjectAccessReview failed: {exc})")
+            return
+        denied = []
+    if facts.list_denied is not None and "list" not in denied:
+        denied.insert(0, "list")
     if denied:
         facts.add(
             "rbac",
@@ -465,11 +559,13 @@ def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> No
 
 
 def _check_endpoints(facts: _Facts, target: Target, api_client: Any) -> None:
-    try:
-        api_view = list_api_endpoints(api_client, target)
-    except KubernetesError as exc:
-        facts.add("endpoints", "warn", f"cannot list the EndpointSlices: {exc}")
-        return
+    api_view = facts.api_view
+    if api_view is None:
+        try:
+            api_view = list_api_endpoints(api_client, target)
+        except KubernetesError as exc:
+            facts.add("endpoints", "warn", f"cannot list the EndpointSlices: {exc}")
+            return
     if not api_view:
         facts.add(
             "endpoints",
@@ -484,13 +580,23 @@ def _check_endpoints(facts: _Facts, target: Target, api_client: Any) -> None:
     rows = compare(facts.dns, api_view)
     disagree = [row for row in rows if not row.agrees]
     if disagree:
+        cluster_ip = _cluster_ip(facts.service)
+        if cluster_ip is not None and cluster_ip in {ep.address for ep in facts.dns}:
+            fix = (  # not a lag: DNS answers the Service's virtual IP, the API the pods
+                f"DNS answers the Service's cluster IP {cluster_ip}, the API its pods: make "
+                "the Service headless (dnsbalance convert-service)"
+            )
+        else:
+            fix = (
+                "DNS lags the API by about its TTL: run again, or watch with "
+                "`dnsbalance resolve TARGET --watch`"
+            )
         facts.add(
             "endpoints",
             "warn",
             f"DNS and the API disagree on {len(disagree)} of {len(rows)} endpoints "
             f"({', '.join(str(r.endpoint) for r in disagree[:3])})",
-            "DNS lags the API by about its TTL: run again, or watch with "
-            "`dnsbalance resolve TARGET --watch`",
+            fix,
         )
     else:
         facts.add("endpoints", "ok", f"DNS and the API agree on {len(rows)} endpoints")

@@ -34,7 +34,8 @@ __all__ = ["CLIENTS", "DemoResult", "DemoState", "run_demo"]
 CLIENTS = ("clusterip", "grpc-dns", "dnsbalance")
 DESCRIPTIONS = {
     "clusterip": "plain channel to one address (what a ClusterIP Service gives you)",
-    "grpc-dns": "gRPC's dns: resolver + round_robin on the headless Service",
+    "grpc-dns": "gRPC's dns: resolver + round_robin on the headless Service (balanced, "
+    "never uses new backends)",
     "dnsbalance": "dnsbalance.resolve_channel (mode dns)",
 }
 METHOD = "/demo.DemoService/Demo"
@@ -49,6 +50,8 @@ class DemoState:
     backends: list[str] = field(default_factory=list)
     calls: dict[str, Counter[str]] = field(default_factory=lambda: {c: Counter() for c in CLIENTS})
     errors: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    """The first failure of each client that had one (type and message)."""
     started: float = field(default_factory=time.monotonic)
     scaled_at: float | None = None
     new_backends: list[str] = field(default_factory=list)
@@ -93,6 +96,15 @@ class ClientResult:
     """Calls per backend in each second of the run."""
     seconds_to_use_new_backends: float | None
     """From the scale-up until every new backend had served a call; None: never."""
+    failure: str | None = None
+    """The first failed call's error, when a call failed."""
+    first_balanced: bool = False
+    """Every backend of the start got calls (grpc-dns: balanced over those, not the new)."""
+
+    @property
+    def ok(self) -> bool:
+        """No failed call and balanced over every backend."""
+        return self.errors == 0 and self.spread is not None
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class DemoResult:
                     "calls": c.calls,
                     "calls_settled": c.calls_settled,
                     "errors": c.errors,
+                    "failure": c.failure,
                     "spread": None if c.spread is None else round(c.spread, 3),
                     "seconds_to_use_new_backends": None
                     if c.seconds_to_use_new_backends is None
@@ -236,9 +249,11 @@ def _load(
     while not stop.is_set() and time.monotonic() < end:
         try:
             state.record(name, decode_response(demo(b"", timeout=2)))
-        except grpc.RpcError:
+        except Exception as exc:  # every failed call counts, whatever grpcio raised
             with state.lock:
                 state.errors[name] += 1
+                if name not in state.failures:
+                    state.failures[name] = _failure_text(exc)
         next_at += interval
         pause = next_at - time.monotonic()
         if pause > 0:
@@ -247,9 +262,17 @@ def _load(
             next_at = time.monotonic()  # fell behind: do not burst to catch up
 
 
+def _failure_text(exc: Exception) -> str:
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if isinstance(exc, grpc.RpcError) and callable(code) and callable(details):
+        return f"{code().name}: {details()}"  # a grpc.Call too
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _result(state: DemoState, duration: float, scale_up_at: float, settle: float) -> DemoResult:
     clients = []
     with state.lock:
+        first = [b for b in state.backends if b not in state.new_backends]
         for name in CLIENTS:
             buckets = state.timeline[name]
             # Whole seconds after the scale-up has settled; the last (partial) one left out.
@@ -270,6 +293,8 @@ def _result(state: DemoState, duration: float, scale_up_at: float, settle: float
                     calls={b: state.calls[name][b] for b in state.backends},
                     calls_settled=settled,
                     errors=state.errors[name],
+                    failure=state.failures.get(name),
+                    first_balanced=bool(first) and all(state.calls[name][b] > 0 for b in first),
                     spread=spread,
                     seconds_to_use_new_backends=seconds,
                     timeline=[{b: bucket[b] for b in state.backends} for bucket in buckets],

@@ -41,8 +41,10 @@ def show_demo(
 
 def _intro(backends: int, duration: float) -> str:
     lines = [
-        f"dnsbalance demo: {backends} gRPC backends on 127.0.77.x behind a headless Service "
-        f"(embedded DNS); 2 more appear at {duration * 0.4:.0f} s; {duration:.0f} s in all.",
+        f"dnsbalance demo: {backends} gRPC backend{'s' if backends != 1 else ''} on 127.0.77.x "
+        f"behind a headless Service (embedded DNS); 2 more appear at {duration * 0.4:.0f} s; "
+        f"{duration:.0f} s in all.",
+        "  each line: calls per second each backend answered, per client",
         *(f"  {name:<11} {DESCRIPTIONS[name]}" for name in CLIENTS),
         "",
     ]
@@ -69,7 +71,12 @@ class _PlainTicker:
                 for name in CLIENTS:
                     bucket = state.timeline[name][second]
                     counts = " ".join(f"{b}:{bucket[b]}" for b in state.backends)
-                    self._out.write(f"t={second + 1:>3}s {name:<11} {counts}\n")
+                    failed = state.errors[name]
+                    self._out.write(
+                        f"t={second + 1:>3}s {name:<11} calls/s {counts}"
+                        + (f" (failed so far: {failed})" if failed else "")
+                        + "\n"
+                    )
             self._printed = max(done, self._printed)
         self._out.flush()
 
@@ -77,7 +84,12 @@ class _PlainTicker:
 def _summary_rows(result: DemoResult) -> list[tuple[str, str, str, str]]:
     rows = []
     for client in result.clients:
-        spread = "never balanced" if client.spread is None else f"{client.spread:.2f}"
+        if client.spread is not None:
+            spread = f"{client.spread:.2f}"
+        elif client.first_balanced:
+            spread = "balanced, never uses new backends"
+        else:
+            spread = "never balanced"
         seconds = client.seconds_to_use_new_backends
         new = "never" if seconds is None else f"{seconds:.1f} s"
         rows.append((client.name, spread, new, str(client.errors)))

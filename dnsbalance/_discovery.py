@@ -79,7 +79,10 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ConfigError(f"bad nameserver {text!r}: expected an IP address, HOST:PORT") from None
+        raise ConfigError(
+            f"bad nameserver {text!r}: expected IP or IP:PORT (e.g. 10.96.0.10, "
+            "127.0.0.1:5353, [::1]:5353); host names are not accepted"
+        ) from None
     if not 1 <= port <= 65535:
         raise ConfigError(f"bad nameserver {text!r}: port out of range")
     return host, port
@@ -97,8 +100,13 @@ def _port_number(digits: str) -> int:
 
 def servers_for(target: Target, nameservers: Sequence[str] | None) -> tuple[str, ...] | None:
     """The DNS servers to ask: ``nameservers`` when given, else the server a ``dns://``
-    target names, else None (resolv.conf's)."""
-    if nameservers:
+    target names, else None (resolv.conf's). One string is one server; an empty list is
+    refused (None means resolv.conf's)."""
+    if isinstance(nameservers, str):
+        return (nameservers,)
+    if nameservers is not None:
+        if not nameservers:
+            raise ConfigError("nameservers=[] names no DNS server: pass None for resolv.conf's")
         return tuple(nameservers)
     return (target.dns_server,) if target.dns_server else None
 

@@ -34,7 +34,13 @@ from ._metrics import TargetMetrics
 from ._slices import SERVICE_NAME_LABEL, SliceSet, suggested_port
 from ._watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
-__all__ = ["SERVICE_ACCOUNT_DIR", "SliceWatcher", "ViewCallback", "load_api_client"]
+__all__ = [
+    "SERVICE_ACCOUNT_DIR",
+    "SliceWatcher",
+    "ViewCallback",
+    "load_api_client",
+    "namespace_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,46 @@ def load_api_client(
     return None
 
 
+def namespace_for(
+    *,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The namespace when neither an argument nor the target names one; one rule for the
+    library and every CLI command: in a pod (and no explicit kubeconfig/context) the
+    service account's namespace file; else the namespace of the kubeconfig context
+    (``context``, else the current one) of ``kubeconfig``, else ``KUBECONFIG``'s first
+    file that has one, else ``~/.kube/config``; else ``default``. Reads YAML only: the
+    Kubernetes client is not imported."""
+    import yaml
+
+    env = os.environ if environ is None else environ
+    if kubeconfig is None and context is None:
+        namespace_file = service_account_dir / "namespace"
+        if env.get("KUBERNETES_SERVICE_HOST") and namespace_file.is_file():
+            return namespace_file.read_text(encoding="utf-8").strip() or "default"
+    if kubeconfig is not None:
+        paths = [os.fspath(kubeconfig)]
+    else:
+        listed = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        paths = [p for p in listed.split(os.pathsep) if p]
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if not isinstance(loaded, dict):
+            continue
+        active = context or loaded.get("current-context")
+        for entry in loaded.get("contexts") or ():
+            if isinstance(entry, dict) and entry.get("name") == active:
+                namespace = (entry.get("context") or {}).get("namespace")
+                return namespace if isinstance(namespace, str) and namespace else "default"
+    return "default"
+
+
 def _configuration(client: Any) -> Any:
     """A client Configuration whose urllib3 pool never retries: the watcher's backoff is
     the one retry layer, and urllib3's own retries would log WARNINGs of their own
@@ -135,8 +181,11 @@ class TokenFile:
                 if self._token is not None:
                     log.info("service-account token file changed; using the new token")
                 self._token = token
-                configuration.api_key["BearerToken"] = f"bearer {token}"
-                configuration.api_key_prefix.pop("BearerToken", None)
+                # The client's key name changed: "authorization" up to kubernetes 30,
+                # "BearerToken" since; set both (each version reads only its own).
+                for key in ("BearerToken", "authorization"):
+                    configuration.api_key[key] = f"bearer {token}"
+                    configuration.api_key_prefix.pop(key, None)
 
 
 class _Expired(Exception):

@@ -14,6 +14,7 @@ from ._setup import (
     ChannelSettings,
     dns_mode_channel,
     settings_for,
+    warn_empty_start,
     weak_callback,
     with_arguments_of,
 )
@@ -63,7 +64,11 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     if settings.mode == "dns":
         assert poller is not None
         poller.poll_once()
-        return dns_mode_channel(settings, poller, BalancedChannel, factory, BalancedChannel.update)
+        channel = dns_mode_channel(
+            settings, poller, BalancedChannel, factory, BalancedChannel.update
+        )
+        warn_empty_start(settings, channel.endpoints)
+        return channel
     return _merged(settings, ApiSide.open(settings), poller, factory)
 
 
@@ -99,4 +104,5 @@ def _merged(
         poller.start()
 
     side.start(weak_callback(channel, lambda ch, endpoints: ch.update(endpoints)), follow_dns)
+    warn_empty_start(settings, channel.endpoints)
     return channel

@@ -512,7 +512,7 @@ class _Run:
             loud=True,
         )
         self.services.delete(original)
-        self.step(f"service/{name} deleted")
+        self.step(f"service/{name} deleted", loud=True)
         gone = self._wait_gone(name)
         if not gone:
             held = self.services.find(name) or original

@@ -28,7 +28,7 @@ from ._grpc_config import (
     plan_channel,
     service_config_json,
 )
-from ._kube import SliceWatcher, ViewCallback, load_api_client
+from ._kube import SliceWatcher, ViewCallback, load_api_client, namespace_for
 from ._local_dns import LocalName, local_name
 from ._metrics import metrics_for
 from ._policy import PollPolicy
@@ -40,6 +40,7 @@ __all__ = [
     "Mode",
     "dns_mode_channel",
     "settings_for",
+    "warn_empty_start",
     "weak_callback",
     "with_arguments_of",
 ]
@@ -182,8 +183,40 @@ def settings_for(
     panic_mode: bool = True,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
-    the one place they are written down. Raises TargetError, ConfigError."""
+    the one place they are written down. Raises TargetError, ConfigError (also for a
+    wrong type: every message names the argument)."""
+    _check_arguments(
+        target=target,
+        credentials=credentials,
+        options=options,
+        poll_interval=poll_interval,
+        dns_timeout=dns_timeout,
+        drain_timeout=drain_timeout,
+        on_change=on_change,
+        namespace=namespace,
+        cluster_domain=cluster_domain,
+        context=context,
+        include_terminating=include_terminating,
+    )
+    if isinstance(nameservers, str):
+        nameservers = (nameservers,)  # one server given as a string
+    elif nameservers is not None:
+        if not isinstance(nameservers, Sequence) or not all(
+            isinstance(n, str) for n in nameservers
+        ):
+            raise ConfigError(
+                "nameservers must be a string or a list of strings like '10.96.0.10' or "
+                f"'127.0.0.1:5353', got {nameservers!r}"
+            )
+        if not nameservers:
+            raise ConfigError(
+                "nameservers=[] names no DNS server: pass None to use resolv.conf's servers"
+            )
+    if kubeconfig is not None:
+        _check_kubeconfig(kubeconfig)
     if isinstance(target, str):
+        if namespace is None:  # the one namespace rule: see namespace_for
+            namespace = namespace_for(kubeconfig=kubeconfig, context=context)
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
     config = service_config_json(service_config, health_check=health_check)
     return ChannelSettings(
@@ -193,7 +226,7 @@ def settings_for(
         poll_policy=poll_policy,
         dns_timeout=dns_timeout,
         drain_timeout=drain_timeout,
-        nameservers=tuple(nameservers) if nameservers else None,
+        nameservers=tuple(nameservers) if nameservers is not None else None,
         grpc_options=(*((str(k), v) for k, v in options), ("grpc.service_config", config)),
         resolver_kind=grpc_dns_resolver(),
         credentials=credentials,
@@ -203,6 +236,93 @@ def settings_for(
         context=context,
         include_terminating=include_terminating,
         panic_mode=panic_mode,
+    )
+
+
+def _check_arguments(
+    *,
+    target: object,
+    credentials: object,
+    options: object,
+    poll_interval: object,
+    dns_timeout: object,
+    drain_timeout: object,
+    on_change: object,
+    namespace: object,
+    cluster_domain: object,
+    context: object,
+    include_terminating: object,
+) -> None:
+    """Types at the door, so a typo fails here naming the argument, not deep inside."""
+    if not isinstance(target, str | Target):
+        raise ConfigError(
+            f"target must be a string like 'svc.ns:grpc', got {type(target).__name__}"
+        )
+    if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
+        raise ConfigError(
+            "credentials must be grpc.ChannelCredentials (e.g. grpc.ssl_channel_credentials()) "
+            f"or None, got {type(credentials).__name__}"
+        )
+    if (
+        isinstance(options, str | bytes | Mapping)
+        or not isinstance(options, Sequence)
+        or not all(isinstance(o, tuple) and len(o) == 2 for o in options)
+    ):
+        raise ConfigError(
+            "options must be a sequence of (key, value) pairs like "
+            f"[('grpc.keepalive_time_ms', 30000)], got {options!r}"
+        )
+    for name, value, optional in (
+        ("poll_interval", poll_interval, False),
+        ("dns_timeout", dns_timeout, False),
+        ("drain_timeout", drain_timeout, True),
+    ):
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if on_change is not None and not callable(on_change):
+        raise ConfigError(f"on_change must be a callable or None, got {on_change!r}")
+    for name, value in (
+        ("namespace", namespace),
+        ("cluster_domain", cluster_domain),
+        ("context", context),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string or None, got {value!r}")
+    if not isinstance(include_terminating, bool):
+        raise ConfigError(f"include_terminating must be True or False, got {include_terminating!r}")
+
+
+def _check_kubeconfig(kubeconfig: object) -> None:
+    """An explicit kubeconfig is not a fallback: one that cannot be read is an error."""
+    if not isinstance(kubeconfig, str | os.PathLike):
+        raise ConfigError(f"kubeconfig must be a path, got {kubeconfig!r}")
+    path = os.fspath(kubeconfig)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig={path!r} cannot be read: {exc.strerror or exc}") from exc
+
+
+def warn_empty_start(settings: ChannelSettings, endpoints: Sequence[Endpoint]) -> None:
+    """One WARNING when a channel starts with nothing to call (a typo in the name, a
+    Service with no ready pod): calls would fail with UNAVAILABLE without a word."""
+    if endpoints:
+        return
+    target = settings.target
+    name = target.srv_name if target.port_name else target.fqdn
+    servers = ", ".join(settings.servers or ()) or "resolv.conf's servers"
+    asked = f"DNS name {name} via {servers}" if settings.mode != "api" else ""
+    if settings.mode != "dns":
+        slices = f"the EndpointSlices of service/{target.service} in namespace {target.namespace}"
+        asked = f"{asked} and {slices}" if asked else slices
+    log.warning(
+        "%s starts with 0 endpoints: %s gave no ready endpoint (a typo in the name or the "
+        "namespace? no ready pod?); calls fail with UNAVAILABLE until one appears",
+        settings.name,
+        asked,
     )
 
 

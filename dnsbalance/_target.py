@@ -210,6 +210,13 @@ def _split_host_port(text: str, original: str) -> tuple[str, str]:
             raise TargetError(
                 "an IPv6 address is not a Service name", target=original, part="service"
             )
+        if "://" in original:  # a scheme is there: too many ':' after the name
+            raise TargetError(
+                f"unexpected ':' in {host!r}: one port or port name after the Service "
+                "(e.g. kubernetes:///svc.ns:grpc)",
+                target=original,
+                part="port",
+            )
         raise TargetError(
             f"unexpected ':' in {host!r} (a scheme needs '://', e.g. kubernetes:///svc.ns:8000)",
             target=original,
@@ -302,9 +309,19 @@ def _split_service_name(host: str, original: str) -> tuple[str, str | None, str 
     return service, namespace, domain
 
 
+_RULES = {
+    "service": "a Service name is a DNS-1035 label: at most 63 lowercase letters, digits "
+    "and '-', starting with a letter and ending with a letter or digit",
+    "namespace": "a namespace is a DNS-1123 label: at most 63 lowercase letters, digits "
+    "and '-', starting and ending with a letter or digit",
+}
+
+
 def _check(pattern: re.Pattern[str], value: str, part: str, original: str) -> str:
     if not pattern.fullmatch(value):
-        raise TargetError(f"bad {part} {value!r}", target=original, part=part)
+        rule = _RULES.get(part)
+        why = f" ({rule})" if rule else ""
+        raise TargetError(f"bad {part} {value!r}{why}", target=original, part=part)
     return value
 
 

@@ -26,6 +26,7 @@ from ._check import (
     Row,
     ViewChange,
     compare,
+    empty_cause,
     list_api_endpoints,
     load_client_quietly,
     run_checks,
@@ -41,8 +42,9 @@ from ._exceptions import (
     KubernetesError,
     TargetError,
 )
+from ._kube import namespace_for
 from ._manifests import dump_json, dump_json_list, dump_yaml, read_documents
-from ._services import ConvertOptions, ConvertResult, convert_service, current_namespace
+from ._services import ConvertOptions, ConvertResult, convert_service
 from ._target import Target, parse_target
 from ._version import __version__
 
@@ -61,9 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # -v also after the subcommand (dnsbalance check X -v); SUPPRESS keeps the top-level
+    # count when the subcommand gives none
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more logging (-v info, -vv debug)",
+    )
 
     demo = commands.add_parser(
         "demo",
+        parents=[verbose],
         help="see the problem and the fix side by side, on this machine (no cluster needed)",
         description=(
             "Runs gRPC backends on 127.0.77.x behind an embedded DNS server that publishes "
@@ -89,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resolve = commands.add_parser(
         "resolve",
+        parents=[verbose],
         help="show the endpoints of a target as cluster DNS and the API see them",
         description="Show the endpoints of TARGET as cluster DNS publishes them and, when "
         "the Kubernetes API is reachable, as its EndpointSlices list them.",
@@ -121,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
+        parents=[verbose],
         help="preflight: DNS, headless Service, named ports, RBAC, gRPC resolver",
         description="Check what TARGET needs to be balanced: the name resolves, the Service "
         "is headless with named ports, this identity may list and watch EndpointSlices, "
@@ -136,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert-service",
+        parents=[verbose],
         help="make a Service headless (a twin, or in place)",
         description="Make Service NAME headless: --strategy twin (default) adds "
         "NAME-headless next to it; --strategy replace deletes and re-creates it headless "
@@ -148,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="convert the Services of this YAML/JSON manifest offline ('-': stdin)",
     )
-    convert.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    convert.add_argument(
+        "-n", "--namespace", help="namespace (default: the pod's, else the context's, else default)"
+    )
     convert.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, in-cluster)")
     convert.add_argument("--context", help="kubeconfig context to use")
     convert.add_argument(
@@ -162,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--backup-dir",
         type=Path,
-        default=Path(),
+        default=None,
         metavar="DIR",
-        help="where --strategy replace writes the backup (default: current folder)",
+        help="an existing folder where --strategy replace writes the backup (default: the "
+        "current folder)",
     )
     convert.add_argument(
         "--delete-timeout",
@@ -183,15 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--dry-run",
         choices=("none", "client", "server"),
+        nargs="?",
+        const="client",
         default="none",
-        help="client: only say what would be done; server: send the writes with dryRun=All",
+        help="client (the value when none is given): only say what would be done; server: "
+        "send the writes with dryRun=All",
     )
     output = convert.add_mutually_exclusive_group()
     output.add_argument(
         "-o", "--output", choices=("yaml", "json"), help="print the resulting objects"
     )
     output.add_argument(
-        "--diff", action="store_true", help="print a unified diff of the change (YAML)"
+        "--diff",
+        action="store_true",
+        help="preview: print a unified diff of the change (YAML) and change nothing, like "
+        "kubectl diff (with --dry-run=server the API computes the result)",
     )
     convert.set_defaults(handler=_cmd_convert)
     return parser
@@ -208,8 +233,17 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result = show_demo(
         out, backends=args.backends, duration=args.duration, live=live, output=args.output
     )
-    failed = sum(c.errors for c in result.clients if c.name == "dnsbalance")
-    return EXIT_OK if failed == 0 else EXIT_FAILED
+    for client in result.clients:
+        if client.failure is not None:
+            print(
+                f"dnsbalance: {client.name}: {client.errors} failed calls; the first: "
+                f"{client.failure}",
+                file=err,
+            )
+    ours = next(c for c in result.clients if c.name == "dnsbalance")
+    if ours.spread is None and ours.errors == 0:
+        print("dnsbalance: the dnsbalance client never balanced over every backend", file=err)
+    return EXIT_OK if ours.ok else EXIT_FAILED
 
 
 def _positive(text: str) -> float:
@@ -226,10 +260,15 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nameserver",
         action="append",
-        metavar="HOST:PORT",
-        help="DNS server to ask instead of resolv.conf's (repeatable)",
+        metavar="IP:PORT",
+        help="DNS server (IP or IP:PORT) to ask instead of resolv.conf's (repeatable)",
     )
-    parser.add_argument("-n", "--namespace", help="namespace when TARGET names none")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        help="namespace when TARGET names none (default: the pod's, else the kubeconfig "
+        "context's, else default)",
+    )
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")
     parser.add_argument(
         "--timeout", type=float, default=2.0, help="DNS timeout in seconds (default 2)"
@@ -251,13 +290,16 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _target_from(args: argparse.Namespace) -> Target:
-    return parse_target(args.target, namespace=args.namespace, cluster_domain=args.cluster_domain)
+    namespace = args.namespace or namespace_for(kubeconfig=args.kubeconfig, context=args.context)
+    return parse_target(args.target, namespace=namespace, cluster_domain=args.cluster_domain)
 
 
 # -- resolve ----------------------------------------------------------------------------
 
 
 def _cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.watch and args.watch_seconds is not None:
+        raise ConfigError("--watch-seconds needs --watch")
     if not args.watch:
         return _resolve(args, out, err)
     try:
@@ -292,6 +334,9 @@ def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if api_error is not None:
             print(f"dnsbalance: note: showing DNS only: {api_error}", file=err)
         report = _resolve_report(target, resolver, client, dns_view, api_view, api_error)
+        report["cause"] = None
+        if not report["rows"] and client is not None and api_error is None:
+            report["cause"] = empty_cause(client, target)
         if args.output == "json":
             out.write(json.dumps(report) + "\n" if args.watch else dump_json(report))
         else:
@@ -368,7 +413,8 @@ def _print_resolve(
         )
     rows = compare(dns_view, api_view)
     if not rows:
-        out.write("no ready endpoints (NXDOMAIN or no records)\n")
+        cause = report.get("cause") or "NXDOMAIN or no records"
+        out.write(f"no ready endpoints ({cause})\n")
         if report["disagreements"] is not None:
             out.write("disagreements: 0\n")
         return
@@ -441,7 +487,9 @@ def _print_table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
 def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = _target_from(args)
     resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
-    client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
+    client, api_error = None, None
+    if args.mode != "dns":  # mode dns never reads the API
+        client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
     try:
         results = run_checks(
             target, resolver=resolver, api_client=client, api_error=api_error, mode=args.mode
@@ -487,6 +535,14 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _convert_file(args, out, err)
     if not args.name:
         raise ConfigError("convert-service needs NAME (a Service in the cluster) or -f FILE")
+    if args.backup_dir is not None and not args.backup_dir.exists():
+        raise ConfigError(
+            f"--backup-dir {args.backup_dir} does not exist: create it first (or leave "
+            "--backup-dir out to write the backup in the current folder)"
+        )
+    dry_run = args.dry_run
+    if args.diff and dry_run == "none":
+        dry_run = "client"  # --diff is a preview: it never writes
     client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
     if client is None:
         raise api_error or ConfigError(
@@ -500,15 +556,15 @@ def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"dnsbalance: {message}", file=err, flush=True)
 
     try:
-        namespace = args.namespace or current_namespace(
+        namespace = args.namespace or namespace_for(
             kubeconfig=args.kubeconfig, context=args.context
         )
         options = ConvertOptions(
             strategy=args.strategy,
-            dry_run=args.dry_run,
+            dry_run=dry_run,
             force=args.force,
             twin_name=args.twin_name,
-            backup_dir=args.backup_dir,
+            backup_dir=args.backup_dir or Path(),
             delete_timeout=args.delete_timeout,
         )
         result = convert_service(
@@ -553,6 +609,13 @@ def _convert_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     documents = read_documents(text, source=source)
     if not documents:
         print(f"dnsbalance: warning: {source} holds no documents; nothing to convert", file=err)
+    values = _flatten([d.value for d in documents])
+    if documents and not any(isinstance(v, dict) and v.get("kind") == "Service" for v in values):
+        print(
+            f"dnsbalance: warning: {source} holds no Service; nothing to convert (passed "
+            "through unchanged)",
+            file=err,
+        )
     result = convert_documents(documents, strategy=args.strategy, force=args.force)
     for warning in result.warnings:
         print(f"dnsbalance: warning: {warning}", file=err)
@@ -576,10 +639,33 @@ def _flatten(documents: Sequence[Any]) -> list[Any]:
     return flat
 
 
+_SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
+
+
+def _diff_view(obj: Any) -> Any:
+    """``obj`` without what the server sets (status, uid, resourceVersion, timestamps,
+    managedFields, selfLink), so a diff shows only the change; keys are sorted in dump."""
+    if not isinstance(obj, dict):
+        return obj
+    if obj.get("kind") == "List":
+        return {**obj, "items": [_diff_view(i) for i in obj.get("items") or ()]}
+    view = {k: v for k, v in obj.items() if k != "status"}
+    metadata = view.get("metadata")
+    if isinstance(metadata, dict):
+        view["metadata"] = {
+            k: v for k, v in metadata.items() if k not in (*_SERVER_SET, "selfLink")
+        }
+    return view
+
+
 def _diff(before: Sequence[Any], after: Sequence[Any], name: str) -> str:
-    old = dump_yaml(before).splitlines(keepends=True)
-    new = dump_yaml(after).splitlines(keepends=True)
+    old = _sorted_yaml([_diff_view(o) for o in before]).splitlines(keepends=True)
+    new = _sorted_yaml([_diff_view(o) for o in after]).splitlines(keepends=True)
     return "".join(difflib.unified_diff(old, new, fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def _sorted_yaml(objects: Sequence[Any]) -> str:
+    return dump_yaml(json.loads(json.dumps(objects, sort_keys=True)))
 
 
 # -- main -------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import grpc
 from dnsbalance.testing import AioBackend, Backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "demo"))
+if os.environ.get("DNSBALANCE_DEMO_STUBS"):  # stubs generated for an older grpcio (lower bounds)
+    sys.path.insert(0, os.environ["DNSBALANCE_DEMO_STUBS"])
 
 import demo_pb2
 import demo_pb2_grpc

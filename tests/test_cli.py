@@ -136,14 +136,15 @@ def test_convert_service_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "document 1 (line 1): service/a: spec.ports is required" in capsys.readouterr().err
     assert run("convert-service", "greeter")[0] == 2  # no kubeconfig anywhere
     assert "no Kubernetes API configuration" in capsys.readouterr().err
-    for argv in (["--strategy", "other"], ["-o", "yaml", "--diff"], ["--dry-run"]):
+    for argv in (["--strategy", "other"], ["-o", "yaml", "--diff"], ["--dry-run", "all"]):
         with pytest.raises(SystemExit) as info:
             main(["convert-service", "a", *argv])
         assert info.value.code == 2
 
 
 def test_check_in_dns_mode_needs_no_api(embedded_dns: DNSResponder, unique_service: str) -> None:
-    embedded_dns.set_service(unique_service, "ns", [Pod(ip="10.9.3.1")], ports={"grpc": 9000})
+    pods = [Pod(ip="10.9.3.1"), Pod(ip="10.9.3.2")]
+    embedded_dns.set_service(unique_service, "ns", pods, ports={"grpc": 9000})
     code, out = run(
         "check", f"{unique_service}.ns:grpc", "--nameserver", embedded_dns.address, "--mode", "dns"
     )
@@ -151,7 +152,7 @@ def test_check_in_dns_mode_needs_no_api(embedded_dns: DNSResponder, unique_servi
     lines = out.splitlines()
     assert lines[0] == f"checks for kubernetes:///{unique_service}.ns:grpc"
     assert lines[1].startswith(f"ok    dns: _grpc._tcp.{unique_service}.ns.svc.cluster.local")
-    assert lines[1].endswith("10.9.3.1:9000")
-    assert "ok    api: no Kubernetes API configuration; mode dns does not need one" in out
+    assert lines[1].endswith("10.9.3.1:9000, 10.9.3.2:9000")
+    assert "ok    api: not used: mode dns never reads the Kubernetes API" in out
     assert "ok    rbac: not needed" in out
     assert out.endswith(" 0 fail\n")

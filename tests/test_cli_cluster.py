@@ -65,6 +65,13 @@ def writes(kube: FakeKubernetesAPI) -> list[tuple[str, str, str]]:
     ]
 
 
+def backup_dir(tmp_path: Path) -> Path:
+    """An existing backup folder (convert-service refuses a missing one)."""
+    folder = tmp_path / "b"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def service(kube: FakeKubernetesAPI, name: str) -> dict[str, Any] | None:
     return kube.get_object("Service", NS, name)
 
@@ -146,7 +153,7 @@ def test_replace_backs_up_then_recreates_headless(
     original = add_service(kube, annotations={"owner": "team-a"})
     kube.reset_log()
     code, out, err = convert(
-        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(tmp_path / "b")
+        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(backup_dir(tmp_path))
     )
     assert code == 0, err
     backups = list((tmp_path / "b").glob("app.greeter.*.backup.yaml"))
@@ -177,7 +184,7 @@ def test_replace_rolls_back_when_the_create_fails(
     original = add_service(kube)
     kube.fail_next(1, code=500, verb="create", resource="services")
     code, _, err = convert(
-        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(tmp_path / "b")
+        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(backup_dir(tmp_path))
     )
     assert code == 1
     assert "creating the headless service/greeter failed" in err
@@ -200,7 +207,13 @@ def test_rollback_says_when_the_cluster_ip_could_not_be_kept(
     # the create fails, and so does the first try to restore with the old allocations
     kube.fail_next(2, code=422, verb="create", resource="services")
     code, _, err = convert(
-        kubeconfig, "web", "--strategy", "replace", "--force", "--backup-dir", str(tmp_path / "b")
+        kubeconfig,
+        "web",
+        "--strategy",
+        "replace",
+        "--force",
+        "--backup-dir",
+        str(backup_dir(tmp_path)),
     )
     assert code == 1
     assert f"cluster IP {original['spec']['clusterIP']} could not be kept" in err
@@ -219,7 +232,7 @@ def test_replace_refusals_change_nothing(
     kube.put(kube.service("alias", NS, type="ExternalName", external_name="x.example.com"))
     add_service(kube, "loose", selector=None, ports=[8080])
     kube.reset_log()
-    backups = str(tmp_path / "b")
+    backups = str(backup_dir(tmp_path))
     code, _, err = convert(kubeconfig, "web", "--strategy", "replace", "--backup-dir", backups)
     assert code == 2
     web = service(kube, "web")
@@ -240,7 +253,7 @@ def test_replace_refusals_change_nothing(
     assert code == 1
     assert 'Service "missing" not found in namespace "other"' in err
     assert writes(kube) == []
-    assert not (tmp_path / "b").exists()
+    assert not any((tmp_path / "b").iterdir())
     # no selector and unnamed ports: warned, still converted
     code, _, err = convert(kubeconfig, "loose")
     assert code == 0
@@ -255,14 +268,14 @@ def test_missing_rbac_is_refused_before_anything_changes(
     kube.deny("create", "services", namespace=NS)
     kube.reset_log()
     code, _, err = convert(
-        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(tmp_path / "b")
+        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(backup_dir(tmp_path))
     )
     assert code == 2
     assert 'not allowed to create services in namespace "app"' in err
     assert 'needs get, create, delete on services in namespace "app"' in err
     assert "manifests/rbac-convert.yaml" in err
     assert writes(kube) == []
-    assert not (tmp_path / "b").exists()
+    assert not any((tmp_path / "b").iterdir())
     assert any(r.resource == "selfsubjectaccessreviews" for r in kube.requests)
 
 
@@ -274,13 +287,13 @@ def test_replace_without_access_reviews_checks_with_a_dry_run_create(
     kube.deny("create", "services", namespace=NS)
     kube.reset_log()
     code, _, err = convert(
-        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(tmp_path / "b")
+        kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(backup_dir(tmp_path))
     )
     assert code == 2
     assert "HTTP 403" in err
     assert "manifests/rbac-convert.yaml" in err
     assert [(m, d) for m, _, d in writes(kube)] == [("POST", "All")]
-    assert not (tmp_path / "b").exists()
+    assert not any((tmp_path / "b").iterdir())
 
 
 def test_no_backup_no_delete(kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path) -> None:
@@ -314,7 +327,7 @@ def test_dry_run_client_reads_only(
         "--dry-run",
         "client",
         "--backup-dir",
-        str(tmp_path / "b"),
+        str(backup_dir(tmp_path)),
     )
     assert code == 0
     assert "would write a backup" in out
@@ -325,7 +338,7 @@ def test_dry_run_client_reads_only(
     assert writes(kube) == []
     assert service(kube, "greeter") == original
     assert service(kube, "greeter-headless") is None
-    assert not (tmp_path / "b").exists()
+    assert not any((tmp_path / "b").iterdir())
 
 
 def test_dry_run_server_sends_dry_run_all_and_changes_nothing(
@@ -342,7 +355,7 @@ def test_dry_run_server_sends_dry_run_all_and_changes_nothing(
         "server",
         "--diff",
         "--backup-dir",
-        str(tmp_path / "b"),
+        str(backup_dir(tmp_path)),
     )
     assert code == 0, err
     assert "-  clusterIP: 10.96." in out
@@ -358,7 +371,7 @@ def test_dry_run_server_sends_dry_run_all_and_changes_nothing(
     ]
     assert service(kube, "greeter") == original
     assert service(kube, "greeter-headless") is None
-    assert not (tmp_path / "b").exists()
+    assert not any((tmp_path / "b").iterdir())
 
 
 # -- resolve: DNS and the API side by side ----------------------------------------------------
@@ -572,7 +585,7 @@ def test_subprocess_convert_with_kubeconfig_env_and_stdin(
         "--strategy",
         "replace",
         "--backup-dir",
-        str(tmp_path / "b"),
+        str(backup_dir(tmp_path)),
         env={"KUBECONFIG": str(kubeconfig)},
     )
     assert done.returncode == 0, done.stderr
@@ -627,3 +640,34 @@ def test_subprocess_watch_ends_on_sigint_with_exit_0(embedded_dns: DNSResponder)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_replace_with_rollback_tells_its_steps_in_order_on_stderr(
+    kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Issue 15 item 11: through a pipe, the progress of a replace that rolls back reads
+    in the order it happened (backup, deleted, failed, rolled back), all on stderr."""
+    add_service(kube)
+    kube.fail_next(1, code=500, verb="create", resource="services")
+    done = cli(
+        "convert-service",
+        "greeter",
+        "--strategy",
+        "replace",
+        "--backup-dir",
+        str(backup_dir(tmp_path)),
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    order = [
+        next(i for i, line in enumerate(lines) if needle in line)
+        for needle in (
+            "backup of service/greeter",
+            "service/greeter deleted",
+            "failed",
+            "rolled back",
+        )
+    ]
+    assert order == sorted(order), done.stderr
+    assert "deleted" not in done.stdout

@@ -57,7 +57,7 @@ def test_demo_plain_text() -> None:
     assert summary[1].split()[:2] == ["client", "spread"]
     rows = {line.split()[0]: line for line in summary[2:] if line.strip()}
     assert "never balanced" in rows["clusterip"]
-    assert "never balanced" in rows["grpc-dns"]
+    assert "balanced, never uses new backends" in rows["grpc-dns"]
     assert "never" not in rows["dnsbalance"]
 
 

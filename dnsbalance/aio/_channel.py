@@ -17,7 +17,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -214,11 +214,19 @@ class _UnaryStream(_MultiCallable, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
     pass
 
 
-class _StreamUnary(_MultiCallable, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
+if TYPE_CHECKING:
+    _StreamUnaryBase = grpc.aio.StreamUnaryMultiCallable[Any, Any]
+    _StreamStreamBase = grpc.aio.StreamStreamMultiCallable[Any, Any]
+else:  # grpcio 1.63 (our lower bound) does not subscript these two
+    _StreamUnaryBase = grpc.aio.StreamUnaryMultiCallable
+    _StreamStreamBase = grpc.aio.StreamStreamMultiCallable
+
+
+class _StreamUnary(_MultiCallable, _StreamUnaryBase):
     pass
 
 
-class _StreamStream(_MultiCallable, grpc.aio.StreamStreamMultiCallable[Any, Any]):
+class _StreamStream(_MultiCallable, _StreamStreamBase):
     pass
 
 

@@ -20,6 +20,7 @@ from dnsbalance._setup import (
     ChannelSettings,
     dns_mode_channel,
     settings_for,
+    warn_empty_start,
     weak_callback,
     with_arguments_of,
 )
@@ -45,7 +46,9 @@ async def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
     if settings.mode == "dns":
         assert poller is not None
         await poller.poll_once()
-        return dns_mode_channel(settings, poller, BalancedChannel, factory, BalancedChannel.want)
+        channel = dns_mode_channel(settings, poller, BalancedChannel, factory, BalancedChannel.want)
+        warn_empty_start(settings, channel.endpoints)
+        return channel
     api = await asyncio.to_thread(ApiSide.open, settings)
     return await _merged(settings, api, poller, factory)
 
@@ -89,4 +92,5 @@ async def _merged(
         poller.start()
 
     side.start(hand_to_loop, follow_dns)
+    warn_empty_start(settings, channel.endpoints)
     return channel
