@@ -7,8 +7,8 @@ Fairness answering watches with 429) cannot loop list+watch once a second.
 
 - For the first ``fast_window`` seconds of an outage, retries come quickly
   (``fast_first`` doubling up to ``fast_cap``): a short outage (an apiserver restart,
-  a few 500s during an upgrade) is over for us within about a second of its end, as
-  with kuberesolver's fixed 1 s.
+  a few 500s during an upgrade) is over for us within about half a second of its end
+  (kuberesolver's fixed re-watch takes 1 s; measured in ``benchmarks/kube_watch.py``).
 - After that the delay doubles from ``base`` up to ``cap``, with jitter, so a long
   outage costs the API a request every ``cap`` seconds per watcher.
 - ``Retry-After`` (429 from API Priority and Fairness, 503) is honoured: the delay is
@@ -28,7 +28,7 @@ __all__ = ["RetryPolicy", "parse_retry_after", "retry_delay", "watch_was_healthy
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     fast_first: float = 0.1
-    fast_cap: float = 1.0
+    fast_cap: float = 0.5
     fast_window: float = 10.0
     base: float = 2.0
     cap: float = 30.0
