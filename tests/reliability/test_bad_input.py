@@ -98,7 +98,7 @@ def check_target(target: Target) -> None:
     assert 1 <= len(target.service) <= 63
     if isinstance(target.port, int):
         assert 1 <= target.port <= 65535
-    else:
+    elif target.port is not None:  # None: a kubernetes target without a port
         assert target.port.isascii()
         assert 1 <= len(target.port) <= 15
     assert target.fqdn.isascii()
