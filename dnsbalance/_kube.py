@@ -81,10 +81,8 @@ def load_api_client(
     env = os.environ if environ is None else environ
     try:
         if kubeconfig is not None or context is not None:
-            return config.new_client_from_config(
-                config_file=os.fspath(kubeconfig) if kubeconfig else None,
-                context=context,
-                client_configuration=_configuration(client),
+            return _from_kubeconfig(
+                client, config, os.fspath(kubeconfig) if kubeconfig else None, context
             )
         if env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").is_file():
             configuration = _configuration(client)
@@ -101,9 +99,7 @@ def load_api_client(
         path = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
         paths = [p for p in path.split(os.pathsep) if p and Path(p).is_file()]
         if paths:
-            return config.new_client_from_config(
-                config_file=paths[0], context=context, client_configuration=_configuration(client)
-            )
+            return _from_kubeconfig(client, config, paths[0], context)
     except config.ConfigException as exc:
         raise KubernetesError(f"cannot load Kubernetes configuration: {exc}") from exc
     return None
@@ -147,6 +143,14 @@ def namespace_for(
                 namespace = (entry.get("context") or {}).get("namespace")
                 return namespace if isinstance(namespace, str) and namespace else "default"
     return "default"
+
+
+def _from_kubeconfig(client: Any, config: Any, path: str | None, context: str | None) -> Any:
+    """An ApiClient from a kubeconfig with :func:`_configuration`'s settings
+    (``new_client_from_config`` takes no configuration before kubernetes 30)."""
+    configuration = _configuration(client)
+    config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+    return client.ApiClient(configuration)
 
 
 def _configuration(client: Any) -> Any:

@@ -686,6 +686,9 @@ def main(
     if args.command is None:
         parser.print_help(out)
         return EXIT_USAGE
+    logging.getLogger("dnsbalance").debug(  # what a bug report needs first
+        "dnsbalance %s (Python %s): %s", __version__, sys.version.split()[0], args.command
+    )
     try:
         code: int = args.handler(args, out, err)
     except (TargetError, ConfigError, ConversionError) as exc:

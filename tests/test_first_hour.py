@@ -508,7 +508,7 @@ def test_verbose_after_the_subcommand_and_watch_seconds_alone(
         "-vv",
     )
     assert done.returncode == 0, done.stderr
-    assert " DEBUG " in done.stderr
+    assert " DEBUG dnsbalance: dnsbalance " in done.stderr  # its own line, whatever urllib3 logs
     done = cli("resolve", "x.app:80", "--mode", "dns", "--watch-seconds", "3")
     assert done.returncode == 2
     assert "--watch-seconds needs --watch" in done.stderr
