@@ -123,7 +123,6 @@ def read_slice(
             continue
         try:
             endpoint = Endpoint(address=address, port=number, hostname=hostname)
-            endpoint.sort_key()  # a valid IP address
         except ValueError:
             log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
             continue
