@@ -21,7 +21,7 @@ import grpc
 
 from dnsbalance.testing import BindServer, DNSResponder
 from dnsbalance.testing._backend import decode_response
-from dnsbalance.testing._bind import find_named
+from dnsbalance.testing._clusterdns.bind import find_named
 
 METHOD = "/demo.DemoService/Demo"
 ROUND_ROBIN = (("grpc.service_config", '{"loadBalancingConfig":[{"round_robin":{}}]}'),)

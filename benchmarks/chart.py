@@ -1,6 +1,6 @@
 """Chart: calls per backend per second across a scale-up, for the three contenders.
 
-Runs ``dnsbalance._demo.run_demo`` (3 pods on 127.0.77.x, 2 more appear at 40% of
+Runs ``dnsbalance.cli.demo.run_demo`` (3 pods on 127.0.77.x, 2 more appear at 40% of
 the run; the embedded DNS responder; 100 calls/s per client; dnsbalance polls every
 1 s) and draws its per-second timeline to ``results/scale-up.png``
 (``results/quick.scale-up.png`` in quick mode). Needs matplotlib (a benchmark-only
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dnsbalance._demo import ClientResult, DemoResult, run_demo
+from dnsbalance.cli.demo import ClientResult, DemoResult, run_demo
 
 from ._common import CLUSTER_IP, DNSBALANCE, NATIVE, Suite
 
@@ -26,7 +26,7 @@ def run(quick: bool, out: Path = RESULTS) -> Suite:
     duration = 6.0 if quick else 20.0
     result = run_demo(backends=3, added=2, duration=duration, rate=100.0, poll_interval=1.0)
     suite.note(
-        f"dnsbalance._demo.run_demo: 3 pods, 2 more at {result.scale_up_at:.1f} s of "
+        f"dnsbalance.cli.demo.run_demo: 3 pods, 2 more at {result.scale_up_at:.1f} s of "
         f"{duration:.0f} s, 100 calls/s per client, embedded DNS responder, dnsbalance poll 1 s"
     )
     for client in result.clients:

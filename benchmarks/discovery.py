@@ -2,12 +2,12 @@
 DNS server on loopback.
 
 A poller's lookup (``poll_lookup``) asks its questions together and does not parse
-an answer equal to the last one (dnsbalance._repeat); answers too big for UDP go
+an answer equal to the last one (dnsbalance._dns.answer_cache); answers too big for UDP go
 over TCP through dnspython every time, as discover() does.
 
 Targets: 3 endpoints under 2 ms (median); 1000 endpoints under 60 ms (median).
 
-Reading answers (no server): the wire reader (dnsbalance._wire.scan) against
+Reading answers (no server): the wire reader (dnsbalance._dns.wire.scan) against
 dnspython's parse of the same bytes, for a small poll, a 1000-record answer, and a
 64 KB SRV answer whose targets all point into one long chain of compression
 pointers (hostile: reading stays linear, the chain is refused at its 9th hop).
@@ -22,10 +22,10 @@ import dns.rdatatype
 import dns.rrset
 
 from dnsbalance import discover, parse_target
-from dnsbalance._discovery import make_resolver, poll_lookup
-from dnsbalance._plan import Question
-from dnsbalance._repeat import read_reply
-from dnsbalance._wire import scan
+from dnsbalance._dns.answer_cache import read_reply
+from dnsbalance._dns.plan import Question
+from dnsbalance._dns.sync import make_resolver, poll_lookup
+from dnsbalance._dns.wire import scan
 from dnsbalance.testing import Pod
 
 from ._common import Suite, cluster_dns, median, percentile, timed

@@ -18,7 +18,7 @@
   each scaled to 60 s, median reported: ``time.process_time()`` of this process, less
   the same process's idle CPU measured before the channels existed. The cost of the
   DNS lookups alone is measured too (a poller's lookup in a tight loop: A and AAAA
-  asked together, the unchanged answer not read again; see dnsbalance._repeat).
+  asked together, the unchanged answer not read again; see dnsbalance._dns.answer_cache).
 - **Rebuilds** (target: flat): OS threads and RSS of the process before and after
   1000 ``channel.rebuild()`` (200 in quick mode), each measured once grpc's
   connectivity-polling threads have settled.
@@ -35,10 +35,10 @@ import grpc
 
 import dnsbalance
 from dnsbalance import discover
-from dnsbalance._channel import BalancedChannel
-from dnsbalance._discovery import make_resolver, poll_lookup
-from dnsbalance._local_dns import local_name
-from dnsbalance._setup import settings_for
+from dnsbalance._channel.local_dns import local_name
+from dnsbalance._channel.sync import BalancedChannel
+from dnsbalance._dns.sync import make_resolver, poll_lookup
+from dnsbalance._settings import settings_for
 from dnsbalance.testing import Backend, Pod
 from dnsbalance.testing._backend import SERVICE, encode_response
 

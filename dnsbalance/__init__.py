@@ -6,8 +6,8 @@ headless Service through cluster DNS (and, when allowed, the Kubernetes API) and
 keeps a round_robin gRPC channel up to date with them.
 """
 
-from ._channel import BalancedChannel
-from ._discovery import discover
+from ._channel.sync import BalancedChannel
+from ._dns.sync import discover
 from ._endpoints import Change, Endpoint
 from ._exceptions import (
     ClosedError,
@@ -18,11 +18,11 @@ from ._exceptions import (
     ResolutionError,
     TargetError,
 )
-from ._policy import PollPolicy
-from ._poller import DnsPoller
-from ._resolve import resolve_channel
+from ._poll.policy import PollPolicy
+from ._poll.sync import DnsPoller
 from ._target import Target, parse_target
 from ._version import __version__
+from ._wiring import resolve_channel
 
 __all__ = [
     "BalancedChannel",

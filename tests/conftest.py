@@ -8,10 +8,10 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from backends import Fleet, new_fleet
 
 from dnsbalance.testing import BindServer, DNSResponder
-from dnsbalance.testing._bind import find_named
+from dnsbalance.testing._clusterdns.bind import find_named
+from tests.kits.backends import Fleet, new_fleet
 
 _NAMED_HINT = "named (BIND9) is required under CI: apt-get install -y bind9"
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import grpc
 import pytest
-from backends import AioFleet, demo_pb2, demo_pb2_grpc, new_aio_fleet
 
 import dnsbalance.aio
 from dnsbalance import ClosedError, Endpoint
 from dnsbalance.aio import BalancedChannel
 from dnsbalance.testing import FakeKubernetesAPI
+from tests.kits.backends import AioFleet, demo_pb2, demo_pb2_grpc, new_aio_fleet
 
 
 def run(test: Callable[[AioFleet], Awaitable[None]]) -> None:

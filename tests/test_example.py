@@ -33,10 +33,10 @@ from typing import IO, Any
 
 import grpc
 import pytest
-from backends import demo_pb2, demo_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dnsbalance.testing import DNSResponder
+from tests.kits.backends import demo_pb2, demo_pb2_grpc
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 BLOCK = "127.0.251"  # conftest's fleets use 127.0.2.x .. 127.0.249.x

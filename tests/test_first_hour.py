@@ -406,8 +406,8 @@ def test_resolve_and_check_take_the_kubeconfig_contexts_namespace(
 def test_library_takes_the_same_namespace(
     good: Path, embedded_dns: DNSResponder, unique_service: str, tmp_path: Path
 ) -> None:
-    from dnsbalance._kube import namespace_for
-    from dnsbalance._setup import settings_for
+    from dnsbalance._kube.watch import namespace_for
+    from dnsbalance._settings import settings_for
 
     embedded_dns.add_pod(unique_service, NS, "10.15.4.1")
     settings = settings_for(f"{unique_service}:8000", mode="dns", kubeconfig=good)
@@ -470,7 +470,7 @@ class _BrokenChannel:
 def test_demo_counts_calls_that_fail_with_any_exception() -> None:
     import threading
 
-    from dnsbalance._demo import DemoState, _load, _result
+    from dnsbalance.cli.demo import DemoState, _load, _result
 
     state = DemoState(backends=["127.0.77.1:1"])
     _load("dnsbalance", _BrokenChannel(), state, threading.Event(), rate=50, limit=0.2)  # type: ignore[arg-type]

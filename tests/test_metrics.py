@@ -9,9 +9,9 @@ from typing import Any
 
 import dns.rcode
 import prometheus_client
-from backends import Fleet, call_counts, demo_pb2_grpc, wait_until
 
 from dnsbalance import resolve_channel
+from tests.kits.backends import Fleet, call_counts, demo_pb2_grpc, wait_until
 
 
 def sample(name: str, target: str) -> float | None:

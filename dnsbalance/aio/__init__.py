@@ -3,8 +3,9 @@ self-refreshing ``grpc.aio.Channel``; ``await dnsbalance.aio.discover(...)`` fin
 endpoints without blocking the loop. Same arguments, same decisions (shared code)
 as the sync API."""
 
-from ._channel import BalancedChannel
-from ._discovery import discover
+from dnsbalance._channel.aio import BalancedChannel
+from dnsbalance._dns.aio import discover
+
 from ._resolve import resolve_channel
 
 __all__ = ["BalancedChannel", "discover", "resolve_channel"]

@@ -14,8 +14,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from dnsbalance._channel.aio import BalancedChannel
+from dnsbalance._dns.aio import make_resolver, poll_lookup
 from dnsbalance._endpoints import Endpoint
-from dnsbalance._setup import (
+from dnsbalance._merge.thread import MergedSide
+from dnsbalance._poll.aio import AsyncDnsPoller
+from dnsbalance._settings import (
     ApiSide,
     ChannelSettings,
     dns_mode_channel,
@@ -24,11 +28,6 @@ from dnsbalance._setup import (
     weak_callback,
     with_arguments_of,
 )
-from dnsbalance._source import MergedSide
-
-from ._channel import BalancedChannel
-from ._discovery import make_resolver, poll_lookup
-from ._poller import AsyncDnsPoller
 
 __all__ = ["resolve_channel"]
 

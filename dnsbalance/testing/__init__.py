@@ -26,12 +26,12 @@ Kubernetes client.
 from typing import TYPE_CHECKING, Any
 
 from ._backend import AioBackend, Backend
-from ._bind import BindServer
-from ._dns import DNSResponder
-from ._records import Pod, ServiceRegistry, service_rrsets
+from ._clusterdns.bind import BindServer
+from ._clusterdns.records import Pod, ServiceRegistry, service_rrsets
+from ._clusterdns.responder import DNSResponder
 
 if TYPE_CHECKING:
-    from ._fake_api import FakeKubernetesAPI, RequestRecord
+    from ._kubeapi.server import FakeKubernetesAPI, RequestRecord
 
 __all__ = [
     "AioBackend",
@@ -48,9 +48,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("FakeKubernetesAPI", "RequestRecord"):
-        from . import _fake_api
+        from ._kubeapi import server
 
-        return getattr(_fake_api, name)
+        return getattr(server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

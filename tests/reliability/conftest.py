@@ -4,22 +4,13 @@ the table of what each fault cost, printed at the end of the run."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# tests/ holds backends.py (and tests/conftest.py puts it on sys.path first); this folder
-# holds rel_support.py. Both are inserted here too, so a module of this folder can be run
-# on its own from any working directory.
-for _folder in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent):
-    if str(_folder) not in sys.path:
-        sys.path.insert(0, str(_folder))
-
-from rel_support import MEASURED, NS  # noqa: E402
-
-from dnsbalance.testing import DNSResponder, FakeKubernetesAPI  # noqa: E402
+from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
+from tests.kits.reliability import MEASURED, NS
 
 
 @pytest.fixture

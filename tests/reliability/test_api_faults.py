@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from backends import Fleet, wait_until
-from rel_support import (
+
+from dnsbalance import BalancedChannel
+from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
+from tests.kits.backends import Fleet, wait_until
+from tests.kits.reliability import (
     NS,
     Cluster,
     addresses,
@@ -21,9 +24,6 @@ from rel_support import (
     publish_slice,
     requests_of,
 )
-
-from dnsbalance import BalancedChannel
-from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
 
 
 def test_watch_cut_every_2s(

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from backends import Fleet, demo_pb2, demo_pb2_grpc, wait_until
-from rel_support import Callers, CallLog, measured
 
 from dnsbalance import BalancedChannel, resolve_channel
 from dnsbalance.testing import Backend, DNSResponder
+from tests.kits.backends import Fleet, demo_pb2, demo_pb2_grpc, wait_until
+from tests.kits.reliability import Callers, CallLog, measured
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import yaml
-from rel_support import measured, validate
+
+from tests.kits.reliability import measured, validate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,6 @@ import dns.rrset
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rel_support import measured, validate
 
 from dnsbalance import (
     ConversionError,
@@ -38,10 +37,11 @@ from dnsbalance import (
     discover,
     parse_target,
 )
-from dnsbalance._convert import convert_documents, plan_replace, plan_twin
-from dnsbalance._discovery import make_resolver, poll_lookup
-from dnsbalance._manifests import Document, read_documents
+from dnsbalance._dns.sync import make_resolver, poll_lookup
+from dnsbalance.cli.convert import convert_documents, plan_replace, plan_twin
+from dnsbalance.cli.manifests import Document, read_documents
 from dnsbalance.testing import DNSResponder
+from tests.kits.reliability import measured, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -345,7 +345,7 @@ def test_poll_lookups_raise_only_resolution_error_for_any_answer(
     crafted: CraftedDNS, seed: int, target: str
 ) -> None:
     """A poller's lookup, three polls in a row, so crafted answers also meet the
-    repeat-answer shortcut's fingerprint (dnsbalance._repeat)."""
+    repeat-answer shortcut's fingerprint (dnsbalance._dns.answer_cache)."""
     crafted.reply = partial(crafted_reply, random.Random(seed))
     parsed = parse_target(target, cluster_domain="cluster.local")
     lookup = poll_lookup(parsed, make_resolver([crafted.address], timeout=0.05))

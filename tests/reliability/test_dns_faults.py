@@ -13,12 +13,12 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from backends import Fleet, demo_pb2_grpc, wait_until
-from rel_support import Callers, CallLog, measured
 
 import dnsbalance
 from dnsbalance import BalancedChannel, PollPolicy, resolve_channel
 from dnsbalance.testing import DNSResponder
+from tests.kits.backends import Fleet, demo_pb2_grpc, wait_until
+from tests.kits.reliability import Callers, CallLog, measured
 
 
 def open_channel(

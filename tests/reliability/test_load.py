@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 import pytest
-from backends import Fleet, demo_pb2, demo_pb2_grpc, rss_kib, wait_until
-from rel_support import Callers, channel_threads, measured
 
 from dnsbalance import BalancedChannel, ClosedError, resolve_channel
-from dnsbalance._balanced import _Slot
+from dnsbalance._channel.base import _Slot
 from dnsbalance.testing import DNSResponder
+from tests.kits.backends import Fleet, demo_pb2, demo_pb2_grpc, rss_kib, wait_until
+from tests.kits.reliability import Callers, channel_threads, measured
 
 REPO = Path(__file__).resolve().parents[2]
 

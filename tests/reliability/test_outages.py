@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from backends import Fleet, demo_pb2_grpc, wait_until
-from rel_support import (
+
+from dnsbalance import PollPolicy, resolve_channel
+from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
+from tests.kits.backends import Fleet, demo_pb2_grpc, wait_until
+from tests.kits.reliability import (
     Callers,
     CallLog,
     Cluster,
@@ -22,9 +25,6 @@ from rel_support import (
     measured,
     requests_of,
 )
-
-from dnsbalance import PollPolicy, resolve_channel
-from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
 
 DNS_DOWN = 60.0
 API_DOWN = 30.0

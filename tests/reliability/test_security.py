@@ -13,14 +13,14 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from backends import Fleet, demo_pb2_grpc, wait_until
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
-from rel_support import NS, CallLog, Certificates, measured, publish_slice
 
 from dnsbalance import KubernetesError, resolve_channel
-from dnsbalance._kube import load_api_client
+from dnsbalance._kube.watch import load_api_client
 from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
+from tests.kits.backends import Fleet, demo_pb2_grpc, wait_until
+from tests.kits.reliability import NS, CallLog, Certificates, measured, publish_slice
 
 REPO = Path(__file__).resolve().parents[2]
 RBAC = REPO / "manifests" / "rbac.yaml"

@@ -1,0 +1,358 @@
+"""Endpoint discovery through cluster DNS: the sync driver.
+
+What to ask and how to read the answers is the lookup plan (:mod:`dnsbalance._dns.plan`).
+This module asks its questions: straight over UDP (TCP for answers too big for UDP)
+with the wire forms and answer reading of :mod:`dnsbalance._dns.answer_cache`, which for a
+poller also skips answers equal to the last ones; and through dnspython's resolver
+(:func:`ask`) for everything unusual: several nameservers, TSIG, error rcodes,
+malformed answers, a failed exchange. :func:`poll_lookup` is a poller's lookup,
+:func:`discover` a single one. The asyncio driver is :mod:`dnsbalance._dns.aio`.
+
+SERVFAIL, REFUSED and timeouts raise :class:`~dnsbalance.ResolutionError`. Queries
+carry EDNS with a 1232-byte payload so answers of up to ~70 addresses fit in one
+UDP datagram.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import TypeVar
+
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from dnsbalance._endpoints import Endpoint
+from dnsbalance._exceptions import ConfigError, ResolutionError, resolution_error
+from dnsbalance._target import Target, parse_target
+
+from .answer_cache import (
+    TIMEOUT,
+    TRUNCATED,
+    AnswerCache,
+    Batch,
+    Query,
+    Shortcut,
+    by_transport,
+    repeat_plan,
+)
+from .plan import Question, Reply
+from .wire import frame, unframe
+
+__all__ = [
+    "PollLookup",
+    "configure_resolver",
+    "discover",
+    "exchange",
+    "exchange_tcp",
+    "make_resolver",
+    "parse_nameserver",
+    "poll_lookup",
+    "run_plan",
+    "servers_for",
+]
+
+Endpoints = tuple[Endpoint, ...]
+
+EDNS_PAYLOAD = 1232
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``"10.96.0.10"``, ``"127.0.0.1:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (host, port)."""
+    host, port = text.strip(), 53
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1 :] if end > 0 else "?"
+        host = host[1:end]
+        if rest:
+            if not rest.startswith(":") or not _is_port_text(rest[1:]):
+                raise ConfigError(f"bad nameserver {text!r}: expected [ADDRESS]:PORT")
+            port = _port_number(rest[1:])
+    elif host.count(":") == 1:
+        host, port_text = host.split(":")
+        if not _is_port_text(port_text):
+            raise ConfigError(f"bad nameserver {text!r}: the port must be a number")
+        port = _port_number(port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"bad nameserver {text!r}: expected IP or IP:PORT (e.g. 10.96.0.10, "
+            "127.0.0.1:5353, [::1]:5353); host names are not accepted"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"bad nameserver {text!r}: port out of range")
+    return host, port
+
+
+def _is_port_text(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone takes '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _port_number(digits: str) -> int:
+    """0 (out of range) past 5 digits, which keeps int() from its 4300-digit limit."""
+    return int(digits) if len(digits) <= 5 else 0
+
+
+def servers_for(target: Target, nameservers: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The DNS servers to ask: ``nameservers`` when given, else the server a ``dns://``
+    target names, else None (resolv.conf's). One string is one server; an empty list is
+    refused (None means resolv.conf's)."""
+    if isinstance(nameservers, str):
+        return (nameservers,)
+    if nameservers is not None:
+        if not nameservers:
+            raise ConfigError("nameservers=[] names no DNS server: pass None for resolv.conf's")
+        return tuple(nameservers)
+    return (target.dns_server,) if target.dns_server else None
+
+
+R = TypeVar("R", bound=dns.resolver.BaseResolver)
+
+
+def make_resolver(
+    nameservers: Sequence[str] | None = None, *, timeout: float = 2.0
+) -> dns.resolver.Resolver:
+    """A new sync resolver configured for discovery (see :func:`configure_resolver`)."""
+    return configure_resolver(
+        dns.resolver.Resolver(configure=not nameservers), nameservers, timeout=timeout
+    )
+
+
+def configure_resolver(resolver: R, nameservers: Sequence[str] | None, *, timeout: float) -> R:
+    """Set ``resolver`` up for discovery: no cache (every poll must reach the server),
+    EDNS on, ``timeout`` as the lifetime, and ``nameservers`` (``host[:port]``
+    strings) in place of resolv.conf's when given."""
+    if timeout <= 0:
+        raise ConfigError(f"timeout must be positive, got {timeout}")
+    if nameservers:
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(host, port)
+            for host, port in map(parse_nameserver, nameservers)
+        ]
+    resolver.cache = None
+    resolver.lifetime = timeout
+    resolver.timeout = timeout
+    resolver.use_edns(0, 0, EDNS_PAYLOAD)
+    return resolver
+
+
+def describe_servers(resolver: dns.resolver.BaseResolver) -> str:
+    names = []
+    for ns in resolver.nameservers:
+        if isinstance(ns, dns.nameserver.Nameserver):
+            address, port = ns.answer_nameserver(), ns.answer_port()
+            names.append(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
+        else:
+            names.append(str(ns))
+    return ", ".join(names) or "(no nameserver)"
+
+
+def discover(
+    target: str | Target,
+    *,
+    nameservers: Sequence[str] | None = None,
+    cluster_domain: str | None = None,
+    timeout: float = 2.0,
+    resolver: dns.resolver.Resolver | None = None,
+) -> tuple[Endpoint, ...]:
+    """The ready endpoints of ``target`` as cluster DNS publishes them, sorted.
+
+    ``nameservers`` overrides resolv.conf (and a DNS server named in the target);
+    ``resolver`` lets you pass a configured ``dns.resolver.Resolver`` instead.
+    Returns ``()`` for NXDOMAIN. Raises ResolutionError, TargetError, ConfigError.
+    """
+    if isinstance(target, str):
+        target = parse_target(target, cluster_domain=cluster_domain)
+    if resolver is None:
+        resolver = make_resolver(servers_for(target, nameservers), timeout=timeout)
+    return poll_lookup(target, resolver)()
+
+
+Q = TypeVar("Q")
+A = TypeVar("A")
+
+
+def run_plan(plan: Generator[Q, A, Endpoints], ask_question: Callable[[Q], A]) -> Endpoints:
+    """Drive a plan, answering what it yields with ``ask_question``."""
+    try:
+        question = next(plan)
+        while True:
+            question = plan.send(ask_question(question))
+    except StopIteration as stop:
+        result: Endpoints = stop.value
+        return result
+
+
+def ask(resolver: dns.resolver.Resolver, question: Question) -> Reply:
+    """Ask dnspython's resolver: every server, TCP after truncation, its errors."""
+    try:
+        return resolver.resolve(
+            question.name, question.rdtype, search=False, raise_on_no_answer=False
+        )
+    except dns.resolver.NXDOMAIN:
+        return None
+    except dns.exception.DNSException as exc:
+        raise question_error(exc, question, resolver) from exc
+
+
+def poll_lookup(target: Target, resolver: dns.resolver.Resolver) -> PollLookup:
+    """A poller's lookup of ``target`` (see :class:`PollLookup`)."""
+    return PollLookup(target, resolver)
+
+
+class PollLookup:
+    """A poller's lookup of ``target``: each call finds what :func:`discover` finds;
+    from the second on, the last lookup's questions go out together, and answers
+    equal to the last ones are not read again (:mod:`dnsbalance._dns.answer_cache`).
+    :meth:`repeat` is the cheap check the poll clock runs. One poller drives it."""
+
+    def __init__(self, target: Target, resolver: dns.resolver.Resolver) -> None:
+        self._target = target
+        self._resolver = resolver
+        self._cache = AnswerCache(resolver)
+
+    def __call__(self) -> Endpoints:
+        return run_plan(repeat_plan(self._cache, self._target), self._ask_batch)
+
+    def repeat(self, timeout: float) -> Endpoints | None:
+        """The last result, when the last lookup's questions, asked again within
+        ``timeout``, all bring back the last answers; else None (a change, a slow or
+        failing server, anything for dnspython: poll in full). Never raises."""
+        cache = self._cache
+        questions = cache.replay()
+        if not questions:
+            return None
+        queries = cache.queries(questions)
+        answers = send(cache.server, queries, min(timeout, self._resolver.lifetime))
+        if answers is None or len(answers) != len(questions):
+            return None
+        cache.recognise(questions, queries, answers)
+        return cache.unchanged(questions)
+
+    def _ask_batch(self, batch: Batch) -> tuple[Reply, ...]:
+        cache, resolver = self._cache, self._resolver
+        queries = cache.queries(batch)
+        replies = cache.replies(batch, queries, send(cache.server, queries, resolver.lifetime))
+        again = [i for i, reply in enumerate(replies) if reply is TRUNCATED]
+        if again:  # truncated over UDP: the cache now has them asked over TCP
+            retried = self._ask_batch(tuple(batch[i] for i in again))
+            for i, answer in zip(again, retried, strict=True):
+                replies[i] = answer
+        settled = []
+        for question, reply in zip(batch, replies, strict=True):
+            if reply is TIMEOUT:
+                raise question_timeout(question, resolver)
+            settled.append(ask(resolver, question) if isinstance(reply, Shortcut) else reply)
+        return tuple(settled)
+
+
+def send(
+    server: tuple[str, int] | None, queries: list[Query | None], timeout: float
+) -> dict[bytes, bytes] | None:
+    """The answers to ``queries`` by ID, over UDP and TCP as each says; None when the
+    exchange failed outright (then dnspython asks them all)."""
+    udp, tcp = by_transport(queries)
+    if server is None:
+        return None
+    try:
+        answers = exchange(server, udp, timeout) if udp else {}
+        if tcp:
+            answers.update(exchange_tcp(server, tcp, timeout))
+    except OSError:  # e.g. an ICMP "port unreachable", a refused connection
+        return None
+    return answers
+
+
+def exchange(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """Send ``queries`` over UDP from one new socket (a fresh random source port, as
+    dnspython uses) and collect the answers by ID (their first two bytes) until all
+    arrived or ``timeout`` passed. The socket is connected, so only the server's
+    datagrams reach it. Raises OSError."""
+    host, port = server
+    deadline = time.monotonic() + timeout
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((host, port))
+        for query in queries:
+            sock.send(query)
+        wait = timeout
+        sock.settimeout(wait)
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if remaining < wait - 0.05:  # settimeout is a system call: only when it matters
+                wait = remaining
+                sock.settimeout(wait)
+            try:
+                response = sock.recv(65535)
+            except TimeoutError:
+                break
+            if response[:2] in waiting:
+                waiting.discard(response[:2])
+                answers[response[:2]] = response
+    return answers
+
+
+def exchange_tcp(
+    server: tuple[str, int], queries: Sequence[bytes], timeout: float
+) -> dict[bytes, bytes]:
+    """:func:`exchange` over one new TCP connection (the queries pipelined, answers
+    in any order). A connection closed before every answer came raises
+    ConnectionError; other failures raise OSError."""
+    host, port = server
+    deadline = time.monotonic() + timeout
+    waiting = {query[:2] for query in queries}
+    answers: dict[bytes, bytes] = {}
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(frame(list(queries)))
+            buffer = bytearray()
+            while waiting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"{host}:{port} closed the connection")
+                buffer += chunk
+                for message in unframe(buffer):
+                    if message[:2] in waiting:
+                        waiting.discard(message[:2])
+                        answers[message[:2]] = message
+    except TimeoutError:
+        pass
+    return answers
+
+
+def question_error(
+    exc: dns.exception.DNSException, question: Question, resolver: dns.resolver.BaseResolver
+) -> Exception:
+    return resolution_error(
+        exc,
+        qname=question.name.to_text(omit_final_dot=True),
+        rdtype=dns.rdatatype.to_text(question.rdtype),
+        servers=describe_servers(resolver),
+    )
+
+
+def question_timeout(question: Question, resolver: dns.resolver.BaseResolver) -> ResolutionError:
+    """No answer within the resolver's lifetime (the repeat-answer shortcut's timeout)."""
+    return ResolutionError(
+        qname=question.name.to_text(omit_final_dot=True),
+        rdtype=dns.rdatatype.to_text(question.rdtype),
+        server=describe_servers(resolver),
+        reason="timeout",
+        detail=f"no answer in {resolver.lifetime:g} s",
+    )

@@ -1,0 +1,514 @@
+"""What the sync and asyncio ``resolve_channel`` share before any channel exists:
+validated settings, grpc options, the Kubernetes side, and the channel plan."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import grpc
+import grpc.aio
+
+from ._channel.config import (
+    ChannelPlan,
+    GrpcOptions,
+    grpc_dns_resolver,
+    native_resolver_warning,
+    plan_channel,
+    service_config_json,
+)
+from ._channel.local_dns import LocalName, local_name
+from ._channel.sync import OnChange
+from ._dns.sync import servers_for
+from ._endpoints import Change, Endpoint
+from ._exceptions import ConfigError, KubernetesError, TargetError
+from ._kube.watch import SliceWatcher, ViewCallback, load_api_client, namespace_for
+from ._metrics import metrics_for
+from ._poll.policy import PollPolicy
+from ._target import Target, parse_target
+
+__all__ = [
+    "ApiSide",
+    "ChannelSettings",
+    "Mode",
+    "dns_mode_channel",
+    "settings_for",
+    "warn_empty_start",
+    "weak_callback",
+    "with_arguments_of",
+]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "dns", "api"]
+AUTO_FIRST_LIST_TIMEOUT = 5.0  # seconds mode "auto" waits for the first list at most
+C = TypeVar("C", grpc.Channel, grpc.aio.Channel)
+MODES = ("auto", "dns", "api")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSettings:
+    """Validated settings of one balanced channel (see ``resolve_channel``)."""
+
+    target: Target
+    mode: Mode = "auto"
+    poll_interval: float = 5.0
+    dns_timeout: float = 2.0
+    drain_timeout: float | None = 30.0
+    nameservers: tuple[str, ...] | None = None
+    grpc_options: GrpcOptions = ()
+    resolver_kind: str = "ares"
+    credentials: grpc.ChannelCredentials | None = None
+    on_change: OnChange | None = None
+    api_client: Any = None
+    kubeconfig: str | os.PathLike[str] | None = None
+    context: str | None = None
+    include_terminating: bool = False
+    poll_policy: PollPolicy | None = None
+    panic_mode: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.drain_timeout is not None and not self.drain_timeout >= 0:
+            raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
+        if self.target.port is None and self.mode == "dns":
+            raise TargetError(
+                'a target without a port needs the Kubernetes API (its first port); mode="dns"'
+                " cannot learn a port from A records: add a port or a port name"
+                ' (svc.ns:8000, svc.ns:grpc), or use mode="auto" or "api"',
+                target=str(self.target),
+                part="port",
+            )
+        if not self.dns_timeout > 0:
+            raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
+        PollPolicy(interval=self.poll_interval)  # validates the interval
+
+    @property
+    def api_only(self) -> bool:
+        """Mode "api", or a target without a port (only the API knows the port): the
+        API's view is the membership, DNS is not polled, and no API access is an error."""
+        return self.mode == "api" or self.target.port is None
+
+    @property
+    def name(self) -> str:
+        return str(self.target)
+
+    @property
+    def thread_suffix(self) -> str:
+        return f"{self.target.service}.{self.target.namespace}"
+
+    @property
+    def policy(self) -> PollPolicy:
+        return self.poll_policy or PollPolicy(interval=self.poll_interval)
+
+    @property
+    def servers(self) -> tuple[str, ...] | None:
+        """The DNS servers to poll: given, else the target's, else resolv.conf's (None)."""
+        return servers_for(self.target, self.nameservers)
+
+    def channel_factory(
+        self, insecure: Callable[..., C], secure: Callable[..., C]
+    ) -> Callable[[ChannelPlan], C]:
+        """Underlying channels, from grpc's (or grpc.aio's) two constructors."""
+        credentials = self.credentials
+
+        def factory(plan: ChannelPlan) -> C:
+            if credentials is None:
+                return insecure(plan.target, options=plan.options)
+            return secure(plan.target, credentials, options=plan.options)
+
+        return factory
+
+    def channel_args(self) -> dict[str, Any]:
+        """The BalancedChannel arguments that come straight from the settings."""
+        return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
+
+    def poller(
+        self, poller_class: Callable[..., R], poll_lookup: Any, make_resolver: Any
+    ) -> R | None:
+        """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
+        poller class and its ``poll_lookup``/``make_resolver`` (sync or asyncio)."""
+        if self.api_only:
+            return None
+        resolver = make_resolver(self.servers, timeout=self.dns_timeout)
+        return poller_class(
+            poll_lookup(self.target, resolver),
+            policy=self.policy,
+            name=f"dnsbalance-poll-{self.thread_suffix}",
+            metrics=metrics_for(self.name),
+        )
+
+    def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
+        """Every mode: grpc resolves the channel's name on the local DNS."""
+        if self.resolver_kind == "native":
+            log.warning(native_resolver_warning(self.target))
+        return partial(
+            plan_channel,
+            self.target,
+            dns_authority=local.authority,
+            options=self.grpc_options,
+            resolver=self.resolver_kind,
+            name=local.name,
+        )
+
+
+def settings_for(
+    target: str | Target,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    service_config: Mapping[str, Any] | str | None = None,
+    health_check: bool = False,
+    mode: Mode = "auto",
+    poll_interval: float = 5.0,
+    nameservers: Sequence[str] | None = None,
+    cluster_domain: str | None = None,
+    drain_timeout: float | None = 30.0,
+    on_change: OnChange | None = None,
+    namespace: str | None = None,
+    dns_timeout: float = 2.0,
+    api_client: Any = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    include_terminating: bool = False,
+    poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
+) -> ChannelSettings:
+    """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
+    the one place they are written down. Raises TargetError, ConfigError (also for a
+    wrong type: every message names the argument)."""
+    _check_arguments(
+        target=target,
+        credentials=credentials,
+        options=options,
+        poll_interval=poll_interval,
+        dns_timeout=dns_timeout,
+        drain_timeout=drain_timeout,
+        on_change=on_change,
+        namespace=namespace,
+        cluster_domain=cluster_domain,
+        context=context,
+        include_terminating=include_terminating,
+    )
+    if isinstance(nameservers, str):
+        nameservers = (nameservers,)  # one server given as a string
+    elif nameservers is not None:
+        if not isinstance(nameservers, Sequence) or not all(
+            isinstance(n, str) for n in nameservers
+        ):
+            raise ConfigError(
+                "nameservers must be a string or a list of strings like '10.96.0.10' or "
+                f"'127.0.0.1:5353', got {nameservers!r}"
+            )
+        if not nameservers:
+            raise ConfigError(
+                "nameservers=[] names no DNS server: pass None to use resolv.conf's servers"
+            )
+    if kubeconfig is not None:
+        _check_kubeconfig(kubeconfig)
+    if isinstance(target, str):
+        if namespace is None:  # the one namespace rule: see namespace_for
+            namespace = namespace_for(kubeconfig=kubeconfig, context=context)
+        target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
+    config = service_config_json(service_config, health_check=health_check)
+    return ChannelSettings(
+        target=target,
+        mode=mode,
+        poll_interval=poll_interval if poll_policy is None else poll_policy.interval,
+        poll_policy=poll_policy,
+        dns_timeout=dns_timeout,
+        drain_timeout=drain_timeout,
+        nameservers=tuple(nameservers) if nameservers is not None else None,
+        grpc_options=(*((str(k), v) for k, v in options), ("grpc.service_config", config)),
+        resolver_kind=grpc_dns_resolver(),
+        credentials=credentials,
+        on_change=on_change,
+        api_client=api_client,
+        kubeconfig=kubeconfig,
+        context=context,
+        include_terminating=include_terminating,
+        panic_mode=panic_mode,
+    )
+
+
+def _check_arguments(
+    *,
+    target: object,
+    credentials: object,
+    options: object,
+    poll_interval: object,
+    dns_timeout: object,
+    drain_timeout: object,
+    on_change: object,
+    namespace: object,
+    cluster_domain: object,
+    context: object,
+    include_terminating: object,
+) -> None:
+    """Types at the door, so a typo fails here naming the argument, not deep inside."""
+    if not isinstance(target, str | Target):
+        raise ConfigError(
+            f"target must be a string like 'svc.ns:grpc', got {type(target).__name__}"
+        )
+    if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
+        raise ConfigError(
+            "credentials must be grpc.ChannelCredentials (e.g. grpc.ssl_channel_credentials()) "
+            f"or None, got {type(credentials).__name__}"
+        )
+    if (
+        isinstance(options, str | bytes | Mapping)
+        or not isinstance(options, Sequence)
+        or not all(isinstance(o, tuple) and len(o) == 2 for o in options)
+    ):
+        raise ConfigError(
+            "options must be a sequence of (key, value) pairs like "
+            f"[('grpc.keepalive_time_ms', 30000)], got {options!r}"
+        )
+    for name, value, optional in (
+        ("poll_interval", poll_interval, False),
+        ("dns_timeout", dns_timeout, False),
+        ("drain_timeout", drain_timeout, True),
+    ):
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if on_change is not None and not callable(on_change):
+        raise ConfigError(f"on_change must be a callable or None, got {on_change!r}")
+    for name, value in (
+        ("namespace", namespace),
+        ("cluster_domain", cluster_domain),
+        ("context", context),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string or None, got {value!r}")
+    if not isinstance(include_terminating, bool):
+        raise ConfigError(f"include_terminating must be True or False, got {include_terminating!r}")
+
+
+def _check_kubeconfig(kubeconfig: object) -> None:
+    """An explicit kubeconfig is not a fallback: one that cannot be read is an error."""
+    if not isinstance(kubeconfig, str | os.PathLike):
+        raise ConfigError(f"kubeconfig must be a path, got {kubeconfig!r}")
+    path = os.fspath(kubeconfig)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"kubeconfig={path!r} cannot be read: {exc.strerror or exc}") from exc
+
+
+def warn_empty_start(settings: ChannelSettings, endpoints: Sequence[Endpoint]) -> None:
+    """One WARNING when a channel starts with nothing to call (a typo in the name, a
+    Service with no ready pod): calls would fail with UNAVAILABLE without a word."""
+    if endpoints:
+        return
+    target = settings.target
+    name = target.srv_name if target.port_name else target.fqdn
+    servers = ", ".join(settings.servers or ()) or "resolv.conf's servers"
+    asked = f"DNS name {name} via {servers}" if settings.mode != "api" else ""
+    if settings.mode != "dns":
+        slices = f"the EndpointSlices of service/{target.service} in namespace {target.namespace}"
+        asked = f"{asked} and {slices}" if asked else slices
+    log.warning(
+        "%s starts with 0 endpoints: %s gave no ready endpoint (a typo in the name or the "
+        "namespace? no ready pod?); calls fail with UNAVAILABLE until one appears",
+        settings.name,
+        asked,
+    )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_arguments_of(source: Callable[P, object]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give a function ``source``'s parameters (for type checkers, ``help()`` and IDEs),
+    so the sync and asyncio ``resolve_channel`` share one parameter list."""
+
+    def decorate(function: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(function).return_annotation
+        function.__signature__ = inspect.signature(source).replace(  # type: ignore[attr-defined]
+            return_annotation=returns
+        )
+        return function
+
+    return decorate
+
+
+class ApiSide:
+    """The Kubernetes side of modes "auto" and "api", after the first list.
+
+    Mode "api" lists on the caller's thread and has nothing else to go on, so it waits
+    for the list however long it takes. Mode "auto" has DNS: its first list runs on the
+    watcher's thread, and after ``AUTO_FIRST_LIST_TIMEOUT`` without an answer the
+    channel starts on DNS alone (one warning); the answer, when it comes, is handed on
+    like any later view, so a slow or hung API never holds the caller up for long.
+    """
+
+    def __init__(self, client: Any, owns_client: bool, watcher: SliceWatcher | None) -> None:
+        self.client = client
+        self.owns_client = owns_client
+        self.watcher = watcher
+        self.endpoints: tuple[Endpoint, ...] | None = None
+        self.error: KubernetesError | None = None
+        self._lock = threading.Lock()
+        self._viewed = threading.Event()
+        self._late: tuple[tuple[Endpoint, ...] | None, KubernetesError | None] | None = None
+        self._sink: ViewCallback | None = None
+
+    @classmethod
+    def open(cls, settings: ChannelSettings) -> ApiSide:
+        """Configure and list once (blocking). Mode "api" raises KubernetesError where
+        mode "auto" records the error and goes on with DNS only."""
+        target, strict = settings.target, settings.api_only
+        error: KubernetesError | None = None
+        client = None
+        try:
+            client = load_api_client(
+                api_client=settings.api_client,
+                kubeconfig=settings.kubeconfig,
+                context=settings.context,
+            )
+        except KubernetesError as exc:
+            if strict:
+                raise
+            error = exc
+        if client is None:
+            if strict:
+                raise KubernetesError(
+                    f'mode="{settings.mode}" with {target} needs Kubernetes API access: run in'
+                    " a pod with a service account, set KUBECONFIG, or pass"
+                    " api_client=/kubeconfig="
+                )
+            side = cls(None, False, None)
+            side.error = error
+            return side
+        side = cls(client, settings.api_client is None, None)
+        side.watcher = SliceWatcher(
+            client,
+            namespace=target.namespace,
+            service=target.service,
+            port=target.port,
+            include_terminating=settings.include_terminating,
+            on_view=side._view,
+            name=f"dnsbalance-watch-{settings.thread_suffix}",
+            metrics=metrics_for(settings.name),
+            relist_interval=settings.poll_interval,
+        )
+        if strict:
+            try:
+                side.endpoints = side.watcher.list_once()
+            except KubernetesError:
+                side.close()
+                raise
+            return side
+        side.watcher.start()  # lists first, on its thread
+        try:
+            answered = side._viewed.wait(AUTO_FIRST_LIST_TIMEOUT)
+        except BaseException:  # e.g. KeyboardInterrupt: no watcher left behind
+            side.close()
+            raise
+        if not answered:
+            side.error = KubernetesError(
+                f"no answer to the EndpointSlice list within {AUTO_FIRST_LIST_TIMEOUT:g} s",
+                reason="Timeout",
+            )
+        with side._lock:
+            if side._late is not None:
+                side.endpoints, side.error = side._late
+                side._late = None
+        return side
+
+    def _view(self, endpoints: tuple[Endpoint, ...] | None, error: KubernetesError | None) -> None:
+        """The watcher's views: the latest is held until :meth:`follow` names where they
+        go. Handed on under the lock, so they arrive in order."""
+        with self._lock:
+            self._viewed.set()
+            if self._sink is None:
+                self._late = (endpoints, error)
+            else:
+                self._sink(endpoints, error)
+
+    def follow(self, sink: ViewCallback) -> None:
+        """Hand every view from now on (and the latest that came after :meth:`open`) to
+        ``sink``, and make sure the watcher runs."""
+        with self._lock:
+            self._sink = sink
+            late, self._late = self._late, None
+            if late is not None:
+                sink(*late)
+        if self.watcher is not None:
+            self.watcher.start()
+
+    def close(self) -> None:
+        """Stop watching and close a client we made. Idempotent."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.owns_client and self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def dns_mode_channel(
+    settings: ChannelSettings,
+    poller: Any,
+    channel_class: Callable[..., R],
+    factory: Callable[[ChannelPlan], Any],
+    rebuild: Callable[[R, tuple[Endpoint, ...]], object],
+) -> R:
+    """Mode "dns", for either driver: a channel on the poller's (already polled) set,
+    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports.
+
+    grpc resolves the channel's name on the local DNS server, which serves the set
+    the poller adopted (read as dnspython reads it, kept through errors and a single
+    NXDOMAIN), never cluster DNS itself: grpc's own DNS reading (c-ares) takes
+    messages dnspython refuses, and would see every flap."""
+    local = local_name()
+    local.publish(poller.endpoints)
+    stop = poller.stop
+
+    async def close_async() -> None:
+        await stop()
+        local.close()
+
+    def close_sync() -> None:
+        stop()
+        local.close()
+
+    channel = channel_class(
+        plan=settings.local_plan(local),
+        factory=factory,
+        endpoints=poller.endpoints,
+        on_close=close_async if inspect.iscoroutinefunction(stop) else close_sync,
+        **settings.channel_args(),
+    )
+
+    def changed(channel: R, change: Change) -> None:
+        local.publish(change.new)
+        rebuild(channel, change.new)
+
+    poller.on_change = weak_callback(channel, changed)
+    poller.start()
+    return channel
+
+
+def weak_callback(owner: object, action: Callable[[Any, Any], object]) -> Callable[[Any], None]:
+    """``action(owner, value)`` without keeping ``owner`` alive, so an unclosed channel is
+    collected (and then warns)."""
+    ref = weakref.ref(owner)
+
+    def callback(value: Any) -> None:
+        alive = ref()
+        if alive is not None:
+            action(alive, value)
+
+    return callback

@@ -1,0 +1,627 @@
+"""Diagnostics for the CLI: what DNS and the API say about a target, and a preflight check.
+
+- :func:`compare` (pure) lines up the DNS view and the API view of a target by
+  (address, port), the key :mod:`dnsbalance._merge.agree` uses, and counts disagreements.
+- :func:`watch_views` streams the changes of both views (DNS by polling, the API by the
+  EndpointSlice watch) for ``dnsbalance resolve --watch``.
+- :func:`run_checks` answers, one :class:`CheckResult` each: does the name resolve, is
+  the Service headless, are its ports named, may this identity list and watch
+  EndpointSlices, which gRPC DNS resolver is active. Each result carries its fix.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dns.resolver
+
+from dnsbalance._channel.config import grpc_dns_resolver
+from dnsbalance._dns.sync import describe_servers, discover
+from dnsbalance._endpoints import Change, Endpoint, diff, normalize
+from dnsbalance._exceptions import DnsBalanceError, KubernetesError, ResolutionError
+from dnsbalance._kube.watch import SliceWatcher, load_api_client
+from dnsbalance._target import Target
+
+from .convert_cluster import ServiceAPI, access_review
+from .manifests import is_headless, ports_of, selector_of, service_type
+
+__all__ = [
+    "RBAC_MANIFEST",
+    "CheckResult",
+    "Row",
+    "ViewChange",
+    "compare",
+    "empty_cause",
+    "list_api_endpoints",
+    "load_client_quietly",
+    "run_checks",
+    "watch_views",
+]
+
+Status = Literal["ok", "warn", "fail"]
+Source = Literal["dns", "api"]
+RBAC_MANIFEST = "manifests/rbac.yaml"
+
+
+# -- DNS vs API -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One endpoint and which views list it (None: that view was not asked)."""
+
+    endpoint: Endpoint
+    in_dns: bool | None
+    in_api: bool | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.in_dns is None or self.in_api is None or self.in_dns == self.in_api
+
+
+def compare(dns_view: Sequence[Endpoint] | None, api_view: Sequence[Endpoint] | None) -> list[Row]:
+    """Every endpoint of either view, sorted, with where it appears. Endpoints are matched
+    by address and port; the hostname and TTL come from whichever view has them."""
+    by_key: dict[tuple[str, int], Endpoint] = {}
+    for ep in [*(api_view or ()), *(dns_view or ())]:  # DNS last: its TTL wins
+        known = by_key.get((ep.address, ep.port))
+        hostname = ep.hostname or (known.hostname if known else None)
+        by_key[(ep.address, ep.port)] = Endpoint(
+            address=ep.address, port=ep.port, hostname=hostname, ttl=ep.ttl
+        )
+    dns_keys = {(ep.address, ep.port) for ep in dns_view or ()}
+    api_keys = {(ep.address, ep.port) for ep in api_view or ()}
+    return [
+        Row(
+            endpoint=ep,
+            in_dns=None if dns_view is None else (ep.address, ep.port) in dns_keys,
+            in_api=None if api_view is None else (ep.address, ep.port) in api_keys,
+        )
+        for ep in normalize(by_key.values())
+    ]
+
+
+def list_api_endpoints(api_client: Any, target: Target) -> tuple[Endpoint, ...]:
+    """The ready endpoints the EndpointSlices give for ``target`` (raises KubernetesError)."""
+    watcher = SliceWatcher(
+        api_client, namespace=target.namespace, service=target.service, port=target.port
+    )
+    return watcher.list_once()
+
+
+def empty_cause(api_client: Any, target: Target) -> str | None:
+    """Why ``target`` has no ready endpoint, as the API tells it (None: the API cannot
+    be read, or the Service looks right and simply has no ready pod right now)."""
+    try:
+        service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+    except KubernetesError as exc:
+        if exc.status == 404:
+            return f'Service "{target.service}" not found in namespace "{target.namespace}"'
+        return None
+    what = f"service/{target.service}"
+    spec = service.get("spec") or {}
+    kind = service_type(service)
+    if kind == "ExternalName":
+        return f"{what} is an ExternalName alias of {spec.get('externalName')}: it has no endpoints"
+    ports = ports_of(service)
+    names = sorted(str(p.get("name")) for p in ports if p.get("name"))
+    if target.port_name is not None and target.port_name not in names:
+        return (
+            f"{what} has no port named {target.port_name!r} (named ports: "
+            f"{', '.join(names) or 'none'})"
+        )
+    if not is_headless(service):
+        return (
+            f"{what} is a {kind} Service (clusterIP {spec.get('clusterIP')}), not headless: "
+            "its DNS name gives one virtual IP, no pod addresses"
+        )
+    if not selector_of(service):
+        return f"{what} has no selector: it has endpoints only if they are written by hand"
+    return f"{what} exists and is headless, but no pod behind it is ready"
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    """One change of one view during a watch; ``change`` None with ``error`` set when the
+    view could not be read (reported once per distinct error)."""
+
+    source: Source
+    elapsed: float
+    change: Change | None
+    error: str | None
+    disagreements: int
+
+
+def watch_views(
+    target: Target,
+    *,
+    resolver: dns.resolver.Resolver | None,
+    api_client: Any | None,
+    dns_view: tuple[Endpoint, ...] | None,
+    api_view: tuple[Endpoint, ...] | None,
+    interval: float = 2.0,
+    seconds: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[ViewChange]:
+    """Changes of the DNS view (polled every ``interval`` s when ``resolver`` is given) and
+    the API view (watched when ``api_client`` is given), starting from the views given.
+
+    Ends after ``seconds`` (None: when ``stop`` is set, or never), stopping the watch
+    thread; a KeyboardInterrupt in the caller's loop ends it too.
+    """
+    started = time.monotonic()
+    deadline = None if seconds is None else started + seconds
+    events: queue.Queue[tuple[tuple[Endpoint, ...] | None, KubernetesError | None]] = queue.Queue()
+    watcher = None
+    if api_client is not None:
+        watcher = SliceWatcher(
+            api_client,
+            namespace=target.namespace,
+            service=target.service,
+            port=target.port,
+            on_view=lambda endpoints, error: events.put((endpoints, error)),
+            name=f"dnsbalance-cli-watch-{target.service}",
+        )
+        watcher.start()  # lists (the same view: no change to report), then watches
+    views: dict[Source, tuple[Endpoint, ...] | None] = {"dns": dns_view, "api": api_view}
+    errors: dict[Source, str | None] = {"dns": None, "api": None}
+    next_poll = started + interval
+
+    def disagreements() -> int:
+        return sum(not row.agrees for row in compare(views["dns"], views["api"]))
+
+    def update(
+        source: Source, new: tuple[Endpoint, ...] | None, error: str | None
+    ) -> ViewChange | None:
+        if error is not None:
+            if error == errors[source]:
+                return None
+            errors[source] = error
+            return ViewChange(source, time.monotonic() - started, None, error, disagreements())
+        errors[source] = None
+        change = diff(views[source] or (), new or ())
+        first = views[source] is None
+        views[source] = new
+        if change is None and not first:
+            return None
+        return ViewChange(source, time.monotonic() - started, change, None, disagreements())
+
+    try:
+        while stop is None or not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            if resolver is not None and now >= next_poll:
+                next_poll = now + interval
+                try:
+                    found = update("dns", discover(target, resolver=resolver), None)
+                except ResolutionError as exc:
+                    found = update("dns", None, str(exc))
+                if found is not None:
+                    yield found
+                continue
+            wait = 0.25 if stop is not None else 1.0
+            if resolver is not None:
+                wait = min(wait, max(0.0, next_poll - now))
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - now))
+            try:
+                endpoints, error = events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            found = update("api", endpoints, None if error is None else str(error))
+            if found is not None:
+                yield found
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+# -- preflight ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One preflight check: ``status`` ok, warn (works, but see ``detail``) or fail."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+
+
+@dataclass
+class _Facts:
+    """What the checks learned, for the checks that come after."""
+
+    service: dict[str, Any] | None = None
+    dns: tuple[Endpoint, ...] | None = None
+    api_view: tuple[Endpoint, ...] | None = None
+    list_denied: KubernetesError | None = None
+    results: list[CheckResult] = field(default_factory=list)
+
+    def add(self, name: str, status: Status, detail: str, fix: str | None = None) -> None:
+        self.results.append(CheckResult(name, status, detail, fix))
+
+
+def run_checks(
+    target: Target,
+    *,
+    resolver: dns.resolver.Resolver,
+    api_client: Any | None,
+    api_error: DnsBalanceError | None = None,
+    mode: Literal["auto", "dns", "api"] = "auto",
+    grpc_resolver: str | None = None,
+) -> list[CheckResult]:
+    """Preflight checks for ``target`` (see the module docstring). ``api_client`` None
+    means no API configuration was found (``api_error`` when it could not be loaded).
+
+    Mode dns never reads the API (``api_client`` is ignored). In modes auto and api the
+    API is probed with the request the library makes (list the target's EndpointSlices):
+    unreachable, 401 and 403 are ``fail`` lines whose fix matches the cause."""
+    facts = _Facts()
+    usable: Any | None = None
+    if mode == "dns":
+        facts.add(
+            "api",
+            "ok",
+            "not used: mode dns never reads the Kubernetes API (so the Service, ports and "
+            "RBAC are not checked)",
+        )
+    else:
+        usable = _check_api(facts, target, api_client, api_error, mode)
+    if usable is not None:
+        _fetch_service(facts, target, usable)
+    _check_dns(facts, target, resolver)
+    if mode != "dns":
+        _check_service(facts, target, usable)
+        _check_ports(facts, target)
+    if mode == "dns":
+        facts.add("rbac", "ok", "not needed: mode dns never reads the Kubernetes API")
+    elif usable is None:
+        facts.add("rbac", "warn", "not checked: no usable Kubernetes API access (see api)")
+    else:
+        _check_rbac(facts, target, usable, mode)
+    _check_grpc(facts, grpc_resolver or grpc_dns_resolver())
+    order = ["dns", "api", "service", "ports", "rbac", "endpoints", "grpc-resolver"]
+    return sorted(facts.results, key=lambda r: order.index(r.name) if r.name in order else 99)
+
+
+def _check_api(
+    facts: _Facts,
+    target: Target,
+    api_client: Any | None,
+    api_error: DnsBalanceError | None,
+    mode: str,
+) -> Any | None:
+    """The api line; returns the client when the API answered (a 403 included: that is
+    the rbac line's to report), else None."""
+    if api_error is not None:
+        facts.add(
+            "api",
+            "fail",
+            str(api_error),
+            "fix the kubeconfig (--kubeconfig, --context) or the pod's service account",
+        )
+        return None
+    if api_client is None:
+        facts.add(
+            "api",
+            "fail" if mode == "api" else "warn",
+            "no Kubernetes API configuration (not in a pod, no KUBECONFIG): the Service "
+            "and RBAC checks are skipped; mode auto will use DNS only",
+            "pass --kubeconfig/--context, or run in the pod",
+        )
+        return None
+    host = getattr(getattr(api_client, "configuration", None), "host", "?")
+    try:
+        facts.api_view = list_api_endpoints(api_client, target)
+    except KubernetesError as exc:
+        if exc.status is None:
+            facts.add(
+                "api",
+                "fail",
+                f"cannot reach the Kubernetes API at {host}: {exc}",
+                "check the server address in the kubeconfig (--kubeconfig, --context) and "
+                "the network path to it (VPN, firewall, proxy); `kubectl cluster-info` "
+                "should answer",
+            )
+            return None
+        if exc.status == 401:
+            facts.add(
+                "api",
+                "fail",
+                f"the Kubernetes API at {host} rejected the credentials (HTTP 401 "
+                "Unauthorized): the token or certificate is wrong or expired",
+                "renew the credentials: log in again or put a valid token in the "
+                "kubeconfig (--kubeconfig, --context); in a pod, check the service "
+                "account token is mounted",
+            )
+            return None
+        if exc.status == 403:
+            facts.list_denied = exc
+            facts.add("api", "ok", f"reachable at {host}, credentials accepted")
+            return api_client
+        facts.add(
+            "api",
+            "fail",
+            f"the Kubernetes API at {host} failed the EndpointSlice list: {exc}",
+            "retry; if it persists, look at the API server's health (kubectl get --raw /readyz)",
+        )
+        return None
+    facts.add("api", "ok", f"reachable at {host}, credentials accepted")
+    return api_client
+
+
+def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
+    try:
+        facts.service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+    except KubernetesError as exc:
+        if exc.status == 404:
+            facts.add(
+                "service",
+                "fail",
+                f'Service "{target.service}" not found in namespace "{target.namespace}"',
+                "check the name and the namespace (-n, or svc.ns in the target)",
+            )
+        else:
+            facts.add(
+                "service",
+                "warn",
+                f"not checked: {exc}",
+                "dnsbalance does not need this at run time; `get services` lets check see it",
+            )
+
+
+def _check_dns(facts: _Facts, target: Target, resolver: dns.resolver.Resolver) -> None:
+    name = target.srv_name if target.port_name else target.fqdn
+    via = describe_servers(resolver)
+    try:
+        endpoints = discover(target, resolver=resolver)
+    except ResolutionError as exc:
+        facts.add(
+            "dns",
+            "fail",
+            str(exc),
+            "check --nameserver, or cluster DNS (kubectl -n kube-system get pods -l "
+            "k8s-app=kube-dns)",
+        )
+        return
+    facts.dns = endpoints
+    cluster_ip = _cluster_ip(facts.service)
+    if not endpoints:
+        kind = "SRV" if target.port_name else "A/AAAA"
+        facts.add(
+            "dns",
+            "fail",
+            f"{name} has no {kind} records via {via} (NXDOMAIN: no ready pod, or no such Service)",
+            f"check the pods are ready: kubectl -n {target.namespace} get endpointslices "
+            f"-l kubernetes.io/service-name={target.service}",
+        )
+    elif cluster_ip is not None and {ep.address for ep in endpoints} == {cluster_ip}:
+        facts.add(
+            "dns",
+            "fail",
+            f"{name} answers the cluster IP {cluster_ip}: one virtual IP, so gRPC pins one pod",
+            f"make it headless: dnsbalance convert-service {target.service} -n {target.namespace}",
+        )
+    elif facts.service is None and len({ep.address for ep in endpoints}) == 1:
+        facts.add(
+            "dns",
+            "warn",
+            f"{name} via {via}: one address ({endpoints[0].hostport}): without the API the "
+            "Service cannot be seen, and a ClusterIP Service answers with its single virtual "
+            "IP just as a headless Service with one ready pod does",
+            f"run check with API access (--kubeconfig) or look: kubectl -n {target.namespace} "
+            f"get service {target.service} (CLUSTER-IP should be None)",
+        )
+    else:
+        shown = ", ".join(ep.hostport for ep in endpoints[:3])
+        more = f" and {len(endpoints) - 3} more" if len(endpoints) > 3 else ""
+        facts.add("dns", "ok", f"{name} via {via}: {shown}{more}")
+
+
+def _cluster_ip(service: Mapping[str, Any] | None) -> str | None:
+    if service is None or is_headless(service):
+        return None
+    ip = (service.get("spec") or {}).get("clusterIP")
+    return ip if isinstance(ip, str) and ip else None
+
+
+def _check_service(facts: _Facts, target: Target, api_client: Any | None) -> None:
+    if any(r.name == "service" for r in facts.results):
+        return  # not found, or not readable: already said
+    service = facts.service
+    if service is None:
+        facts.add("service", "warn", "not checked: no Kubernetes API access")
+        return
+    spec = service.get("spec") or {}
+    kind = service_type(service)
+    what = f'service/{target.service} (namespace "{target.namespace}")'
+    if kind == "ExternalName":
+        facts.add(
+            "service",
+            "fail",
+            f"{what} is an ExternalName alias of {spec.get('externalName')}: no endpoints",
+            "point the target at the Service of the pods themselves",
+        )
+    elif not is_headless(service):
+        facts.add(
+            "service",
+            "fail",
+            f"{what} is not headless ({kind}, clusterIP {spec.get('clusterIP')}): DNS gives "
+            "one virtual IP and every call lands on one pod",
+            f"dnsbalance convert-service {target.service} -n {target.namespace} (adds "
+            f"{target.service}-headless; --strategy replace converts it in place)",
+        )
+    elif not selector_of(service):
+        facts.add(
+            "service",
+            "warn",
+            f"{what} is headless but has no selector: its endpoints must be managed by hand",
+            "add a selector, or keep writing its EndpointSlices yourself",
+        )
+    else:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_of(service).items()))
+        facts.add("service", "ok", f"{what} is headless (clusterIP: None), selector {selector}")
+
+
+def _check_ports(facts: _Facts, target: Target) -> None:
+    service = facts.service
+    if service is None or service_type(service) == "ExternalName":
+        facts.add("ports", "warn", "not checked: the Service could not be read")
+        return
+    ports = ports_of(service)
+    shown = ", ".join(
+        f"{p.get('name') or '(unnamed)'} {p.get('port')}->{p.get('targetPort', p.get('port'))}"
+        for p in ports
+    )
+    unnamed = [str(p.get("port")) for p in ports if not p.get("name")]
+    if target.port_name is not None:
+        if target.port_name not in {p.get("name") for p in ports}:
+            facts.add(
+                "ports",
+                "fail",
+                f"the Service has no port named {target.port_name!r} (ports: {shown or 'none'})",
+                "use one of its port names in the target, or name the port in the Service",
+            )
+            return
+    elif isinstance(target.port, int):
+        targets = {p.get("targetPort", p.get("port")) for p in ports}
+        if target.port not in targets and not any(isinstance(t, str) for t in targets):
+            service_port = next((p for p in ports if p.get("port") == target.port), None)
+            hint = (
+                f" ({target.port} is a Service port: pods listen on "
+                f"{service_port.get('targetPort')})"
+                if service_port is not None
+                else ""
+            )
+            facts.add(
+                "ports",
+                "warn",
+                f"port {target.port} is no target port of the Service{hint}: a headless "
+                "name gives pod IPs, so the target needs the pods' port",
+                "use the target port number, or better a port name (svc.ns:grpc)",
+            )
+            return
+    if unnamed:
+        facts.add(
+            "ports",
+            "warn",
+            f"ports without a name: {', '.join(unnamed)} (ports: {shown})",
+            "name every port (name: grpc): named ports give SRV records and svc.ns:portname "
+            "targets",
+        )
+    else:
+        facts.add("ports", "ok", shown or "no ports (headless without ports)")
+
+
+def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> None:
+    denied: list[str] = []
+    try:
+        for verb in ("list", "watch"):
+            if not access_review(
+                api_client,
+                verb=verb,
+                resource="endpointslices",
+                group="discovery.k8s.io",
+                namespace=target.namespace,
+            ):
+                denied.append(verb)
+    except KubernetesError as exc:
+        if facts.list_denied is None:
+            facts.add("rbac", "warn", f"could not ask (SelfSubjectAccessReview failed: {exc})")
+            return
+        denied = []
+    if facts.list_denied is not None and "list" not in denied:
+        denied.insert(0, "list")
+    if denied:
+        facts.add(
+            "rbac",
+            "fail",
+            f"this identity cannot {', '.join(denied)} endpointslices.discovery.k8s.io in "
+            f'namespace "{target.namespace}"'
+            + (": mode auto falls back to DNS only" if mode == "auto" else ""),
+            f"apply {RBAC_MANIFEST} (get, list, watch on endpointslices, bound to this "
+            'identity), or use mode="dns"',
+        )
+        return
+    facts.add(
+        "rbac",
+        "ok",
+        f'may list and watch endpointslices.discovery.k8s.io in namespace "{target.namespace}"',
+    )
+    _check_endpoints(facts, target, api_client)
+
+
+def _check_endpoints(facts: _Facts, target: Target, api_client: Any) -> None:
+    api_view = facts.api_view
+    if api_view is None:
+        try:
+            api_view = list_api_endpoints(api_client, target)
+        except KubernetesError as exc:
+            facts.add("endpoints", "warn", f"cannot list the EndpointSlices: {exc}")
+            return
+    if not api_view:
+        facts.add(
+            "endpoints",
+            "warn",
+            "the API lists no ready endpoint for this target",
+            "check the pods' readiness and the Service's selector",
+        )
+        return
+    if facts.dns is None:
+        facts.add("endpoints", "ok", f"the API lists {len(api_view)} ready endpoints")
+        return
+    rows = compare(facts.dns, api_view)
+    disagree = [row for row in rows if not row.agrees]
+    if disagree:
+        cluster_ip = _cluster_ip(facts.service)
+        if cluster_ip is not None and cluster_ip in {ep.address for ep in facts.dns}:
+            fix = (  # not a lag: DNS answers the Service's virtual IP, the API the pods
+                f"DNS answers the Service's cluster IP {cluster_ip}, the API its pods: make "
+                "the Service headless (dnsbalance convert-service)"
+            )
+        else:
+            fix = (
+                "DNS lags the API by about its TTL: run again, or watch with "
+                "`dnsbalance resolve TARGET --watch`"
+            )
+        facts.add(
+            "endpoints",
+            "warn",
+            f"DNS and the API disagree on {len(disagree)} of {len(rows)} endpoints "
+            f"({', '.join(str(r.endpoint) for r in disagree[:3])})",
+            fix,
+        )
+    else:
+        facts.add("endpoints", "ok", f"DNS and the API agree on {len(rows)} endpoints")
+
+
+def _check_grpc(facts: _Facts, resolver: str) -> None:
+    if resolver == "native":
+        facts.add(
+            "grpc-resolver",
+            "warn",
+            "native (GRPC_DNS_RESOLVER=native): grpc ignores the DNS server in a dns:// "
+            "target, so dnsbalance dials address lists and every change reconnects to every "
+            "backend",
+            "unset GRPC_DNS_RESOLVER (or set it to ares)",
+        )
+    else:
+        facts.add("grpc-resolver", "ok", "c-ares (grpcio's default)")
+
+
+def load_client_quietly(
+    *, kubeconfig: str | None, context: str | None
+) -> tuple[Any | None, DnsBalanceError | None]:
+    """``load_api_client``'s client, or its error as a value."""
+    try:
+        return load_api_client(kubeconfig=kubeconfig, context=context), None
+    except DnsBalanceError as exc:
+        return None, exc

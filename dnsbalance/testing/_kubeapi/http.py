@@ -1,0 +1,522 @@
+"""The HTTP side of FakeKubernetesAPI: server, connection threads and request dispatch.
+
+``Dispatcher.handle`` turns one request into an answer: delay, authentication,
+authorization, injected failure, then the store; watches stream chunked JSON lines until
+their timeout, a cut, the client hanging up or the server closing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .endpoints import ENDPOINTS, EndpointsView
+from .faults import Faults, RequestLog, RequestRecord
+from .routes import Route, discovery_document, route
+from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .status import (
+    StatusError,
+    bad_request,
+    forbidden,
+    internal_error,
+    status_for_code,
+    unauthorized,
+)
+from .store import Store
+from .watch import Watcher
+
+__all__ = ["Dispatcher", "HTTPServer"]
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+_POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/hang-up is seen
+
+
+def _dump(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class HTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server whose connection threads are named, tracked and joined."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatcher: Dispatcher,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self._ssl_context = ssl_context
+        self._conn_lock = threading.Lock()
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._numbers = itertools.count(1)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        if self._ssl_context is not None:
+            # The handshake runs in the connection's own thread (first read or write).
+            self.socket = self._ssl_context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"fake-kube-api-conn-{next(self._numbers)}",
+            daemon=True,
+        )
+        with self._conn_lock:
+            self._conns[request] = thread
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._conn_lock:
+                self._conns.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("fake API connection from %s failed", client_address, exc_info=True)
+
+    def drop_connections(self) -> list[threading.Thread]:
+        """Shut every open connection down (wakes idle keep-alive readers); their threads."""
+        with self._conn_lock:
+            conns = list(self._conns.items())
+        for sock, _ in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return [thread for _, thread in conns]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    server: HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("fake API: " + format, *args)
+
+    def do_GET(self) -> None:
+        self.server.dispatcher.handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.dispatcher.handle(self, "POST")
+
+    def do_PUT(self) -> None:
+        self.server.dispatcher.handle(self, "PUT")
+
+    def do_PATCH(self) -> None:
+        self.server.dispatcher.handle(self, "PATCH")
+
+    def do_DELETE(self) -> None:
+        self.server.dispatcher.handle(self, "DELETE")
+
+
+class Dispatcher:
+    """Answers requests from the store, the fault rules and these settings."""
+
+    def __init__(self, store: Store, faults: Faults, log: RequestLog) -> None:
+        self.store = store
+        self.endpoints = EndpointsView(store)
+        self.faults = faults
+        self.log = log
+        self.url = ""
+        self.bookmark_interval = 1.0
+        self.expired_as_http_410 = False
+        self.max_watch_timeout = 1800.0
+        self.stopping = threading.Event()
+
+    def handle(self, h: _Handler, method: str) -> None:
+        parts = urlsplit(h.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length > 0 else b""
+        found = route(method, parts.path, watch=query.get("watch", "") in _TRUE)
+
+        retry_after: int | None = None
+
+        def answer(code: int, body: Any) -> None:
+            self.log.add(RequestRecord(method, parts.path, query, found.verb, found.resource, code))
+            data = _dump(body)
+            h.send_response(code)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            if retry_after is not None:
+                h.send_header("Retry-After", str(retry_after))
+            h.end_headers()
+            h.wfile.write(data)
+
+        ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
+        if raw and ctype == "application/vnd.kubernetes.protobuf":
+            answer(
+                415,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "the body of the request was in an unknown format - accepted "
+                    "media types include: application/json, application/yaml",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                },
+            )
+            return
+        seconds = self.faults.delay_for(found.verb, found.resource)
+        if seconds > 0:
+            self.stopping.wait(seconds)
+        try:
+            if not self.faults.authenticated(h.headers.get("Authorization")):
+                raise unauthorized()
+            self._authorize(found)
+            injected = self.faults.take_failure(found.verb, found.resource)
+            if injected is not None:
+                error = status_for_code(injected.code)
+                if injected.retry_after is not None:
+                    # As the API server's tooManyRequests: header and details agree.
+                    retry_after = injected.retry_after
+                    error.status["details"] = {"retryAfterSeconds": retry_after}
+                raise error
+            if found.kind == "watch":
+                self._serve_watch(h, found, query, parts.path)
+                return
+            code, body = self._serve(found, method, query, raw, h.headers.get("Content-Type"))
+        except StatusError as exc:
+            code, body = exc.code, exc.status
+        except Exception as exc:
+            if found.kind == "watch":
+                raise  # the stream may have started: the connection just ends
+            logger.exception("fake API failed on %s %s", method, h.path)
+            code, body = 500, internal_error(f"{type(exc).__name__}: {exc}").status
+        answer(code, body)
+
+    def _authorize(self, found: Route) -> None:
+        if found.verb is None or found.resource is None:
+            return
+        code = self.faults.denied(found.verb, found.resource, found.group, found.namespace)
+        if code is None:
+            return
+        error = forbidden(
+            found.resource,
+            found.group,
+            found.name,
+            found.verb,
+            found.namespace,
+            self.faults.username,
+        )
+        if code != 403:
+            error.status["code"] = code
+        raise error
+
+    def _serve(
+        self, found: Route, method: str, query: dict[str, str], raw: bytes, ctype: str | None
+    ) -> tuple[int, Any]:
+        if found.kind == "missing":
+            return 404, found.document
+        if found.kind == "not-allowed":
+            return 405, found.document
+        if found.kind == "document":
+            return 200, found.document or discovery_document(found.path, self.url)
+        if found.kind == "ssar":
+            return 201, self._review(_parse_json(raw))
+        res = found.res
+        assert res is not None
+        ns, name = found.namespace or "", found.name or ""
+        if res is ENDPOINTS and found.verb == "get":
+            return 200, self.endpoints.get(ns, name)
+        if res is ENDPOINTS and found.verb == "list":
+            return 200, self.endpoints.list(found.namespace, *_selectors(query))
+        if found.verb == "get":
+            return 200, self.store.get(res, ns, name)
+        if found.verb == "list":
+            labels, fields = _selectors(query)
+            if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
+                raise bad_request(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                    "resourceVersion is provided"
+                )
+            return 200, self.store.list_collection(
+                res,
+                found.namespace,
+                labels,
+                fields,
+                resource_version=query.get("resourceVersion", ""),
+                match=query.get("resourceVersionMatch", ""),
+                limit=_int_param(query, "limit"),
+                continue_token=query.get("continue", ""),
+            )
+        body = _parse_json(raw) if raw else {}
+        dry_run = _dry_run(query, body if found.verb == "delete" else {})
+        if found.verb == "create":
+            return 201, self.store.create(res, ns, body, dry_run=dry_run)
+        if found.verb == "update":
+            return 200, self.store.update(res, ns, name, body, dry_run=dry_run)
+        if found.verb == "patch":
+            media = (ctype or "").split(";")[0].strip()
+            if media not in _PATCH_TYPES:
+                raise StatusError(
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": f"the body of the request was in an unknown format - "
+                        f"accepted media types include: {', '.join(_PATCH_TYPES)}",
+                        "reason": "UnsupportedMediaType",
+                        "code": 415,
+                    }
+                )
+            return 200, self.store.patch(res, ns, name, media, body, dry_run=dry_run)
+        pre = body.get("preconditions") if isinstance(body, dict) else None
+        return 200, self.store.delete(res, ns, name, preconditions=pre, dry_run=dry_run)
+
+    def _review(self, body: Any) -> JSON:
+        spec = body.get("spec") if isinstance(body, dict) else None
+        if not isinstance(spec, dict):
+            raise bad_request("SelfSubjectAccessReview: spec is required")
+        attrs = spec.get("resourceAttributes")
+        allowed = True
+        if isinstance(attrs, dict):
+            code = self.faults.denied(
+                str(attrs.get("verb", "")),
+                str(attrs.get("resource", "")),
+                str(attrs.get("group", "")),
+                attrs.get("namespace") or None,
+            )
+            allowed = code is None
+        status: JSON = {"allowed": allowed}
+        if allowed:
+            status["reason"] = "allowed by the fake API (no deny rule matches)"
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        }
+
+    # -- watch streaming ------------------------------------------------------------
+
+    def _serve_watch(self, h: _Handler, found: Route, query: dict[str, str], path: str) -> None:
+        res = found.res
+        assert res is not None
+        labels, fields = _selectors(query)
+        rv_text = query.get("resourceVersion", "")
+        initial = query.get("sendInitialEvents", "") in _TRUE
+        bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
+        timeout = float(_int_param(query, "timeoutSeconds") or self.max_watch_timeout)
+        timeout = min(timeout, self.max_watch_timeout)
+        try:
+            rv = None if initial or rv_text in ("", "0") else int(rv_text)
+        except ValueError:
+            raise bad_request(f'invalid resource version "{rv_text}"') from None
+
+        def log(code: int) -> None:
+            self.log.add(RequestRecord("GET", path, query, "watch", res.resource, code))
+
+        if res is ENDPOINTS:
+            self._serve_endpoints_watch(h, found, query, rv, timeout, log)
+            return
+        try:
+            watcher = self.store.watch(res, found.namespace, labels, fields, rv)
+        except StatusError as exc:
+            if exc.code != 410 or self.expired_as_http_410:
+                raise
+            log(200)
+            self._start_stream(h)
+            self._write_event(h, "ERROR", exc.status)
+            self._end_stream(h)
+            return
+        log(200)
+        try:
+            self._stream(h, watcher, bookmarks=bookmarks, initial=initial, timeout=timeout)
+        finally:
+            self.store.unwatch(watcher)
+
+    def _serve_endpoints_watch(
+        self,
+        h: _Handler,
+        found: Route,
+        query: dict[str, str],
+        rv: int | None,
+        timeout: float,
+        log: Any,
+    ) -> None:
+        labels, fields = _selectors(query)
+        if found.name is not None:
+            fields = parse_field_selector(
+                f"metadata.name={found.name}", ("metadata.name", "metadata.namespace")
+            )
+        log(200)
+        self._start_stream(h)
+
+        def stop() -> bool:
+            return self.stopping.is_set() or _client_gone(h.connection)
+
+        ended = self.endpoints.watch(
+            found.namespace,
+            labels,
+            fields,
+            rv,
+            write=lambda kind, obj: self._write_event(h, kind, obj),
+            stop=stop,
+            timeout=timeout,
+        )
+        if ended == "cut":
+            self._hang_up(h)
+        elif ended != "gone":
+            self._end_stream(h)
+
+    def _stream(
+        self, h: _Handler, watcher: Watcher, *, bookmarks: bool, initial: bool, timeout: float
+    ) -> None:
+        res = watcher.resource
+        self._start_stream(h)
+        start = time.monotonic()
+        end_at = start + timeout
+        interval = max(0.01, self.bookmark_interval)
+        next_bookmark = start + interval if bookmarks else math.inf
+        initial_pending = initial and bookmarks
+        rounds = int(timeout / 0.001) + 10  # a round waits or writes; this bound is never hit
+        for _ in range(rounds):
+            now = time.monotonic()
+            if now >= end_at:
+                break
+            wait = min(_POLL, end_at - now, max(0.0, next_bookmark - now))
+            if initial_pending:
+                wait = 0.0
+            items, ended = self.store.take(watcher, wait)
+            if ended == "cut":
+                self._hang_up(h)
+                return
+            for kind, obj in items:
+                if not self._write_event(h, kind, obj):
+                    return
+            if ended is not None:
+                break
+            mark: JSON | None = None
+            if initial_pending:
+                mark = {"k8s.io/initial-events-end": "true"}
+            elif time.monotonic() < next_bookmark:
+                if not items and _client_gone(h.connection):
+                    h.close_connection = True
+                    return
+                continue
+            rv = self.store.bookmark_rv(watcher)
+            if rv is None:
+                continue
+            meta: JSON = {"resourceVersion": rv}
+            if mark:
+                meta["annotations"] = mark
+            bookmark = {"kind": res.kind, "apiVersion": res.api_version, "metadata": meta}
+            if not self._write_event(h, "BOOKMARK", bookmark):
+                return
+            initial_pending = False
+            next_bookmark = time.monotonic() + interval if bookmarks else math.inf
+        self._end_stream(h)
+
+    @staticmethod
+    def _start_stream(h: _Handler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+    @staticmethod
+    def _write_event(h: _Handler, kind: str, obj: Any) -> bool:
+        line = _dump({"type": kind, "object": obj}) + b"\n"
+        try:
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+        except OSError:
+            h.close_connection = True
+            return False
+        return True
+
+    @staticmethod
+    def _end_stream(h: _Handler) -> None:
+        try:
+            h.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            h.close_connection = True
+
+    @staticmethod
+    def _hang_up(h: _Handler) -> None:
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise bad_request(f"json: cannot unmarshal the request body: {exc}") from None
+
+
+def _int_param(query: Mapping[str, str], name: str) -> int:
+    text = query.get(name, "")
+    if not text:
+        return 0
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise bad_request(f'invalid value for {name}: "{text}"') from None
+
+
+def _selectors(query: Mapping[str, str]) -> tuple[Any, Any]:
+    try:
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = parse_field_selector(
+            query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
+        )
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from None
+    return labels, fields
+
+
+def _dry_run(query: Mapping[str, str], body: Any) -> bool:
+    values = [query["dryRun"]] if "dryRun" in query else []
+    if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
+        values += [str(v) for v in body["dryRun"]]
+    for value in values:
+        if value not in ("All", ""):
+            raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+    return "All" in values

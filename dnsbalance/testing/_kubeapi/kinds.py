@@ -1,0 +1,440 @@
+"""The two resources the fake serves: their names, defaulting, validation and builders.
+
+Defaulting follows the v1 / discovery.k8s.io/v1 defaulters (Service ``type``,
+``sessionAffinity``, ``ports[].protocol`` and ``targetPort``, ``ipFamilies``,
+``ipFamilyPolicy``, ``internalTrafficPolicy``, ``externalTrafficPolicy`` for NodePort
+and LoadBalancer, ``allocateLoadBalancerNodePorts``; EndpointSlice ``ports[].protocol``
+and ``ports[].name``). Validation covers what tools around dnsbalance trip on (names,
+types, ports, headless NodePort/LoadBalancer, address types and addresses), with the
+field paths and messages of ``pkg/apis/core/validation`` and
+``pkg/apis/discovery/validation``; it is not the full validation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .status import FieldError
+
+__all__ = [
+    "ENDPOINT_SLICES",
+    "RESOURCES",
+    "SERVICES",
+    "Resource",
+    "default_service",
+    "default_slice",
+    "endpoint_slice",
+    "resource_for",
+    "service",
+    "validate_service",
+    "validate_slice",
+]
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    resource: str  # plural, as in URLs and RBAC
+    kind: str
+    group: str
+    version: str
+    return_deleted_object: bool  # DELETE answers the object (else a Status Success)
+    name_rule: str  # "dns1035" or "subdomain"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+
+SERVICES = Resource("services", "Service", "", "v1", True, "dns1035")
+ENDPOINT_SLICES = Resource(
+    "endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", False, "subdomain"
+)
+RESOURCES: dict[str, Resource] = {r.resource: r for r in (SERVICES, ENDPOINT_SLICES)}
+
+
+def resource_for(name: str) -> Resource:
+    """``"Service"``, ``"services"``, ``"EndpointSlice"``, ``"endpointslices"``, ..."""
+    key = name.lower()
+    for res in RESOURCES.values():
+        if key in (res.resource, res.kind.lower(), res.qualified):
+            return res
+    raise ValueError(f"unknown kind or resource {name!r}: use Service or EndpointSlice")
+
+
+# -- names ----------------------------------------------------------------------------
+
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with "
+    "an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
+    "'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*"
+    "[a-z0-9])?)*')"
+)
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def validate_name(res: Resource, metadata: Mapping[str, Any]) -> list[FieldError]:
+    name = metadata.get("name") or ""
+    if not name:
+        return [FieldError.required("metadata.name", "name or generateName is required")]
+    if res.name_rule == "dns1035":
+        if len(name) > 63:
+            return [FieldError.invalid("metadata.name", name, "must be no more than 63 characters")]
+        if not _DNS1035.match(name):
+            return [FieldError.invalid("metadata.name", name, _DNS1035_MSG)]
+    elif len(name) > 253 or not _SUBDOMAIN.match(name):
+        return [FieldError.invalid("metadata.name", name, _SUBDOMAIN_MSG)]
+    return []
+
+
+# -- Services -------------------------------------------------------------------------
+
+SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
+PROTOCOLS = ["SCTP", "TCP", "UDP"]
+
+
+def needs_cluster_ip(spec: Mapping[str, Any]) -> bool:
+    return bool(spec.get("type", "ClusterIP") != "ExternalName")
+
+
+def needs_node_ports(spec: Mapping[str, Any]) -> bool:
+    kind = spec.get("type", "ClusterIP")
+    if kind == "NodePort":
+        return True
+    return bool(
+        kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+    )
+
+
+def is_headless(spec: Mapping[str, Any]) -> bool:
+    ips = spec.get("clusterIPs") or []
+    return spec.get("clusterIP") == "None" or (len(ips) > 0 and ips[0] == "None")
+
+
+def default_service(obj: JSON) -> None:
+    """The v1 defaulters for a Service (in place); clusterIP/nodePorts are allocated later."""
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    kind = spec["type"]
+    if kind != "ExternalName":
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    if kind in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    if kind == "LoadBalancer":
+        spec.setdefault("allocateLoadBalancerNodePorts", True)
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
+            if "targetPort" not in port and isinstance(port.get("port"), int):
+                port["targetPort"] = port["port"]
+    if spec.get("clusterIP") and not spec.get("clusterIPs") and needs_cluster_ip(spec):
+        spec["clusterIPs"] = [spec["clusterIP"]]
+    if spec.get("clusterIPs") and not spec.get("clusterIP"):
+        spec["clusterIP"] = spec["clusterIPs"][0]
+    obj["status"] = {"loadBalancer": {}}
+
+
+def validate_service(obj: Mapping[str, Any]) -> list[FieldError]:
+    """Type rules, ports and clusterIP shape (allocation checks happen in the store)."""
+    errors = validate_name(SERVICES, obj.get("metadata") or {})
+    spec = obj.get("spec") or {}
+    kind = spec.get("type", "ClusterIP")
+    if kind not in SERVICE_TYPES:
+        errors.append(FieldError.not_supported("spec.type", kind, SERVICE_TYPES))
+        return errors
+    ports = spec.get("ports") or []
+    headless = is_headless(spec)
+    if not ports and kind != "ExternalName" and not headless:
+        errors.append(FieldError.required("spec.ports", ""))
+    if headless and kind in ("NodePort", "LoadBalancer"):
+        errors.append(
+            FieldError.invalid(
+                "spec.clusterIPs[0]", "None", f"may not be set to 'None' for {kind} services"
+            )
+        )
+    if kind == "ExternalName":
+        if spec.get("clusterIP") or spec.get("clusterIPs"):
+            errors.append(
+                FieldError.forbidden("spec.clusterIP", "must be empty for ExternalName services")
+            )
+        if not spec.get("externalName"):
+            errors.append(FieldError.required("spec.externalName", ""))
+    ip = spec.get("clusterIP")
+    if ip and ip != "None":
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            errors.append(
+                FieldError.invalid(
+                    "spec.clusterIPs[0]",
+                    ip,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )
+            )
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        path = f"spec.ports[{i}]"
+        if not isinstance(port, dict):
+            errors.append(FieldError.invalid(path, port, "must be an object"))
+            continue
+        name = port.get("name") or ""
+        if len(ports) > 1 and not name:
+            errors.append(FieldError.required(f"{path}.name", ""))
+        elif name and (len(name) > 15 or not _IANA_SVC_NAME.match(name)):
+            errors.append(
+                FieldError.invalid(
+                    f"{path}.name",
+                    name,
+                    "must contain only lowercase alphanumeric characters or '-', "
+                    "and must start and end with an alphanumeric character",
+                )
+            )
+        if name and name in names:
+            errors.append(FieldError.duplicate(f"{path}.name", name))
+        names.add(name)
+        number = port.get("port")
+        if not isinstance(number, int) or not 1 <= number <= 65535:
+            errors.append(
+                FieldError.invalid(f"{path}.port", number, "must be between 1 and 65535, inclusive")
+            )
+        protocol = port.get("protocol", "TCP")
+        if protocol not in PROTOCOLS:
+            errors.append(FieldError.not_supported(f"{path}.protocol", protocol, PROTOCOLS))
+        node_port = port.get("nodePort")
+        if node_port and kind == "ClusterIP":
+            errors.append(
+                FieldError.forbidden(
+                    f"{path}.nodePort", "may not be used when `type` is 'ClusterIP'"
+                )
+            )
+    return errors
+
+
+# -- EndpointSlices -------------------------------------------------------------------
+
+ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
+
+
+def default_slice(obj: JSON) -> None:
+    for port in obj.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("name", "")
+            port.setdefault("protocol", "TCP")
+
+
+def _address_ok(address_type: str, address: Any) -> bool:
+    if not isinstance(address, str):
+        return False
+    if address_type == "FQDN":
+        return bool(_SUBDOMAIN.match(address))
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return parsed.version == (4 if address_type == "IPv4" else 6)
+
+
+def validate_slice(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[FieldError]:
+    errors = validate_name(ENDPOINT_SLICES, obj.get("metadata") or {})
+    address_type = obj.get("addressType")
+    if not address_type:
+        errors.append(FieldError.required("addressType", ""))
+    elif address_type not in ADDRESS_TYPES:
+        errors.append(FieldError.not_supported("addressType", address_type, ADDRESS_TYPES))
+    if old is not None and address_type != old.get("addressType"):
+        errors.append(FieldError.invalid("addressType", address_type, "field is immutable"))
+    endpoints = obj.get("endpoints")
+    if endpoints is None:
+        endpoints = []
+    if not isinstance(endpoints, list):
+        errors.append(FieldError.invalid("endpoints", endpoints, "must be a list"))
+        endpoints = []
+    if len(endpoints) > 1000:
+        errors.append(
+            FieldError(
+                "endpoints", "FieldValueTooMany", "must have at most 1000 items", len(endpoints)
+            )
+        )
+    for i, endpoint in enumerate(endpoints):
+        addresses = endpoint.get("addresses") if isinstance(endpoint, dict) else None
+        if not addresses:
+            errors.append(
+                FieldError.required(f"endpoints[{i}].addresses", "must contain at least 1 address")
+            )
+            continue
+        if len(addresses) > 100:
+            errors.append(
+                FieldError(
+                    f"endpoints[{i}].addresses",
+                    "FieldValueTooMany",
+                    "must have at most 100 items",
+                    len(addresses),
+                )
+            )
+        for j, address in enumerate(addresses):
+            if address_type in ("IPv4", "IPv6") and not _address_ok(address_type, address):
+                errors.append(
+                    FieldError.invalid(
+                        f"endpoints[{i}].addresses[{j}]",
+                        address,
+                        f"must be a valid {address_type} address",
+                    )
+                )
+    ports = obj.get("ports") or []
+    for i, port in enumerate(ports):
+        if not isinstance(port, dict):
+            errors.append(FieldError.invalid(f"ports[{i}]", port, "must be an object"))
+            continue
+        number = port.get("port")
+        if number is not None and (not isinstance(number, int) or not 0 <= number <= 65535):
+            errors.append(
+                FieldError.invalid(
+                    f"ports[{i}].port", number, "must be between 0 and 65535, inclusive"
+                )
+            )
+        protocol = port.get("protocol", "TCP")
+        if protocol not in PROTOCOLS:
+            errors.append(FieldError.not_supported(f"ports[{i}].protocol", protocol, PROTOCOLS))
+    return errors
+
+
+# -- builders -------------------------------------------------------------------------
+
+EndpointSpec = str | Sequence[Any] | Mapping[str, Any]
+PortSpec = int | Sequence[Any] | Mapping[str, Any]
+
+
+def _endpoint(spec: EndpointSpec) -> JSON:
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    if isinstance(spec, str):
+        spec = (spec,)
+    fields = list(spec) + [None] * (5 - len(spec))
+    ip, ready, serving, terminating, hostname = fields[:5]
+    endpoint: JSON = {"addresses": [ip]}
+    conditions: JSON = {}
+    for key, value in (("ready", ready), ("serving", serving), ("terminating", terminating)):
+        if value is not None:
+            conditions[key] = bool(value)
+    endpoint["conditions"] = conditions
+    if hostname:
+        endpoint["hostname"] = hostname
+    return endpoint
+
+
+def endpoint_slice(
+    name: str,
+    namespace: str,
+    service: str,
+    endpoints: Iterable[EndpointSpec] = (),
+    ports: Iterable[PortSpec] = (),
+    address_type: str = "IPv4",
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> JSON:
+    """A discovery.k8s.io/v1 EndpointSlice dict for ``service``.
+
+    ``endpoints``: ``(ip, ready, serving, terminating, hostname)`` tuples (trailing
+    items may be left out; ``None`` leaves a condition unset, which means ready/serving
+    true and terminating false), bare IP strings, or full endpoint dicts. ``ports``:
+    ``(name, port, protocol)`` tuples (``name`` may be ``""``, ``port`` ``None``), bare
+    port numbers, or dicts.
+    """
+    port_list: list[JSON] = []
+    for spec in ports:
+        if isinstance(spec, Mapping):
+            port_list.append(dict(spec))
+            continue
+        if isinstance(spec, int):
+            spec = ("", spec)
+        items = list(spec) + [None] * (3 - len(spec))
+        port_name, number, protocol = items[:3]
+        port: JSON = {"name": port_name or "", "protocol": protocol or "TCP"}
+        if number is not None:
+            port["port"] = int(number)
+        port_list.append(port)
+    all_labels = {"kubernetes.io/service-name": service}
+    all_labels.update(labels or {})
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": namespace, "labels": all_labels},
+        "addressType": address_type,
+        "endpoints": [_endpoint(e) for e in endpoints],
+        "ports": port_list,
+    }
+
+
+def service(
+    name: str,
+    namespace: str,
+    *,
+    ports: Iterable[PortSpec] = (),
+    selector: Mapping[str, str] | None = None,
+    type: str = "ClusterIP",
+    cluster_ip: str | None = None,
+    publish_not_ready_addresses: bool | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    external_name: str | None = None,
+) -> JSON:
+    """A v1 Service dict. ``cluster_ip="None"`` makes it headless.
+
+    ``ports``: port numbers, ``(name, port)``, ``(name, port, target_port)`` or
+    ``(name, port, target_port, protocol)`` tuples, or dicts.
+    """
+    port_list: list[JSON] = []
+    for spec in ports:
+        if isinstance(spec, Mapping):
+            port_list.append(dict(spec))
+            continue
+        if isinstance(spec, int):
+            spec = (None, spec)
+        items = list(spec) + [None] * (4 - len(spec))
+        port_name, number, target, protocol = items[:4]
+        port: JSON = {"port": int(number), "protocol": protocol or "TCP"}
+        if port_name:
+            port["name"] = port_name
+        if target is not None:
+            port["targetPort"] = target
+        port_list.append(port)
+    metadata: JSON = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    spec_out: JSON = {"type": type}
+    if port_list:
+        spec_out["ports"] = port_list
+    if selector is not None:
+        spec_out["selector"] = dict(selector)
+    if cluster_ip is not None:
+        spec_out["clusterIP"] = cluster_ip
+    if publish_not_ready_addresses is not None:
+        spec_out["publishNotReadyAddresses"] = publish_not_ready_addresses
+    if external_name is not None:
+        spec_out["externalName"] = external_name
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec_out}
