@@ -7,8 +7,6 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Change", "Endpoint", "dashed_ip", "diff", "normalize"]
-
 
 @dataclass(frozen=True, kw_only=True)
 class Endpoint:
@@ -52,6 +50,10 @@ class Endpoint:
 
     def __str__(self) -> str:
         return self.hostport if self.hostname is None else f"{self.hostport} ({self.hostname})"
+
+
+Endpoints = tuple[Endpoint, ...]
+"""An endpoint set as every stage passes it on: normalized (sorted, no duplicates)."""
 
 
 @functools.lru_cache(maxsize=8192)

@@ -21,16 +21,6 @@ import json
 import dns.exception
 import dns.resolver
 
-__all__ = [
-    "ClosedError",
-    "ConfigError",
-    "ConversionError",
-    "DnsBalanceError",
-    "KubernetesError",
-    "ResolutionError",
-    "TargetError",
-]
-
 
 class DnsBalanceError(Exception):
     """Root of every exception dnsbalance raises on purpose."""

@@ -29,8 +29,6 @@ from pathlib import Path
 
 from ._exceptions import TargetError
 
-__all__ = ["Target", "parse_target"]
-
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RESOLV_CONF = Path("/etc/resolv.conf")
 DEFAULT_NAMESPACE = "default"

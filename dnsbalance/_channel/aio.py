@@ -28,8 +28,6 @@ from dnsbalance._exceptions import ClosedError
 from .base import BalancedBase, _Slot
 from .config import ChannelPlan
 
-__all__ = ["BalancedChannel"]
-
 log = logging.getLogger(__name__)
 
 AioFactory = Callable[[ChannelPlan], grpc.aio.Channel]

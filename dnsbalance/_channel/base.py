@@ -19,8 +19,6 @@ from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan
 
-__all__ = ["READY_TIMEOUT", "BalancedBase", "OnChange"]
-
 log = logging.getLogger("dnsbalance._channel.sync")
 
 OnChange = Callable[[tuple[Endpoint, ...], tuple[Endpoint, ...]], None]

@@ -22,8 +22,6 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ConfigError
 from dnsbalance._target import Target
 
-__all__ = ["ChannelPlan", "grpc_dns_resolver", "plan_channel", "service_config_json"]
-
 log = logging.getLogger(__name__)
 
 ROUND_ROBIN: list[dict[str, Any]] = [{"round_robin": {}}]

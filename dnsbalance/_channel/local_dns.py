@@ -31,8 +31,6 @@ from dnsbalance._endpoints import Endpoint
 
 from .zone_server import ZoneResponder
 
-__all__ = ["LocalName", "local_name"]
-
 ZONE = "dnsbalance.invalid"
 TTL = 1
 

@@ -34,10 +34,8 @@ import grpc.aio
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError
 
-from .base import BalancedBase, OnChange, _Slot
+from .base import BalancedBase, _Slot
 from .config import ChannelPlan
-
-__all__ = ["BalancedChannel", "ChannelFactory", "OnChange"]
 
 log = logging.getLogger(__name__)
 

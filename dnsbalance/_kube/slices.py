@@ -29,16 +29,6 @@ from typing import Any
 
 from dnsbalance._endpoints import Endpoint, normalize
 
-__all__ = [
-    "SERVICE_NAME_LABEL",
-    "ApiEndpoints",
-    "SliceSet",
-    "first_port",
-    "port_mismatch",
-    "read_slice",
-    "suggested_port",
-]
-
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

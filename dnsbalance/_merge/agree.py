@@ -40,8 +40,6 @@ from typing import Literal
 
 from dnsbalance._endpoints import Endpoint, normalize
 
-__all__ = ["Agreement", "Discrepancy", "MergeState", "agree", "dialable", "panic_endpoints"]
-
 Key = tuple[str, int]
 REPOLL_INTERVAL = 0.2
 

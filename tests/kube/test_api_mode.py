@@ -338,7 +338,7 @@ def test_in_cluster_token_rotation(fleet: Fleet, unique_service: str, tmp_path: 
         account = kube.write_service_account(tmp_path / "sa", "token-1", NS)
         fleet.add()
         publish(kube, unique_service, fleet, sorted(fleet.backends))
-        from dnsbalance._kube.watch import load_api_client
+        from dnsbalance._kube.client import load_api_client
 
         client = load_api_client(service_account_dir=account, environ=kube.incluster_environ())
         assert client is not None
