@@ -38,11 +38,7 @@ class Endpoint:
     @property
     def hostport(self) -> str:
         """``10.0.0.1:8000`` or ``[fd00::1]:8000``."""
-        return (
-            f"[{self.address}]:{self.port}"
-            if ":" in self.address
-            else f"{self.address}:{self.port}"
-        )
+        return host_port(self.address, self.port)
 
     def sort_key(self) -> tuple[int, int, int, str]:
         version, number = _address_order(self.address)
@@ -50,6 +46,13 @@ class Endpoint:
 
     def __str__(self) -> str:
         return self.hostport if self.hostname is None else f"{self.hostport} ({self.hostname})"
+
+
+def host_port(address: object, port: int) -> str:
+    """``10.0.0.1:8000`` or ``[fd00::1]:8000``: the one way dnsbalance writes an address
+    with its port (IPv6 in brackets, as grpc targets and resolv.conf readers expect)."""
+    text = str(address)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
 
 
 Endpoints = tuple[Endpoint, ...]

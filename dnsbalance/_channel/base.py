@@ -19,7 +19,7 @@ from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan
 
-log = logging.getLogger("dnsbalance._channel.sync")
+log = logging.getLogger(__name__)
 
 OnChange = Callable[[tuple[Endpoint, ...], tuple[Endpoint, ...]], None]
 

@@ -12,8 +12,9 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from dnsbalance._endpoints import host_port
 from dnsbalance._exceptions import ConfigError, ResolutionError, resolution_error
-from dnsbalance._target import Target
+from dnsbalance._target import HostPortError, Target, split_host_port
 
 from .plan import Question
 
@@ -22,20 +23,12 @@ EDNS_PAYLOAD = 1232
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """``"10.96.0.10"``, ``"127.0.0.1:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (host, port)."""
-    host, port = text.strip(), 53
-    if host.startswith("["):
-        end = host.find("]")
-        rest = host[end + 1 :] if end > 0 else "?"
-        host = host[1:end]
-        if rest:
-            if not rest.startswith(":") or not _is_port_text(rest[1:]):
-                raise ConfigError(f"bad nameserver {text!r}: expected [ADDRESS]:PORT")
-            port = _port_number(rest[1:])
-    elif host.count(":") == 1:
-        host, port_text = host.split(":")
-        if not _is_port_text(port_text):
-            raise ConfigError(f"bad nameserver {text!r}: the port must be a number")
-        port = _port_number(port_text)
+    try:
+        host, port = split_host_port(text.strip(), 53)
+    except HostPortError as exc:
+        if exc.problem == "bracket" or text.strip().startswith("["):
+            raise ConfigError(f"bad nameserver {text!r}: expected [ADDRESS]:PORT") from None
+        raise ConfigError(f"bad nameserver {text!r}: the port must be a number") from None
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -46,16 +39,6 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ConfigError(f"bad nameserver {text!r}: port out of range")
     return host, port
-
-
-def _is_port_text(text: str) -> bool:
-    """ASCII digits only (``str.isdigit`` alone takes '²', which int() refuses)."""
-    return text.isascii() and text.isdigit()
-
-
-def _port_number(digits: str) -> int:
-    """0 (out of range) past 5 digits, which keeps int() from its 4300-digit limit."""
-    return int(digits) if len(digits) <= 5 else 0
 
 
 def servers_for(target: Target, nameservers: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -97,7 +80,7 @@ def describe_servers(resolver: dns.resolver.BaseResolver) -> str:
     for ns in resolver.nameservers:
         if isinstance(ns, dns.nameserver.Nameserver):
             address, port = ns.answer_nameserver(), ns.answer_port()
-            names.append(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
+            names.append(host_port(address, port))
         else:
             names.append(str(ns))
     return ", ".join(names) or "(no nameserver)"

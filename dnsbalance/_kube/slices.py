@@ -281,10 +281,6 @@ class SliceSet:
                 names=self._names,
             )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self._slices))
-
     def port_mismatch(self) -> tuple[tuple[str, int], ...]:
         """See :func:`port_mismatch`, over every slice that has endpoints."""
         return port_mismatch(
@@ -303,8 +299,3 @@ class SliceSet:
         keys = set(ready)
         serving = normalize(ep for s in self._slices.values() for ep in s.serving if ep not in keys)
         return ApiEndpoints(ready, listed, serving)
-
-    def unusable(self) -> tuple[Endpoint, ...]:
-        """Endpoints the API knows but says not to use (not ready, terminating)."""
-        usable = set(self.usable())
-        return normalize(ep for s in self._slices.values() for ep in s.unusable if ep not in usable)

@@ -113,7 +113,6 @@ class SliceWatcher:
         self._thread: threading.Thread | None = None
         self._resp_lock = threading.Lock()
         self._resp: Any = None
-        self.restarts = 0  # watch streams (re)opened after the first
         self.polling = False  # the watch is forbidden: re-listing every relist_interval
 
     # -- the caller's side ----------------------------------------------------------
@@ -373,7 +372,6 @@ class SliceWatcher:
             resp.close()
             resp.release_conn()
         self._first_watch = False
-        self.restarts += 1
         if self._metrics is not None:
             self._metrics.watch_restart()
         up_for = time.monotonic() - started
