@@ -65,44 +65,54 @@ class ApiFeed:
                     " a pod with a service account, set KUBECONFIG, or pass"
                     " api_client=/kubeconfig="
                 )
-            side = cls(None, False, None)
-            side.error = error
-            return side
-        side = cls(client, settings.api_client is None, None)
-        side.watcher = SliceWatcher(
+            feed = cls(None, False, None)
+            feed.error = error
+            return feed
+        feed = cls(client, settings.api_client is None, None)
+        feed.watcher = SliceWatcher(
             client,
             namespace=target.namespace,
             service=target.service,
             port=target.port,
             include_terminating=settings.include_terminating,
-            on_view=side._view,
+            on_view=feed._view,
             name=f"dnsbalance-watch-{settings.thread_suffix}",
             metrics=metrics_for(settings.name),
             relist_interval=settings.poll_interval,
         )
+        feed.first_list(strict=strict, timeout=AUTO_FIRST_LIST_TIMEOUT)
+        return feed
+
+    def first_list(self, *, strict: bool, timeout: float) -> None:
+        """The first list. ``strict`` (mode "api"): on this thread, however long it
+        takes; its KubernetesError is raised (the watcher stopped). Otherwise (mode
+        "auto") the watcher lists on its own thread and this waits ``timeout`` at
+        most: without an answer by then, :attr:`error` says so and the answer, when
+        it comes, goes to :meth:`follow`'s sink like any later view."""
+        watcher = self.watcher
+        assert watcher is not None
         if strict:
             try:
-                side.endpoints = side.watcher.list_once()
+                self.endpoints = watcher.list_once()
             except KubernetesError:
-                side.close()
+                self.close()
                 raise
-            return side
-        side.watcher.start()  # lists first, on its thread
+            return
+        watcher.start()  # lists first, on its thread
         try:
-            answered = side._viewed.wait(AUTO_FIRST_LIST_TIMEOUT)
+            answered = self._viewed.wait(timeout)
         except BaseException:  # e.g. KeyboardInterrupt: no watcher left behind
-            side.close()
+            self.close()
             raise
         if not answered:
-            side.error = KubernetesError(
-                f"no answer to the EndpointSlice list within {AUTO_FIRST_LIST_TIMEOUT:g} s",
+            self.error = KubernetesError(
+                f"no answer to the EndpointSlice list within {timeout:g} s",
                 reason="Timeout",
             )
-        with side._lock:
-            if side._late is not None:
-                side.endpoints, side.error = side._late
-                side._late = None
-        return side
+        with self._lock:
+            if self._late is not None:
+                self.endpoints, self.error = self._late
+                self._late = None
 
     def _view(self, endpoints: tuple[Endpoint, ...] | None, error: KubernetesError | None) -> None:
         """The watcher's views: the latest is held until :meth:`follow` names where they
