@@ -6,6 +6,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,3 +116,24 @@ def dashed_ip(address: str) -> str:
         return text.replace(".", "-")
     dashed = text.replace(":", "-")
     return dashed + "0" if dashed.endswith("-") else dashed
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """DNS and the API disagree about ``endpoint`` since ``since`` (monotonic seconds).
+
+    ``kind``: ``"api-only"`` (the API calls it ready, DNS does not list it),
+    ``"dns-only"`` (DNS lists it, the API does not call it ready) or ``"panic"`` (not
+    ready, used anyway because no endpoint is: panic mode).
+    """
+
+    endpoint: Endpoint
+    kind: Literal["api-only", "dns-only", "panic"]
+    since: float
+
+    def __str__(self) -> str:
+        if self.kind == "api-only":
+            return f"{self.endpoint}: ready in the API but not in DNS"
+        if self.kind == "panic":
+            return f"{self.endpoint}: not ready in the API, used in panic mode (none is ready)"
+        return f"{self.endpoint}: in DNS but not ready in the API"

@@ -40,9 +40,8 @@ from ._channel.local_dns import LocalName, local_name
 from ._channel.sync import BalancedChannel
 from ._dns import aio as aio_dns
 from ._dns import sync as sync_dns
-from ._endpoints import Change, Endpoint, Endpoints
+from ._endpoints import Change, Discrepancy, Endpoint, Endpoints
 from ._kube.feed import ApiFeed
-from ._merge.agree import Discrepancy
 from ._merge.thread import MergeThread, PollerView
 from ._metrics import metrics_for
 from ._poll.aio import AsyncDnsPoller

@@ -13,8 +13,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import grpc
 import grpc.aio
 
-from dnsbalance._endpoints import Endpoint
-from dnsbalance._merge.agree import Discrepancy
+from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan

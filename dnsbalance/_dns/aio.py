@@ -13,12 +13,6 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from dnsbalance._dns.servers import (
-    configure_resolver,
-    question_error,
-    question_timeout,
-    servers_for,
-)
 from dnsbalance._endpoints import Endpoint, Endpoints
 from dnsbalance._target import Target, parse_target
 
@@ -33,6 +27,12 @@ from .answer_cache import (
     repeat_plan,
 )
 from .plan import Question, Reply
+from .servers import (
+    configure_resolver,
+    question_error,
+    question_timeout,
+    servers_for,
+)
 from .wire import frame
 
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from dnsbalance._channel.config import channel_port
 from dnsbalance._channel.local_dns import LocalName
-from dnsbalance._endpoints import Endpoint
+from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._kube.slices import ApiEndpoints
 from dnsbalance._metrics import metrics_for
 from dnsbalance._poll.policy import PollState
 
-from .agree import REPOLL_INTERVAL, Discrepancy, MergeState, agree, dialable
+from .agree import REPOLL_INTERVAL, MergeState, agree, dialable
 
 if TYPE_CHECKING:
     from dnsbalance._target import Target
