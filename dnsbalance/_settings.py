@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 import grpc
 import grpc.aio
@@ -36,6 +36,21 @@ log = logging.getLogger(__name__)
 Mode = Literal["auto", "dns", "api"]
 C = TypeVar("C", grpc.Channel, grpc.aio.Channel)
 MODES = ("auto", "dns", "api")
+
+
+class ChannelArgs(TypedDict):
+    """The BalancedChannel arguments (either driver) that come straight from settings."""
+
+    name: str
+    drain_timeout: float | None
+    on_change: OnChange | None
+
+
+class PollerOptions(TypedDict):
+    """The DNS poller arguments (either driver) that come straight from settings."""
+
+    policy: PollPolicy
+    name: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,11 +127,11 @@ class ChannelSettings:
 
         return factory
 
-    def channel_args(self) -> dict[str, Any]:
+    def channel_args(self) -> ChannelArgs:
         """The BalancedChannel arguments that come straight from the settings."""
         return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
 
-    def poller_options(self) -> dict[str, Any]:
+    def poller_options(self) -> PollerOptions:
         """The DNS poller arguments that come straight from the settings (either driver)."""
         return {"policy": self.policy, "name": f"dnsbalance-poll-{self.thread_suffix}"}
 
