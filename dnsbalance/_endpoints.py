@@ -6,8 +6,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-__all__ = ["Change", "Endpoint", "dashed_ip", "diff", "normalize"]
+from typing import Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,11 +53,7 @@ class Endpoint:
     @property
     def hostport(self) -> str:
         """``10.0.0.1:8000`` or ``[fd00::1]:8000``."""
-        return (
-            f"[{self.address}]:{self.port}"
-            if ":" in self.address
-            else f"{self.address}:{self.port}"
-        )
+        return host_port(self.address, self.port)
 
     def sort_key(self) -> tuple[int, int, int, str]:
         version, number = _address_order(self.address)
@@ -66,6 +61,17 @@ class Endpoint:
 
     def __str__(self) -> str:
         return self.hostport if self.hostname is None else f"{self.hostport} ({self.hostname})"
+
+
+def host_port(address: object, port: int) -> str:
+    """``10.0.0.1:8000`` or ``[fd00::1]:8000``: the one way dnsbalance writes an address
+    with its port (IPv6 in brackets, as grpc targets and resolv.conf readers expect)."""
+    text = str(address)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+Endpoints = tuple[Endpoint, ...]
+"""An endpoint set as every stage passes it on: normalized (sorted, no duplicates)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -124,3 +130,24 @@ def dashed_ip(address: str) -> str:
         return text.replace(".", "-")
     dashed = text.replace(":", "-")
     return dashed + "0" if dashed.endswith("-") else dashed
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """DNS and the API disagree about ``endpoint`` since ``since`` (monotonic seconds).
+
+    ``kind``: ``"api-only"`` (the API calls it ready, DNS does not list it),
+    ``"dns-only"`` (DNS lists it, the API does not call it ready) or ``"panic"`` (not
+    ready, used anyway because no endpoint is: panic mode).
+    """
+
+    endpoint: Endpoint
+    kind: Literal["api-only", "dns-only", "panic"]
+    since: float
+
+    def __str__(self) -> str:
+        if self.kind == "api-only":
+            return f"{self.endpoint}: ready in the API but not in DNS"
+        if self.kind == "panic":
+            return f"{self.endpoint}: not ready in the API, used in panic mode (none is ready)"
+        return f"{self.endpoint}: in DNS but not ready in the API"

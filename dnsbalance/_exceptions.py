@@ -21,15 +21,7 @@ import json
 import dns.exception
 import dns.resolver
 
-__all__ = [
-    "ClosedError",
-    "ConfigError",
-    "ConversionError",
-    "DnsBalanceError",
-    "KubernetesError",
-    "ResolutionError",
-    "TargetError",
-]
+from ._endpoints import host_port
 
 
 class DnsBalanceError(Exception):
@@ -156,7 +148,7 @@ def _server_text(name: str | None, port: int) -> str:
     address = str(name or "?")
     if address.startswith("Do53:"):
         address = address[len("Do53:") :].rsplit("@", 1)[0]
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return host_port(address, port)
 
 
 def _failure_reason(failure: object) -> str:

@@ -24,8 +24,6 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["TargetMetrics", "metrics_for"]
-
 _lock = threading.Lock()
 _families: dict[str, Any] | None = None
 

@@ -3,18 +3,19 @@ validated settings, grpc options, the Kubernetes side, and the channel plan."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 import grpc
 import grpc.aio
+
+from dnsbalance._channel.base import OnChange
+from dnsbalance._dns.servers import servers_for
+from dnsbalance._kube.client import namespace_for
 
 from ._channel.config import (
     ChannelPlan,
@@ -24,33 +25,32 @@ from ._channel.config import (
     plan_channel,
     service_config_json,
 )
-from ._channel.local_dns import LocalName, local_name
-from ._channel.sync import OnChange
-from ._dns.sync import servers_for
-from ._endpoints import Change, Endpoint
-from ._exceptions import ConfigError, KubernetesError, TargetError
-from ._kube.watch import SliceWatcher, ViewCallback, load_api_client, namespace_for
-from ._metrics import metrics_for
+from ._channel.local_dns import LocalName
+from ._endpoints import Endpoint
+from ._exceptions import ConfigError, TargetError
 from ._poll.policy import PollPolicy
 from ._target import Target, parse_target
-
-__all__ = [
-    "ApiSide",
-    "ChannelSettings",
-    "Mode",
-    "dns_mode_channel",
-    "settings_for",
-    "warn_empty_start",
-    "weak_callback",
-    "with_arguments_of",
-]
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "dns", "api"]
-AUTO_FIRST_LIST_TIMEOUT = 5.0  # seconds mode "auto" waits for the first list at most
 C = TypeVar("C", grpc.Channel, grpc.aio.Channel)
 MODES = ("auto", "dns", "api")
+
+
+class ChannelArgs(TypedDict):
+    """The BalancedChannel arguments (either driver) that come straight from settings."""
+
+    name: str
+    drain_timeout: float | None
+    on_change: OnChange | None
+
+
+class PollerOptions(TypedDict):
+    """The DNS poller arguments (either driver) that come straight from settings."""
+
+    policy: PollPolicy
+    name: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,24 +127,13 @@ class ChannelSettings:
 
         return factory
 
-    def channel_args(self) -> dict[str, Any]:
+    def channel_args(self) -> ChannelArgs:
         """The BalancedChannel arguments that come straight from the settings."""
         return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
 
-    def poller(
-        self, poller_class: Callable[..., R], poll_lookup: Any, make_resolver: Any
-    ) -> R | None:
-        """The DNS poller of modes "dns" and "auto" (None in mode "api"), from the driver's
-        poller class and its ``poll_lookup``/``make_resolver`` (sync or asyncio)."""
-        if self.api_only:
-            return None
-        resolver = make_resolver(self.servers, timeout=self.dns_timeout)
-        return poller_class(
-            poll_lookup(self.target, resolver),
-            policy=self.policy,
-            name=f"dnsbalance-poll-{self.thread_suffix}",
-            metrics=metrics_for(self.name),
-        )
+    def poller_options(self) -> PollerOptions:
+        """The DNS poller arguments that come straight from the settings (either driver)."""
+        return {"policy": self.policy, "name": f"dnsbalance-poll-{self.thread_suffix}"}
 
     def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
         """Every mode: grpc resolves the channel's name on the local DNS."""
@@ -304,211 +293,3 @@ def _check_kubeconfig(kubeconfig: object) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"kubeconfig={path!r} cannot be read: {exc.strerror or exc}") from exc
-
-
-def warn_empty_start(settings: ChannelSettings, endpoints: Sequence[Endpoint]) -> None:
-    """One WARNING when a channel starts with nothing to call (a typo in the name, a
-    Service with no ready pod): calls would fail with UNAVAILABLE without a word."""
-    if endpoints:
-        return
-    target = settings.target
-    name = target.srv_name if target.port_name else target.fqdn
-    servers = ", ".join(settings.servers or ()) or "resolv.conf's servers"
-    asked = f"DNS name {name} via {servers}" if settings.mode != "api" else ""
-    if settings.mode != "dns":
-        slices = f"the EndpointSlices of service/{target.service} in namespace {target.namespace}"
-        asked = f"{asked} and {slices}" if asked else slices
-    log.warning(
-        "%s starts with 0 endpoints: %s gave no ready endpoint (a typo in the name or the "
-        "namespace? no ready pod?); calls fail with UNAVAILABLE until one appears",
-        settings.name,
-        asked,
-    )
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def with_arguments_of(source: Callable[P, object]) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Give a function ``source``'s parameters (for type checkers, ``help()`` and IDEs),
-    so the sync and asyncio ``resolve_channel`` share one parameter list."""
-
-    def decorate(function: Callable[..., R]) -> Callable[P, R]:
-        returns = inspect.signature(function).return_annotation
-        function.__signature__ = inspect.signature(source).replace(  # type: ignore[attr-defined]
-            return_annotation=returns
-        )
-        return function
-
-    return decorate
-
-
-class ApiSide:
-    """The Kubernetes side of modes "auto" and "api", after the first list.
-
-    Mode "api" lists on the caller's thread and has nothing else to go on, so it waits
-    for the list however long it takes. Mode "auto" has DNS: its first list runs on the
-    watcher's thread, and after ``AUTO_FIRST_LIST_TIMEOUT`` without an answer the
-    channel starts on DNS alone (one warning); the answer, when it comes, is handed on
-    like any later view, so a slow or hung API never holds the caller up for long.
-    """
-
-    def __init__(self, client: Any, owns_client: bool, watcher: SliceWatcher | None) -> None:
-        self.client = client
-        self.owns_client = owns_client
-        self.watcher = watcher
-        self.endpoints: tuple[Endpoint, ...] | None = None
-        self.error: KubernetesError | None = None
-        self._lock = threading.Lock()
-        self._viewed = threading.Event()
-        self._late: tuple[tuple[Endpoint, ...] | None, KubernetesError | None] | None = None
-        self._sink: ViewCallback | None = None
-
-    @classmethod
-    def open(cls, settings: ChannelSettings) -> ApiSide:
-        """Configure and list once (blocking). Mode "api" raises KubernetesError where
-        mode "auto" records the error and goes on with DNS only."""
-        target, strict = settings.target, settings.api_only
-        error: KubernetesError | None = None
-        client = None
-        try:
-            client = load_api_client(
-                api_client=settings.api_client,
-                kubeconfig=settings.kubeconfig,
-                context=settings.context,
-            )
-        except KubernetesError as exc:
-            if strict:
-                raise
-            error = exc
-        if client is None:
-            if strict:
-                raise KubernetesError(
-                    f'mode="{settings.mode}" with {target} needs Kubernetes API access: run in'
-                    " a pod with a service account, set KUBECONFIG, or pass"
-                    " api_client=/kubeconfig="
-                )
-            side = cls(None, False, None)
-            side.error = error
-            return side
-        side = cls(client, settings.api_client is None, None)
-        side.watcher = SliceWatcher(
-            client,
-            namespace=target.namespace,
-            service=target.service,
-            port=target.port,
-            include_terminating=settings.include_terminating,
-            on_view=side._view,
-            name=f"dnsbalance-watch-{settings.thread_suffix}",
-            metrics=metrics_for(settings.name),
-            relist_interval=settings.poll_interval,
-        )
-        if strict:
-            try:
-                side.endpoints = side.watcher.list_once()
-            except KubernetesError:
-                side.close()
-                raise
-            return side
-        side.watcher.start()  # lists first, on its thread
-        try:
-            answered = side._viewed.wait(AUTO_FIRST_LIST_TIMEOUT)
-        except BaseException:  # e.g. KeyboardInterrupt: no watcher left behind
-            side.close()
-            raise
-        if not answered:
-            side.error = KubernetesError(
-                f"no answer to the EndpointSlice list within {AUTO_FIRST_LIST_TIMEOUT:g} s",
-                reason="Timeout",
-            )
-        with side._lock:
-            if side._late is not None:
-                side.endpoints, side.error = side._late
-                side._late = None
-        return side
-
-    def _view(self, endpoints: tuple[Endpoint, ...] | None, error: KubernetesError | None) -> None:
-        """The watcher's views: the latest is held until :meth:`follow` names where they
-        go. Handed on under the lock, so they arrive in order."""
-        with self._lock:
-            self._viewed.set()
-            if self._sink is None:
-                self._late = (endpoints, error)
-            else:
-                self._sink(endpoints, error)
-
-    def follow(self, sink: ViewCallback) -> None:
-        """Hand every view from now on (and the latest that came after :meth:`open`) to
-        ``sink``, and make sure the watcher runs."""
-        with self._lock:
-            self._sink = sink
-            late, self._late = self._late, None
-            if late is not None:
-                sink(*late)
-        if self.watcher is not None:
-            self.watcher.start()
-
-    def close(self) -> None:
-        """Stop watching and close a client we made. Idempotent."""
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self.owns_client and self.client is not None:
-            self.client.close()
-            self.client = None
-
-
-def dns_mode_channel(
-    settings: ChannelSettings,
-    poller: Any,
-    channel_class: Callable[..., R],
-    factory: Callable[[ChannelPlan], Any],
-    rebuild: Callable[[R, tuple[Endpoint, ...]], object],
-) -> R:
-    """Mode "dns", for either driver: a channel on the poller's (already polled) set,
-    rebuilt by ``rebuild(channel, endpoints)`` on each change the poller reports.
-
-    grpc resolves the channel's name on the local DNS server, which serves the set
-    the poller adopted (read as dnspython reads it, kept through errors and a single
-    NXDOMAIN), never cluster DNS itself: grpc's own DNS reading (c-ares) takes
-    messages dnspython refuses, and would see every flap."""
-    local = local_name()
-    local.publish(poller.endpoints)
-    stop = poller.stop
-
-    async def close_async() -> None:
-        await stop()
-        local.close()
-
-    def close_sync() -> None:
-        stop()
-        local.close()
-
-    channel = channel_class(
-        plan=settings.local_plan(local),
-        factory=factory,
-        endpoints=poller.endpoints,
-        on_close=close_async if inspect.iscoroutinefunction(stop) else close_sync,
-        **settings.channel_args(),
-    )
-
-    def changed(channel: R, change: Change) -> None:
-        local.publish(change.new)
-        rebuild(channel, change.new)
-
-    poller.on_change = weak_callback(channel, changed)
-    poller.start()
-    return channel
-
-
-def weak_callback(owner: object, action: Callable[[Any, Any], object]) -> Callable[[Any], None]:
-    """``action(owner, value)`` without keeping ``owner`` alive, so an unclosed channel is
-    collected (and then warns)."""
-    ref = weakref.ref(owner)
-
-    def callback(value: Any) -> None:
-        alive = ref()
-        if alive is not None:
-            action(alive, value)
-
-    return callback

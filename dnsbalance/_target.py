@@ -27,9 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._endpoints import host_port
 from ._exceptions import TargetError
-
-__all__ = ["Target", "parse_target"]
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -248,22 +247,50 @@ def _parse_port(text: str, original: str) -> int | str:
     return name
 
 
-def _parse_dns_server(authority: str, original: str) -> str:
-    host, port = authority, 53
-    if authority.startswith("["):
-        end = authority.find("]")
+class HostPortError(ValueError):
+    """What :func:`split_host_port` found wrong: ``"bracket"`` (an unclosed '['),
+    ``"port"`` (not ASCII digits, or text after ']' that is not ':PORT')."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``[::1]:5353``, ``[::1]``, ``10.0.0.1:53``, ``10.0.0.1`` or ``::1`` -> (host, port):
+    the one reader of a server written with an optional port. The host is not checked;
+    a port of more than 5 digits comes back as 0 (out of range)."""
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
         if end < 0:
-            raise TargetError("unclosed '[' in DNS server", target=original, part="authority")
-        host, rest = authority[1:end], authority[end + 1 :]
+            raise HostPortError("bracket")
+        host, rest = text[1:end], text[end + 1 :]
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise TargetError("bad DNS server port", target=original, part="authority")
+            if not rest.startswith(":") or not _is_digits(rest[1:]):
+                raise HostPortError("port")
             port = _number(rest[1:])
-    elif authority.count(":") == 1:
-        host, port_text = authority.split(":")
-        if not port_text.isdigit():
-            raise TargetError("bad DNS server port", target=original, part="authority")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        if not _is_digits(port_text):
+            raise HostPortError("port")
         port = _number(port_text)
+    return host, port
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone takes '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _parse_dns_server(authority: str, original: str) -> str:
+    try:
+        host, port = split_host_port(authority, 53)
+    except HostPortError as exc:
+        message = (
+            "unclosed '[' in DNS server" if exc.problem == "bracket" else ("bad DNS server port")
+        )
+        raise TargetError(message, target=original, part="authority") from None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -272,7 +299,7 @@ def _parse_dns_server(authority: str, original: str) -> str:
         ) from None
     if not 1 <= port <= 65535:
         raise TargetError(f"DNS server port {port} out of range", target=original, part="authority")
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    return host_port(address, port)
 
 
 def _number(digits: str) -> int:

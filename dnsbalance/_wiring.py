@@ -1,30 +1,85 @@
-"""resolve_channel(): wires a target, an endpoint source and a BalancedChannel together."""
+"""``resolve_channel()`` for both drivers, wired in one place; read it top to bottom.
+
+Every mode starts the same way: the arguments become :class:`ChannelSettings`
+(:func:`settings_for`, their one definition; both functions here repeat its parameter
+list, which ``tests/test_wiring.py`` holds equal), then a DNS poller (modes "dns" and
+"auto") polls once. Then:
+
+- mode "dns": the channel dials a name on the in-process local DNS server, which
+  serves the poller's set; each change the poller reports is published there and
+  the channel rebuilt (:func:`_follow_dns`).
+- modes "auto" and "api": :class:`~dnsbalance._kube.feed.ApiFeed` lists the
+  EndpointSlices (mode "auto" waits 5 s at most) and :class:`_Merged` runs the merge
+  thread, which decides from both views and hands each new set to the channel.
+
+The sync driver uses grpc's channels, a :class:`~dnsbalance._poll.sync.DnsPoller` on the
+shared poll clock and calls the channel's ``update`` on the deciding thread; the
+asyncio driver uses grpc.aio's channels, an
+:class:`~dnsbalance._poll.aio.AsyncDnsPoller` task, and hands each decision to the
+event loop (``want``). The decisions themselves are the same code
+(:mod:`dnsbalance._poll.policy`, :mod:`dnsbalance._merge.agree`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
+import grpc.aio
 
+from dnsbalance._channel.base import OnChange
+
+from ._channel import aio as aio_channel
+from ._channel.config import ChannelPlan
+from ._channel.local_dns import LocalName, local_name
 from ._channel.sync import BalancedChannel
-from ._dns.sync import make_resolver, poll_lookup
-from ._merge.thread import MergedSide
+from ._dns import aio as aio_dns
+from ._dns import sync as sync_dns
+from ._endpoints import Change, Discrepancy, Endpoint, Endpoints
+from ._kube.feed import ApiFeed
+from ._merge.thread import MergeThread, PollerView
+from ._metrics import metrics_for
+from ._poll.aio import AsyncDnsPoller
+from ._poll.policy import PollPolicy
 from ._poll.sync import DnsPoller
-from ._settings import (
-    ApiSide,
-    ChannelSettings,
-    dns_mode_channel,
-    settings_for,
-    warn_empty_start,
-    weak_callback,
-    with_arguments_of,
-)
+from ._settings import ChannelSettings, Mode, settings_for
+from ._target import Target
 
-__all__ = ["resolve_channel"]
+Owner = TypeVar("Owner")
+
+log = logging.getLogger(__name__)
 
 
-@with_arguments_of(settings_for)
-def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
+# -- the thread driver -----------------------------------------------------------------
+
+
+def resolve_channel(
+    target: str | Target,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    service_config: Mapping[str, Any] | str | None = None,
+    health_check: bool = False,
+    mode: Mode = "auto",
+    poll_interval: float = 5.0,
+    nameservers: Sequence[str] | None = None,
+    cluster_domain: str | None = None,
+    drain_timeout: float | None = 30.0,
+    on_change: OnChange | None = None,
+    namespace: str | None = None,
+    dns_timeout: float = 2.0,
+    api_client: Any = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    include_terminating: bool = False,
+    poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
+) -> BalancedChannel:
     """A ``grpc.Channel`` balanced round-robin over the ready pods of a headless Service,
     kept up to date as pods come and go.
 
@@ -58,51 +113,264 @@ def resolve_channel(*args: Any, **kwargs: Any) -> BalancedChannel:
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """
-    settings = settings_for(*args, **kwargs)
+    settings = settings_for(**locals())  # the parameters above, by name
     factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
-    poller = settings.poller(DnsPoller, poll_lookup, make_resolver)
-    if settings.mode == "dns":
-        assert poller is not None
-        poller.poll_once()
-        channel = dns_mode_channel(
-            settings, poller, BalancedChannel, factory, BalancedChannel.update
+    poller = None
+    if not settings.api_only:
+        resolver = sync_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
+        poller = DnsPoller(
+            sync_dns.poll_lookup(settings.target, resolver),
+            metrics=metrics_for(settings.name),
+            **settings.poller_options(),
         )
+    if poller is not None and settings.mode == "dns":
+        poller.poll_once()
+        local = local_name()
+        local.publish(poller.endpoints)
+
+        def close_dns() -> None:
+            poller.stop()
+            local.close()
+
+        channel = BalancedChannel(
+            plan=settings.local_plan(local),
+            factory=factory,
+            endpoints=poller.endpoints,
+            on_close=close_dns,
+            **settings.channel_args(),
+        )
+        _follow_dns(poller, local, weak_callback(channel, BalancedChannel.update))
+        poller.start()
         warn_empty_start(settings, channel.endpoints)
         return channel
-    return _merged(settings, ApiSide.open(settings), poller, factory)
 
-
-def _merged(
-    settings: ChannelSettings, api: ApiSide, poller: DnsPoller | None, factory: Any
-) -> BalancedChannel:
-    """Modes "auto" and "api": the channel dials the agreed set through the local DNS."""
+    feed = ApiFeed.open(settings)
     try:
         if poller is not None:
             poller.poll_once()
-        side = MergedSide(settings, api, poller)
+        merged = _Merged(settings, feed, poller)
     except BaseException:
-        api.close()  # its watcher may be running already (mode "auto")
+        feed.close()  # its watcher may be running already (mode "auto")
         raise
 
-    def stop() -> None:
+    def close_merged() -> None:
         if poller is not None:
             poller.stop()
-        side.stop()
+        merged.stop()
 
     channel = BalancedChannel(
-        plan=side.plan,
+        plan=merged.plan,
         factory=factory,
-        endpoints=side.initial,
-        on_close=stop,
-        discrepancies=side.discrepancies,
+        endpoints=merged.initial,
+        on_close=close_merged,
+        discrepancies=merged.discrepancies,
         **settings.channel_args(),
     )
-
-    def follow_dns(callback: Any) -> None:
-        assert poller is not None
-        poller.on_change = callback
-        poller.start()
-
-    side.start(weak_callback(channel, lambda ch, endpoints: ch.update(endpoints)), follow_dns)
+    merged.start(weak_callback(channel, BalancedChannel.update))  # on the merge thread
     warn_empty_start(settings, channel.endpoints)
     return channel
+
+
+# -- the asyncio driver ----------------------------------------------------------------
+
+
+async def resolve_aio_channel(
+    target: str | Target,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    service_config: Mapping[str, Any] | str | None = None,
+    health_check: bool = False,
+    mode: Mode = "auto",
+    poll_interval: float = 5.0,
+    nameservers: Sequence[str] | None = None,
+    cluster_domain: str | None = None,
+    drain_timeout: float | None = 30.0,
+    on_change: OnChange | None = None,
+    namespace: str | None = None,
+    dns_timeout: float = 2.0,
+    api_client: Any = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    include_terminating: bool = False,
+    poll_policy: PollPolicy | None = None,
+    panic_mode: bool = True,
+) -> aio_channel.BalancedChannel:
+    """A ``grpc.aio.Channel`` balanced over the ready pods of a headless Service
+    (``dnsbalance.aio.resolve_channel``).
+
+    The arguments are :func:`dnsbalance.resolve_channel`'s. Call it on the event loop
+    that will use the channel, and ``await channel.close()`` (or ``async with``). DNS
+    is polled with ``dns.asyncresolver`` in a task; the Kubernetes side is the thread
+    driver's watcher and merge thread (one Kubernetes client library for both), whose
+    decisions reach the event loop through ``call_soon_threadsafe``.
+    """
+    settings = settings_for(**locals())  # the parameters above, by name
+    factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
+    poller = None
+    if not settings.api_only:
+        resolver = aio_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
+        poller = AsyncDnsPoller(
+            aio_dns.poll_lookup(settings.target, resolver),
+            metrics=metrics_for(settings.name),
+            **settings.poller_options(),
+        )
+    if poller is not None and settings.mode == "dns":
+        await poller.poll_once()
+        local = local_name()
+        local.publish(poller.endpoints)
+
+        async def close_dns() -> None:
+            await poller.stop()
+            local.close()
+
+        channel = aio_channel.BalancedChannel(
+            plan=settings.local_plan(local),
+            factory=factory,
+            endpoints=poller.endpoints,
+            on_close=close_dns,
+            **settings.channel_args(),
+        )
+        _follow_dns(poller, local, weak_callback(channel, aio_channel.BalancedChannel.want))
+        poller.start()
+        warn_empty_start(settings, channel.endpoints)
+        return channel
+
+    feed = await asyncio.to_thread(ApiFeed.open, settings)
+    try:
+        if poller is not None:
+            await poller.poll_once()
+        merged = _Merged(settings, feed, poller)
+    except BaseException:
+        await asyncio.to_thread(feed.close)  # its watcher may be running (mode "auto")
+        raise
+
+    async def close_merged() -> None:
+        if poller is not None:
+            await poller.stop()
+        await asyncio.to_thread(merged.stop)
+
+    channel = aio_channel.BalancedChannel(
+        plan=merged.plan,
+        factory=factory,
+        endpoints=merged.initial,
+        on_close=close_merged,
+        discrepancies=merged.discrepancies,
+        **settings.channel_args(),
+    )
+    loop = asyncio.get_running_loop()
+    want = weak_callback(channel, aio_channel.BalancedChannel.want)
+
+    def hand_to_loop(endpoints: Endpoints) -> None:  # on the merge thread
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(want, endpoints)
+
+    merged.start(hand_to_loop)
+    warn_empty_start(settings, channel.endpoints)
+    return channel
+
+
+# -- what both drivers share -----------------------------------------------------------
+
+
+class FollowedPoller(PollerView, Protocol):
+    """A DNS poller of either driver, as the wiring hooks it up."""
+
+    on_change: Callable[[Change], None] | None
+
+    def start(self) -> None: ...
+
+
+def _follow_dns(
+    poller: FollowedPoller, local: LocalName, rebuild: Callable[[Endpoints], object]
+) -> None:
+    """Mode "dns": each change the poller reports is served on the local DNS, then the
+    channel is rebuilt on it.
+
+    grpc resolves the channel's name on the local DNS server, which serves the set
+    the poller adopted (read as dnspython reads it, kept through errors and a single
+    NXDOMAIN), never cluster DNS itself: grpc's own DNS reading (c-ares) takes
+    messages dnspython refuses, and would see every flap."""
+
+    def changed(change: Change) -> None:
+        local.publish(change.new)
+        rebuild(change.new)
+
+    poller.on_change = changed
+
+
+class _Merged:
+    """Modes "auto" and "api" around one channel: the local DNS name, the merge thread
+    and the API feed; the driver owns the DNS poller (already polled once)."""
+
+    def __init__(self, settings: ChannelSettings, feed: ApiFeed, poller: FollowedPoller | None):
+        self._feed = feed
+        self._poller = poller
+        self.local = local_name()
+        self.thread = MergeThread(
+            name=settings.name,
+            mode="api" if settings.api_only else "auto",
+            namespace=settings.target.namespace,
+            poller=poller,
+            local=self.local,
+            api_endpoints=feed.endpoints,
+            api_error=feed.error,
+            panic_mode=settings.panic_mode,
+            target=settings.target,
+        )
+        self.initial, _ = self.thread.evaluate()
+        self.plan: Callable[[Sequence[Endpoint]], ChannelPlan] = settings.local_plan(self.local)
+
+    def discrepancies(self) -> tuple[Discrepancy, ...]:
+        return self.thread.discrepancies
+
+    def start(self, sink: Callable[[Endpoints], None]) -> None:
+        """Hand decisions to ``sink`` (called on the merge thread) and start the DNS
+        poller, the watcher and the merge thread."""
+        self.thread.sink = sink
+        if self._poller is not None:
+            self._poller.on_change = self.thread.dns_changed
+            self._poller.start()
+        self._feed.follow(self.thread.api_view)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher and the merge thread, release the local name (blocking)."""
+        self._feed.close()
+        self.thread.stop()
+        self.local.close()
+
+
+def warn_empty_start(settings: ChannelSettings, endpoints: Sequence[Endpoint]) -> None:
+    """One WARNING when a channel starts with nothing to call (a typo in the name, a
+    Service with no ready pod): calls would fail with UNAVAILABLE without a word."""
+    if endpoints:
+        return
+    target = settings.target
+    name = target.srv_name if target.port_name else target.fqdn
+    servers = ", ".join(settings.servers or ()) or "resolv.conf's servers"
+    asked = f"DNS name {name} via {servers}" if settings.mode != "api" else ""
+    if settings.mode != "dns":
+        slices = f"the EndpointSlices of service/{target.service} in namespace {target.namespace}"
+        asked = f"{asked} and {slices}" if asked else slices
+    log.warning(
+        "%s starts with 0 endpoints: %s gave no ready endpoint (a typo in the name or the "
+        "namespace? no ready pod?); calls fail with UNAVAILABLE until one appears",
+        settings.name,
+        asked,
+    )
+
+
+def weak_callback(
+    owner: Owner, action: Callable[[Owner, Endpoints], object]
+) -> Callable[[Endpoints], None]:
+    """``action(owner, endpoints)`` without keeping ``owner`` alive, so an unclosed
+    channel is collected (and then warns)."""
+    ref = weakref.ref(owner)
+
+    def callback(endpoints: Endpoints) -> None:
+        alive = ref()
+        if alive is not None:
+            action(alive, endpoints)
+
+    return callback

@@ -6,11 +6,13 @@ import itertools
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from dnsbalance.testing import BindServer, DNSResponder
+from dnsbalance.testing import BindServer, DNSResponder, FakeKubernetesAPI
 from dnsbalance.testing._clusterdns.bind import find_named
+from tests.kits import NS
 from tests.kits.backends import Fleet, new_fleet
 
 _NAMED_HINT = "named (BIND9) is required under CI: apt-get install -y bind9"
@@ -97,3 +99,19 @@ def fleet() -> Iterator[Fleet]:
     backends = new_fleet()
     yield backends
     backends.close()
+
+
+# -- the Kubernetes API ----------------------------------------------------------------
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubernetesAPI]:
+    """A FakeKubernetesAPI of this test alone; bookmarks every 0.5 s."""
+    with FakeKubernetesAPI(bookmark_interval=0.5) as api:
+        yield api
+
+
+@pytest.fixture
+def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
+    """A kubeconfig for ``kube`` whose namespace is ``NS``."""
+    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)

@@ -406,7 +406,7 @@ def test_resolve_and_check_take_the_kubeconfig_contexts_namespace(
 def test_library_takes_the_same_namespace(
     good: Path, embedded_dns: DNSResponder, unique_service: str, tmp_path: Path
 ) -> None:
-    from dnsbalance._kube.watch import namespace_for
+    from dnsbalance._kube.client import namespace_for
     from dnsbalance._settings import settings_for
 
     embedded_dns.add_pod(unique_service, NS, "10.15.4.1")

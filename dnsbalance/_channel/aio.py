@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +26,9 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError
 
 from .base import BalancedBase, _Slot
-from .config import ChannelPlan
-
-__all__ = ["BalancedChannel"]
 
 log = logging.getLogger(__name__)
 
-AioFactory = Callable[[ChannelPlan], grpc.aio.Channel]
 AioSlot = _Slot[grpc.aio.Channel]
 NO_LIMIT = 365 * 24 * 3600.0  # drain_timeout=None: grpc.aio takes grace=None as "cancel now"
 

@@ -13,15 +13,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 import grpc
 import grpc.aio
 
-from dnsbalance._endpoints import Endpoint
-from dnsbalance._merge.agree import Discrepancy
+from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan
 
-__all__ = ["READY_TIMEOUT", "BalancedBase", "OnChange"]
-
-log = logging.getLogger("dnsbalance._channel.sync")
+log = logging.getLogger(__name__)
 
 OnChange = Callable[[tuple[Endpoint, ...], tuple[Endpoint, ...]], None]
 

@@ -1,6 +1,6 @@
 """What the underlying grpc channel is built from: target string, options, service config.
 
-Pure functions. The rule that drives them (measured, see the grpcio notes):
+Pure functions. The rule that drives them (measured: docs/grpcio-facts.md):
 grpcio shares TCP/HTTP2 connections between two channels only when the target
 string AND the options are identical. So every rebuild of one BalancedChannel
 uses the same ``dns:`` target and the same options tuple, and the surviving
@@ -18,11 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnsbalance._endpoints import Endpoint
+from dnsbalance._endpoints import Endpoint, host_port
 from dnsbalance._exceptions import ConfigError
 from dnsbalance._target import Target
-
-__all__ = ["ChannelPlan", "grpc_dns_resolver", "plan_channel", "service_config_json"]
 
 log = logging.getLogger(__name__)
 
@@ -143,5 +141,5 @@ def address_list(endpoints: Sequence[Endpoint]) -> str:
     parts = []
     for ep in endpoints:
         address = ep.address if ep.version == 6 else f"::ffff:{ep.address}"
-        parts.append(f"[{address}]:{ep.port}")
+        parts.append(host_port(address, ep.port))
     return "ipv6:" + ",".join(parts)

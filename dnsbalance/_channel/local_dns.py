@@ -9,8 +9,9 @@ with identical targets), while a ``dns://127.0.0.1:PORT/<name>`` target kept
 identical across rebuilds, answered by this server, opens exactly one per new
 backend, and gRPC's own re-resolution after a failure also sees the agreed set.
 
-One server per process (threads: one UDP, one TCP), started with the first
-channel that needs it and closed with the last. Each channel gets its own name
+One server per process, started with the first channel that needs it and closed
+with the last: two listener threads (UDP, TCP), and a short-lived thread per query or
+TCP connection, at most 64 at once (see :mod:`.zone_server`). Each channel gets its own name
 under the reserved ``.invalid`` domain, which nothing outside this process
 resolves.
 """
@@ -30,8 +31,6 @@ import dns.rrset
 from dnsbalance._endpoints import Endpoint
 
 from .zone_server import ZoneResponder
-
-__all__ = ["LocalName", "local_name"]
 
 ZONE = "dnsbalance.invalid"
 TTL = 1

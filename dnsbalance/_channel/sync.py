@@ -4,7 +4,7 @@ How a call finds its channel: every multicallable handed out (and so every stub
 made once) looks up the *current* slot at call time. Reading the slot and
 counting the call in flight happen under one lock, so the drainer can never see
 a slot idle while a call is about to start on it (the swap-and-drain race in
-the grpcio notes). The call's grpc multicallable is made in that same step, so
+docs/grpcio-facts.md). The call's grpc multicallable is made in that same step, so
 never on a channel close() has closed (grpcio 1.85 crashes making one there);
 a call that close() overtakes between that step and grpc raises ClosedError,
 like any call after close.
@@ -34,16 +34,12 @@ import grpc.aio
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError
 
-from .base import BalancedBase, OnChange, _Slot
-from .config import ChannelPlan
-
-__all__ = ["BalancedChannel", "ChannelFactory", "OnChange"]
+from .base import BalancedBase, _Slot
 
 log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-ChannelFactory = Callable[[ChannelPlan], grpc.Channel]
 Connectivity = Callable[[grpc.ChannelConnectivity], None]
 
 if TYPE_CHECKING:  # the stubs are generic; the runtime classes are not

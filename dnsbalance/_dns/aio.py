@@ -13,7 +13,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from dnsbalance._endpoints import Endpoint
+from dnsbalance._endpoints import Endpoint, Endpoints
 from dnsbalance._target import Target, parse_target
 
 from .answer_cache import (
@@ -27,25 +27,13 @@ from .answer_cache import (
     repeat_plan,
 )
 from .plan import Question, Reply
-from .sync import (
+from .servers import (
     configure_resolver,
     question_error,
     question_timeout,
     servers_for,
 )
 from .wire import frame
-
-__all__ = [
-    "discover",
-    "exchange",
-    "exchange_tcp",
-    "make_resolver",
-    "poll_lookup",
-    "run_plan",
-    "send",
-]
-
-Endpoints = tuple[Endpoint, ...]
 
 
 def make_resolver(

@@ -40,22 +40,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
-from dnsbalance._endpoints import Endpoint
+from dnsbalance._endpoints import Endpoints
 from dnsbalance._target import Target
 
 from .plan import Question, Reply, lookup_plan
 from .wire import Fingerprint, question_end, scan, truncated
-
-__all__ = [
-    "FALLBACK",
-    "TIMEOUT",
-    "TRUNCATED",
-    "AnswerCache",
-    "Query",
-    "Shortcut",
-    "by_transport",
-    "repeat_plan",
-]
 
 
 class Shortcut(enum.Enum):
@@ -75,7 +64,6 @@ Fallback = Literal[Shortcut.FALLBACK]
 # UDP is tried again (a minute at the default 5 s interval).
 TCP_POLLS = 12
 
-Endpoints = tuple[Endpoint, ...]
 Batch = tuple[Question, ...]
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 

@@ -28,8 +28,6 @@ from dnsbalance._endpoints import Endpoint, dashed_ip, normalize
 from dnsbalance._exceptions import TargetError
 from dnsbalance._target import Target
 
-__all__ = ["Addresses", "Plan", "Question", "Reply", "lookup_plan"]
-
 
 @dataclass(frozen=True)
 class Question:

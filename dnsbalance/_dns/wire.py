@@ -43,17 +43,6 @@ import dns.rdatatype
 
 from .plan import Addresses
 
-__all__ = [
-    "MAX_HOPS",
-    "Fingerprint",
-    "Scanned",
-    "frame",
-    "question_end",
-    "scan",
-    "truncated",
-    "unframe",
-]
-
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 _RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _QR, _TC = 0x8000, 0x0200

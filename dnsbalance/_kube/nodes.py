@@ -35,16 +35,6 @@ from dnsbalance._exceptions import ConfigError, KubernetesError, api_error
 from .topology import ZONE_LABEL, valid_node_name, valid_zone_name
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay
 
-__all__ = [
-    "NODE_NAME_ENV",
-    "ZONE_ENV",
-    "NodeZoneLookup",
-    "ZoneAnswer",
-    "ZoneSource",
-    "read_node_zone",
-    "zone_source",
-]
-
 log = logging.getLogger(__name__)
 
 ZONE_ENV = "DNSBALANCE_ZONE"

@@ -39,16 +39,6 @@ from dnsbalance._endpoints import Endpoint, normalize
 
 from .topology import MAX_HINTS, valid_node_name, valid_zone_name
 
-__all__ = [
-    "SERVICE_NAME_LABEL",
-    "ApiEndpoints",
-    "SliceSet",
-    "first_port",
-    "port_mismatch",
-    "read_slice",
-    "suggested_port",
-]
-
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -344,10 +334,6 @@ class SliceSet:
                 names=self._names,
             )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self._slices))
-
     def port_mismatch(self) -> tuple[tuple[str, int], ...]:
         """See :func:`port_mismatch`, over every slice that has endpoints."""
         return port_mismatch(
@@ -366,8 +352,3 @@ class SliceSet:
         keys = set(ready)
         serving = normalize(ep for s in self._slices.values() for ep in s.serving if ep not in keys)
         return ApiEndpoints(ready, listed, serving)
-
-    def unusable(self) -> tuple[Endpoint, ...]:
-        """Endpoints the API knows but says not to use (not ready, terminating)."""
-        usable = set(self.usable())
-        return normalize(ep for s in self._slices.values() for ep in s.unusable if ep not in usable)

@@ -56,14 +56,6 @@ from dataclasses import dataclass
 
 from dnsbalance._endpoints import Endpoint, normalize
 
-__all__ = [
-    "ZONE_LABEL",
-    "TopologyChoice",
-    "choose",
-    "valid_node_name",
-    "valid_zone_name",
-]
-
 ZONE_LABEL = "topology.kubernetes.io/zone"
 MAX_HINTS = 8  # pkg/apis/discovery/validation: maxZoneHints (forNodes has the same bound)
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 from dnsbalance._exceptions import ConfigError
 
-__all__ = ["RetryPolicy", "parse_retry_after", "retry_delay", "watch_was_healthy"]
-
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:

@@ -38,9 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dnsbalance._endpoints import Endpoint, normalize
-
-__all__ = ["Agreement", "Discrepancy", "MergeState", "agree", "dialable", "panic_endpoints"]
+from dnsbalance._endpoints import Discrepancy, Endpoint, normalize
 
 Key = tuple[str, int]
 REPOLL_INTERVAL = 0.2
@@ -48,27 +46,6 @@ REPOLL_INTERVAL = 0.2
 
 def _key(endpoint: Endpoint) -> Key:
     return (endpoint.address, endpoint.port)
-
-
-@dataclass(frozen=True)
-class Discrepancy:
-    """DNS and the API disagree about ``endpoint`` since ``since`` (monotonic seconds).
-
-    ``kind``: ``"api-only"`` (the API calls it ready, DNS does not list it),
-    ``"dns-only"`` (DNS lists it, the API does not call it ready) or ``"panic"`` (not
-    ready, used anyway because no endpoint is: panic mode).
-    """
-
-    endpoint: Endpoint
-    kind: Literal["api-only", "dns-only", "panic"]
-    since: float
-
-    def __str__(self) -> str:
-        if self.kind == "api-only":
-            return f"{self.endpoint}: ready in the API but not in DNS"
-        if self.kind == "panic":
-            return f"{self.endpoint}: not ready in the API, used in panic mode (none is ready)"
-        return f"{self.endpoint}: in DNS but not ready in the API"
 
 
 @dataclass(frozen=True)

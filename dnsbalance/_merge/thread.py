@@ -15,20 +15,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from dnsbalance._channel.config import channel_port
-from dnsbalance._channel.local_dns import LocalName, local_name
-from dnsbalance._endpoints import Endpoint
+from dnsbalance._channel.local_dns import LocalName
+from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._kube.slices import ApiEndpoints
 from dnsbalance._metrics import metrics_for
 from dnsbalance._poll.policy import PollState
 
-from .agree import REPOLL_INTERVAL, Discrepancy, MergeState, agree, dialable
+from .agree import REPOLL_INTERVAL, MergeState, agree, dialable
 
 if TYPE_CHECKING:
-    from dnsbalance._settings import ApiSide, ChannelSettings
     from dnsbalance._target import Target
 
-__all__ = ["MergedSide", "MergedSource", "fallback_warning"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,7 @@ def fallback_warning(error: KubernetesError | None, namespace: str) -> str:
     return f"the Kubernetes API cannot be read ({error}): using DNS only until it recovers"
 
 
-class MergedSource:
+class MergeThread:
     """Feeds ``sink`` the endpoints DNS and the API agree on (:mod:`dnsbalance._merge.agree`)."""
 
     def __init__(
@@ -255,45 +253,3 @@ class MergedSource:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-
-
-class MergedSide:
-    """Modes "auto" and "api" around one channel: the local DNS name, the merge and the
-    API side, wired the same way for the thread and asyncio drivers (which own the DNS
-    poller, already polled once)."""
-
-    def __init__(self, settings: ChannelSettings, api: ApiSide, poller: PollerView | None):
-        self._api = api
-        self._poller = poller
-        self.local = local_name()
-        self.source = MergedSource(
-            name=settings.name,
-            mode="api" if settings.api_only else "auto",
-            namespace=settings.target.namespace,
-            poller=poller,
-            local=self.local,
-            api_endpoints=api.endpoints,
-            api_error=api.error,
-            panic_mode=settings.panic_mode,
-            target=settings.target,
-        )
-        self.initial, _ = self.source.evaluate()
-        self.plan = settings.local_plan(self.local)
-
-    def discrepancies(self) -> tuple[Discrepancy, ...]:
-        return self.source.discrepancies
-
-    def start(self, sink: Sink, on_dns_change: Callable[[Callable[[object], None]], None]) -> None:
-        """Hand decisions to ``sink`` (called on the merge thread) and start the threads;
-        ``on_dns_change(callback)`` hooks the driver's poller up to the merge."""
-        self.source.sink = sink
-        if self._poller is not None:
-            on_dns_change(self.source.dns_changed)
-        self._api.follow(self.source.api_view)
-        self.source.start()
-
-    def stop(self) -> None:
-        """Stop the watcher and the merge, release the local name (blocking)."""
-        self._api.close()
-        self.source.stop()
-        self.local.close()

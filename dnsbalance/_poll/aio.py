@@ -13,11 +13,9 @@ from collections.abc import Awaitable, Callable
 
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
+from dnsbalance._poll.tracker import PollTracker
 
 from .policy import PollResult
-from .sync import PollTracker
-
-__all__ = ["AsyncDnsPoller"]
 
 log = logging.getLogger(__name__)
 

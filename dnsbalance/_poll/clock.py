@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["CLOCK", "COALESCE", "PollClock"]
-
 log = logging.getLogger(__name__)
 
 COALESCE = 0.25

@@ -20,16 +20,6 @@ from typing import NamedTuple
 from dnsbalance._endpoints import Change, Endpoint, diff, normalize
 from dnsbalance._exceptions import ConfigError, DnsBalanceError
 
-__all__ = [
-    "PollPolicy",
-    "PollResult",
-    "PollState",
-    "backoff_delay",
-    "exponential_backoff",
-    "on_answer",
-    "on_error",
-]
-
 MIN_INTERVAL = 0.2
 
 

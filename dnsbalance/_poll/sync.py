@@ -9,94 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
 
-from dnsbalance._endpoints import Change, Endpoint
+from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
-from dnsbalance._metrics import TargetMetrics
 
 from .clock import CLOCK, COALESCE
-from .policy import PollPolicy, PollResult, PollState, on_answer, on_error
-
-__all__ = ["DnsPoller", "PollTracker"]
+from .policy import PollResult
+from .tracker import PollTracker
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[], tuple[Endpoint, ...]]
-L = TypeVar("L")
-ChangeCallback = Callable[[Change], None]
 REPEAT_TIMEOUT = 0.25
 """How long the poll clock waits for repeat answers before handing the poll over."""
-
-
-class PollTracker(Generic[L]):
-    """What the DNS poll drivers share: the lookup, the poll state, the policy's
-    decisions, the warning on failure and the change callback. Drivers only do the
-    lookups and the sleeping (:class:`DnsPoller` on a thread, the asyncio one in a
-    task), set up in their ``_start_driver``."""
-
-    def __init__(
-        self,
-        lookup: L,
-        *,
-        policy: PollPolicy | None = None,
-        on_change: ChangeCallback | None = None,
-        name: str = "dnsbalance-poller",
-        rng: random.Random | None = None,
-        metrics: TargetMetrics | None = None,
-    ) -> None:
-        self.policy = policy or PollPolicy()
-        self._metrics = metrics
-        self.on_change = on_change
-        self._rng = rng or random.Random()
-        self._name = name
-        self._lock = threading.Lock()
-        self._state = PollState()
-        self._delay = self.policy.interval
-        self._lookup = lookup
-        self._start_driver()
-
-    def _start_driver(self) -> None:
-        """The driver's own state (events, thread or task handles)."""
-
-    @property
-    def state(self) -> PollState:
-        return self._state
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        return self._state.endpoints
-
-    def record_error(self, exc: DnsBalanceError) -> PollResult:
-        """A poll failed: keep the last known good set, back off, warn."""
-        if self._metrics is not None:
-            self._metrics.resolution_error()
-        with self._lock:
-            result = on_error(self._state, exc, self.policy, self._rng)
-            self._state, self._delay = result.state, result.delay
-        log.warning(
-            "%s: DNS poll failed (%s); keeping %d endpoints, next poll in %.1f s",
-            self._name,
-            exc,
-            len(result.state.endpoints),
-            result.delay,
-        )
-        return result
-
-    def record_answer(self, endpoints: tuple[Endpoint, ...]) -> PollResult:
-        """A poll answered: apply the policy and report a real change."""
-        with self._lock:
-            result = on_answer(self._state, endpoints, self.policy, self._rng)
-            self._state, self._delay = result.state, result.delay
-        if result.change is not None and self.on_change is not None:
-            try:
-                self.on_change(result.change)
-            except Exception:
-                log.exception("%s: change callback failed", self._name)
-        return result
 
 
 class DnsPoller(PollTracker[Lookup]):

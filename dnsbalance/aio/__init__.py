@@ -5,7 +5,6 @@ as the sync API."""
 
 from dnsbalance._channel.aio import BalancedChannel
 from dnsbalance._dns.aio import discover
-
-from ._resolve import resolve_channel
+from dnsbalance._wiring import resolve_aio_channel as resolve_channel
 
 __all__ = ["BalancedChannel", "discover", "resolve_channel"]

@@ -21,10 +21,12 @@ from typing import Any, Literal
 import dns.resolver
 
 from dnsbalance._channel.config import grpc_dns_resolver
-from dnsbalance._dns.sync import describe_servers, discover
+from dnsbalance._dns.servers import describe_servers
+from dnsbalance._dns.sync import discover
 from dnsbalance._endpoints import Change, Endpoint, diff, normalize
 from dnsbalance._exceptions import DnsBalanceError, KubernetesError, ResolutionError
-from dnsbalance._kube.watch import SliceWatcher, load_api_client
+from dnsbalance._kube.client import load_api_client
+from dnsbalance._kube.watch import SliceWatcher
 from dnsbalance._target import Target
 
 from .convert_cluster import ServiceAPI, access_review

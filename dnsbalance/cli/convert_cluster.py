@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from dnsbalance._exceptions import ConfigError, ConversionError, KubernetesError, api_error
-from dnsbalance._kube.watch import SERVICE_ACCOUNT_DIR, _kubernetes
+from dnsbalance._kube.client import SERVICE_ACCOUNT_DIR, _kubernetes
 
 from .convert import (
     Strategy,

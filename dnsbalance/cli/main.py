@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from dnsbalance._dns.sync import describe_servers, discover, make_resolver, servers_for
+from dnsbalance._dns.servers import describe_servers, servers_for
+from dnsbalance._dns.sync import discover, make_resolver
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import (
     ConfigError,
@@ -30,7 +31,7 @@ from dnsbalance._exceptions import (
     KubernetesError,
     TargetError,
 )
-from dnsbalance._kube.watch import namespace_for
+from dnsbalance._kube.client import namespace_for
 from dnsbalance._target import Target, parse_target
 from dnsbalance._version import __version__
 

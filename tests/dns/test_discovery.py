@@ -9,7 +9,7 @@ import dns.rcode
 import pytest
 
 from dnsbalance import ConfigError, Endpoint, ResolutionError, discover
-from dnsbalance._dns.sync import parse_nameserver
+from dnsbalance._dns.servers import parse_nameserver
 from dnsbalance.testing import DNSResponder, Pod
 
 PORTS = {"grpc": 9000, "metrics": 9100}

@@ -18,6 +18,7 @@ import pytest
 
 from dnsbalance import BalancedChannel, resolve_channel
 from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
+from tests.kits import NS
 from tests.kits.backends import Fleet, demo_pb2, demo_pb2_grpc
 
 __all__ = [
@@ -37,8 +38,6 @@ __all__ = [
     "requests_of",
     "validate",
 ]
-
-NS = "app"
 
 
 def validate(obj: object) -> None:

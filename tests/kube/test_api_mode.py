@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,6 @@ from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
 from tests.kits.backends import Fleet, call_counts, demo_pb2, demo_pb2_grpc, wait_until
 
 NS = "app"
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI(bookmark_interval=0.5) as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
-    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
 
 
 def publish(
@@ -338,7 +326,7 @@ def test_in_cluster_token_rotation(fleet: Fleet, unique_service: str, tmp_path: 
         account = kube.write_service_account(tmp_path / "sa", "token-1", NS)
         fleet.add()
         publish(kube, unique_service, fleet, sorted(fleet.backends))
-        from dnsbalance._kube.watch import load_api_client
+        from dnsbalance._kube.client import load_api_client
 
         client = load_api_client(service_account_dir=account, environ=kube.incluster_environ())
         assert client is not None

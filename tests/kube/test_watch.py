@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,6 @@ from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits.backends import Fleet, wait_until
 
 NS = "app"
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI(bookmark_interval=0.5) as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
-    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
 
 
 def publish(kube: FakeKubernetesAPI, service: str, port: int, hosts: list[str]) -> None:

@@ -5,12 +5,11 @@ the table of what each fault cost, printed at the end of the run."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
-from tests.kits.reliability import MEASURED, NS
+from dnsbalance.testing import DNSResponder
+from tests.kits.reliability import MEASURED
 
 
 @pytest.fixture
@@ -18,17 +17,6 @@ def cluster_dns() -> Iterator[DNSResponder]:
     """An embedded cluster DNS of this test alone (its fault knobs affect nobody else)."""
     with DNSResponder(ttl=1) as server:
         yield server
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI(bookmark_interval=0.5) as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
-    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

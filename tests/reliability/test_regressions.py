@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dnsbalance import ConfigError, Endpoint, TargetError, parse_target
-from dnsbalance._dns.sync import parse_nameserver
+from dnsbalance._dns.servers import parse_nameserver
 from dnsbalance._merge.agree import MergeState, agree
 
 A, B, C = (Endpoint(address=f"10.0.0.{i}", port=8000) for i in (1, 2, 3))

@@ -17,7 +17,7 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from dnsbalance import KubernetesError, resolve_channel
-from dnsbalance._kube.watch import load_api_client
+from dnsbalance._kube.client import load_api_client
 from dnsbalance.testing import DNSResponder, FakeKubernetesAPI
 from tests.kits.backends import Fleet, demo_pb2_grpc, wait_until
 from tests.kits.reliability import NS, CallLog, Certificates, measured, publish_slice
