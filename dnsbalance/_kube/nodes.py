@@ -1,4 +1,5 @@
-"""The client's own zone (I/O): the ``zone=`` argument, ``DNSBALANCE_ZONE``, or its Node.
+"""Where the client runs (I/O): its zone (``zone=``, ``DNSBALANCE_ZONE`` or its Node's
+label), its node (``NODE_NAME``), and its Service's ``internalTrafficPolicy``.
 
 Order, first that applies:
 
@@ -17,6 +18,11 @@ Order, first that applies:
 
 kube-proxy reads the same label from its own Node (``CategorizeEndpoints``'s
 ``topologyLabels[v1.LabelTopologyZone]``); a node without it routes to every endpoint.
+
+``internalTrafficPolicy`` (``Local``: node-local endpoints only) is on the Service, so
+it is read (``CoreV1Api.read_namespaced_service``) only when the node is known and the
+identity may ``get`` the Service (``manifests/rbac.yaml`` does not grant it); forbidden
+or missing means unknown, with one INFO line, and the hint rules alone apply.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 ZONE_ENV = "DNSBALANCE_ZONE"
 NODE_NAME_ENV = "NODE_NAME"
 ApiClient = Any
+EVERY_ZONE = "no zone known, calls use every zone: "
 
 
 @dataclass(frozen=True)
@@ -58,22 +65,25 @@ class ZoneSource:
 
 def zone_source(zone: str | None, environ: Mapping[str, str] | None = None) -> ZoneSource:
     """The zone from ``zone=`` or ``DNSBALANCE_ZONE``, else the Node to ask (from
-    ``NODE_NAME``), else none. Raises ConfigError for a zone or node name the API
-    would refuse."""
+    ``NODE_NAME``), else none. Raises ConfigError for a zone the API would refuse; a
+    ``NODE_NAME`` that is no node name (other tools use that variable too) is ignored,
+    and ``why`` says so."""
     env = os.environ if environ is None else environ
-    node = env.get(NODE_NAME_ENV) or None
+    node: str | None = env.get(NODE_NAME_ENV) or None
+    why = ""
     if node is not None and not valid_node_name(node):
-        raise ConfigError(
-            f"{NODE_NAME_ENV}={node!r} is not a node name (a lowercase DNS subdomain); "
-            "set it from the downward API: fieldRef fieldPath spec.nodeName"
+        why = (
+            f"{NODE_NAME_ENV}={node!r} is not a node name (a lowercase DNS subdomain), so it "
+            "is not used; set it from the downward API: fieldRef fieldPath spec.nodeName"
         )
+        node = None
     if zone is not None:
         if not isinstance(zone, str) or not valid_zone_name(zone):
             raise ConfigError(
                 f"zone must be a zone name (a label value: at most 63 characters, "
                 f"alphanumeric at both ends, '-', '_' or '.' inside), got {zone!r}"
             )
-        return ZoneSource(zone, node, "argument")
+        return ZoneSource(zone, node, "argument", why)
     from_env = env.get(ZONE_ENV)
     if from_env:
         if not valid_zone_name(from_env):
@@ -81,80 +91,115 @@ def zone_source(zone: str | None, environ: Mapping[str, str] | None = None) -> Z
                 f"{ZONE_ENV}={from_env!r} is not a zone name (a label value: at most 63 "
                 "characters, alphanumeric at both ends, '-', '_' or '.' inside)"
             )
-        return ZoneSource(from_env, node, ZONE_ENV)
+        return ZoneSource(from_env, node, ZONE_ENV, why)
     if node is not None:
         return ZoneSource(None, node, "node")
     return ZoneSource(
         None,
         None,
         "none",
-        f"no zone known: pass zone=, set {ZONE_ENV}, or set {NODE_NAME_ENV} from the "
+        why
+        or f"no zone known: pass zone=, set {ZONE_ENV}, or set {NODE_NAME_ENV} from the "
         "downward API (spec.nodeName) with get on nodes (manifests/rbac-topology.yaml)",
     )
 
 
 @dataclass(frozen=True)
-class ZoneAnswer:
-    """One attempt to read the Node's zone: the zone, or why not; ``final`` when
-    retrying cannot change the answer."""
+class Answer:
+    """One attempt to read a value off the API (a Node's zone, a Service's traffic
+    policy): the value, or why not; ``final`` when retrying cannot change the answer."""
 
-    zone: str | None
+    value: str | None
     final: bool
     why: str = ""
     error: KubernetesError | None = None
     retry_after: float | None = None
 
 
-def read_node_zone(api_client: ApiClient, node: str) -> ZoneAnswer:
+def _failed(exc: BaseException, resource: str, namespace: str | None = None) -> Answer | None:
+    """A failed read as an Answer: final for 401/403/404 (the caller words those),
+    ``None`` for those; else a retryable one."""
+    error = api_error(exc, verb="get", resource=resource, namespace=namespace)
+    if error.status in (401, 403, 404):
+        return Answer(None, True, str(error), error)
+    headers = getattr(exc, "headers", None)
+    retry_after = None
+    if headers is not None and hasattr(headers, "get"):
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+    return Answer(None, False, str(error), error, retry_after)
+
+
+def read_node_zone(api_client: ApiClient, node: str) -> Answer:
     """GET the Node once and read its ``topology.kubernetes.io/zone`` label."""
     from kubernetes import client
 
     try:
         obj = client.CoreV1Api(api_client).read_node(node, _request_timeout=(5, 10))
     except Exception as exc:
-        error = api_error(exc, verb="get", resource=f'nodes "{node}"')
-        headers = getattr(exc, "headers", None)
-        retry_after = None
-        if headers is not None and hasattr(headers, "get"):
-            retry_after = parse_retry_after(headers.get("Retry-After"))
-        if error.status in (401, 403):
-            why = f"the Node {node!r} cannot be read ({error}); grant get on nodes with " + (
-                "manifests/rbac-topology.yaml"
+        answer = _failed(exc, f'nodes "{node}"')
+        assert answer is not None
+        if answer.error is not None and answer.error.status in (401, 403):
+            why = f"the Node {node!r} cannot be read ({answer.error}); grant get on nodes " + (
+                "with manifests/rbac-topology.yaml"
             )
-            return ZoneAnswer(None, True, why, error)
-        if error.status == 404:
-            return ZoneAnswer(None, True, f"there is no Node {node!r} ({NODE_NAME_ENV})", error)
-        return ZoneAnswer(None, False, str(error), error, retry_after)
+            return Answer(None, True, EVERY_ZONE + why, answer.error)
+        if answer.error is not None and answer.error.status == 404:
+            why = f"there is no Node {node!r} ({NODE_NAME_ENV})"
+            return Answer(None, True, EVERY_ZONE + why, answer.error)
+        return answer
     labels = getattr(getattr(obj, "metadata", None), "labels", None) or {}
     value = labels.get(ZONE_LABEL) if isinstance(labels, Mapping) else None
     if not value:
-        return ZoneAnswer(None, True, f"the Node {node!r} has no {ZONE_LABEL} label")
+        return Answer(None, True, f"{EVERY_ZONE}the Node {node!r} has no {ZONE_LABEL} label")
     if not valid_zone_name(value):
-        return ZoneAnswer(None, True, f"the Node {node!r} has a bad {ZONE_LABEL} {value!r}")
-    return ZoneAnswer(str(value), True)
+        why = f"{EVERY_ZONE}the Node {node!r} has a bad {ZONE_LABEL} {value!r}"
+        return Answer(None, True, why)
+    return Answer(str(value), True)
 
 
-class NodeZoneLookup:
-    """Reads the Node's zone on a named daemon thread until it has a final answer.
+def read_traffic_policy(api_client: ApiClient, namespace: str, service: str) -> Answer:
+    """GET the Service once and read ``spec.internalTrafficPolicy`` (``Cluster`` when
+    unset, as the API defaults it)."""
+    from kubernetes import client
 
-    ``on_answer(answer)`` once, with the final answer (a zone, or why none). Errors
+    try:
+        obj = client.CoreV1Api(api_client).read_namespaced_service(
+            service, namespace, _request_timeout=(5, 10)
+        )
+    except Exception as exc:
+        answer = _failed(exc, f'services "{service}"', namespace)
+        assert answer is not None
+        if answer.final:
+            why = (
+                f"the internalTrafficPolicy of service/{service} is unknown ({answer.error}): "
+                "a Local policy is not honoured (add get on services to the Role to honour it)"
+            )
+            return Answer(None, True, why, answer.error)
+        return answer
+    policy = getattr(getattr(obj, "spec", None), "internal_traffic_policy", None) or "Cluster"
+    if policy not in ("Cluster", "Local"):
+        return Answer(None, True, f"service/{service} has an unknown internalTrafficPolicy")
+    return Answer(str(policy), True)
+
+
+class ReadOnce:
+    """Reads one value off the API (``read()``, e.g. :func:`read_node_zone` bound to a
+    client) on a named daemon thread until it has a final answer.
+
+    ``on_answer(answer)`` once, with the final answer (a value, or why none). Errors
     that may pass are retried (``retry``, the watcher's schedule) and logged at DEBUG;
-    the final "no zone" answer is logged once at INFO. :meth:`stop` ends it.
+    a final answer without a value is logged once at INFO. :meth:`stop` ends it.
     """
 
     def __init__(
         self,
-        api_client: ApiClient,
-        node: str,
+        read: Callable[[], Answer],
         *,
-        on_answer: Callable[[ZoneAnswer], None],
+        on_answer: Callable[[Answer], None],
         name: str = "dnsbalance-node-zone",
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
-        read: Callable[[ApiClient, str], ZoneAnswer] = read_node_zone,
     ) -> None:
-        self._api_client = api_client
-        self.node = node
         self._on_answer = on_answer
         self._name = name
         self._retry = retry or RetryPolicy()
@@ -163,7 +208,7 @@ class NodeZoneLookup:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.attempts = 0
-        self.answer: ZoneAnswer | None = None
+        self.answer: Answer | None = None
 
     def start(self) -> None:
         if self._thread is None:
@@ -177,7 +222,7 @@ class NodeZoneLookup:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def wait(self, timeout: float) -> ZoneAnswer | None:
+    def wait(self, timeout: float) -> Answer | None:
         """The final answer, waiting up to ``timeout`` seconds for it (tests, tools)."""
         thread = self._thread
         if thread is not None:
@@ -190,22 +235,22 @@ class NodeZoneLookup:
         while not self._stop.is_set():
             self.attempts += 1
             try:
-                answer = self._read(self._api_client, self.node)
+                answer = self._read()
             except Exception as exc:  # a bug or an odd failure: retried, never fatal
-                answer = ZoneAnswer(None, False, f"{type(exc).__name__}: {exc}")
+                answer = Answer(None, False, f"{type(exc).__name__}: {exc}")
             if answer.final:
                 self.answer = answer
-                if answer.zone is None:
-                    log.info("%s: calls use every zone: %s", self._name, answer.why)
+                if answer.value is None:
+                    log.info("%s: %s", self._name, answer.why)
                 else:
-                    log.debug("%s: node %s is in zone %s", self._name, self.node, answer.zone)
+                    log.debug("%s: read %s", self._name, answer.value)
                 try:
                     self._on_answer(answer)
                 except Exception:
                     log.exception("%s: zone callback failed", self._name)
                 return
             failures += 1
-            log.debug("%s: reading node %s: %s", self._name, self.node, answer.why)
+            log.debug("%s: %s (retrying)", self._name, answer.why)
             delay = retry_delay(
                 failures,
                 time.monotonic() - started,

@@ -6,12 +6,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from kubernetes.client import ApiClient
 
 from dnsbalance import ConfigError
-from dnsbalance._kube.nodes import NodeZoneLookup, ZoneAnswer, read_node_zone, zone_source
+from dnsbalance._kube.nodes import (
+    Answer,
+    ReadOnce,
+    read_node_zone,
+    read_traffic_policy,
+    zone_source,
+)
 from dnsbalance._kube.watch_policy import RetryPolicy
 from dnsbalance.testing import FakeKubernetesAPI
 
@@ -64,9 +71,11 @@ def test_a_bad_zone_variable_is_refused() -> None:
         zone_source(None, {"DNSBALANCE_ZONE": "zone b"})
 
 
-def test_a_bad_node_name_is_refused() -> None:
-    with pytest.raises(ConfigError, match="NODE_NAME='Node B' is not a node name"):
-        zone_source(None, {"NODE_NAME": "Node B"})
+def test_a_bad_node_name_is_not_used_and_says_why() -> None:
+    found = zone_source(None, {"NODE_NAME": "Node B"})
+    assert (found.zone, found.node, found.origin) == (None, None, "none")
+    assert "NODE_NAME='Node B' is not a node name" in found.why
+    assert zone_source("zone-a", {"NODE_NAME": "Node B"}).node is None
 
 
 def test_the_real_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +89,7 @@ def test_the_real_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch
 def test_allowed_reads_the_zone_label(kube: FakeKubernetesAPI) -> None:
     with kube.api_client() as client:
         answer = read_node_zone(client, "node-b1")
-    assert answer == ZoneAnswer("zone-b", True)
+    assert answer == Answer("zone-b", True)
     assert [(r.verb, r.resource, r.path) for r in kube.requests] == [
         ("get", "nodes", "/api/v1/nodes/node-b1")
     ]
@@ -90,7 +99,7 @@ def test_forbidden_is_final_and_names_the_manifest(kube: FakeKubernetesAPI) -> N
     kube.deny("get", "nodes")
     with kube.api_client() as client:
         answer = read_node_zone(client, "node-b1")
-    assert (answer.zone, answer.final) == (None, True)
+    assert (answer.value, answer.final) == (None, True)
     assert answer.error is not None
     assert answer.error.status == 403
     assert "rbac-topology.yaml" in answer.why
@@ -100,14 +109,14 @@ def test_forbidden_is_final_and_names_the_manifest(kube: FakeKubernetesAPI) -> N
 def test_node_missing_is_final(kube: FakeKubernetesAPI) -> None:
     with kube.api_client() as client:
         answer = read_node_zone(client, "node-gone")
-    assert (answer.zone, answer.final) == (None, True)
+    assert (answer.value, answer.final) == (None, True)
     assert "there is no Node 'node-gone'" in answer.why
 
 
 def test_label_missing_is_final(kube: FakeKubernetesAPI) -> None:
     with kube.api_client() as client:
         answer = read_node_zone(client, "node-x")
-    assert (answer.zone, answer.final) == (None, True)
+    assert (answer.value, answer.final) == (None, True)
     assert "has no topology.kubernetes.io/zone label" in answer.why
 
 
@@ -115,21 +124,23 @@ def test_a_server_error_is_retried(kube: FakeKubernetesAPI) -> None:
     kube.fail_next(1, code=500, verb="get", resource="nodes")
     with kube.api_client() as client:
         answer = read_node_zone(client, "node-b1")
-    assert (answer.zone, answer.final) == (None, False)
+    assert (answer.value, answer.final) == (None, False)
 
 
 def test_the_lookup_retries_errors_then_reports_the_zone_once(kube: FakeKubernetesAPI) -> None:
     kube.fail_next(2, code=500, verb="get", resource="nodes")
     kube.fail_next(1, code=429, verb="get", resource="nodes", retry_after=0)
-    answers: list[ZoneAnswer] = []
+    answers: list[Answer] = []
     configuration = kube.configuration()
     configuration.retries = False  # as dnsbalance configures its clients: one retry layer
     with ApiClient(configuration) as client:
-        lookup = NodeZoneLookup(client, "node-b1", on_answer=answers.append, retry=FAST)
+        lookup = ReadOnce(
+            partial(read_node_zone, client, "node-b1"), on_answer=answers.append, retry=FAST
+        )
         lookup.start()
-        assert lookup.wait(10) == ZoneAnswer("zone-b", True)
+        assert lookup.wait(10) == Answer("zone-b", True)
         lookup.stop()
-    assert answers == [ZoneAnswer("zone-b", True)]
+    assert answers == [Answer("zone-b", True)]
     assert lookup.attempts == 4
     assert "dnsbalance-node-zone" not in [t.name for t in threading.enumerate()]
 
@@ -137,9 +148,11 @@ def test_the_lookup_retries_errors_then_reports_the_zone_once(kube: FakeKubernet
 def test_the_lookup_while_unreachable_keeps_trying_until_stopped() -> None:
     with FakeKubernetesAPI() as api:
         client = api.api_client()
-    answers: list[ZoneAnswer] = []
+    answers: list[Answer] = []
     with client:
-        lookup = NodeZoneLookup(client, "node-b1", on_answer=answers.append, retry=FAST)
+        lookup = ReadOnce(
+            partial(read_node_zone, client, "node-b1"), on_answer=answers.append, retry=FAST
+        )
         lookup.start()
         assert lookup.wait(0.5) is None
         lookup.stop()
@@ -154,7 +167,9 @@ def test_no_zone_is_one_info_line(
     kube.deny("get", "nodes")
     caplog.set_level(logging.DEBUG, logger="dnsbalance")
     with kube.api_client() as client:
-        lookup = NodeZoneLookup(client, "node-b1", on_answer=lambda _: None, retry=FAST)
+        lookup = ReadOnce(
+            partial(read_node_zone, client, "node-b1"), on_answer=lambda _: None, retry=FAST
+        )
         lookup.start()
         assert lookup.wait(10) is not None
     infos = [r for r in caplog.records if r.levelno >= logging.INFO]
@@ -162,3 +177,27 @@ def test_no_zone_is_one_info_line(
     assert infos[0].levelno == logging.INFO
     assert "calls use every zone" in infos[0].getMessage()
     assert "rbac-topology.yaml" in infos[0].getMessage()
+
+
+# -- the Service's internalTrafficPolicy -------------------------------------------------
+
+
+def test_traffic_policy_read_from_the_service(kube: FakeKubernetesAPI) -> None:
+    kube.put(kube.service("greeter", "app", ports=[("grpc", 50051)], cluster_ip="None"))
+    with kube.api_client() as client:
+        assert read_traffic_policy(client, "app", "greeter") == Answer("Cluster", True)
+        body = kube.get_object("Service", "app", "greeter")
+        assert body is not None
+        body["spec"]["internalTrafficPolicy"] = "Local"
+        kube.put(body)
+        assert read_traffic_policy(client, "app", "greeter") == Answer("Local", True)
+
+
+def test_traffic_policy_forbidden_is_unknown_and_final(kube: FakeKubernetesAPI) -> None:
+    kube.put(kube.service("greeter", "app", ports=[("grpc", 50051)], cluster_ip="None"))
+    kube.deny("get", "services")
+    with kube.api_client() as client:
+        answer = read_traffic_policy(client, "app", "greeter")
+    assert (answer.value, answer.final) == (None, True)
+    assert "a Local policy is not honoured" in answer.why
+    assert "HTTP 403" in answer.why
