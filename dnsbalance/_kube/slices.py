@@ -64,12 +64,21 @@ class ApiEndpoints(tuple[Endpoint, ...]):
         return view
 
     def same(self, other: tuple[Endpoint, ...] | None) -> bool:
-        """Equal, the not-ready endpoints included."""
+        """Equal, the not-ready endpoints and the topology (zones, nodes, hints) included:
+        a change of hints alone is a new view, for the topology rules to see."""
         return (
             isinstance(other, ApiEndpoints)
             and tuple(self) == tuple(other)
             and (self.listed, self.serving) == (other.listed, other.serving)
+            and _topology(self.listed) == _topology(other.listed)
         )
+
+
+def _topology(endpoints: Iterable[Endpoint]) -> tuple[object, ...]:
+    """What the topology rules read of each endpoint (not part of its equality)."""
+    return tuple(
+        (ep.zone, ep.node_name, ep.zone_hints, ep.node_hints, ep.ready) for ep in endpoints
+    )
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dnsbalance._endpoints import Endpoint, normalize
 
@@ -170,3 +170,66 @@ def choose(
     if not for_zone:
         return result(usable, f"all: none hinted for zone {zone}")
     return result(for_zone, "zone-hints")
+
+
+SUBSET_RULES = frozenset({"zone-hints", "node-hints", "local-policy"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """Where the client runs, as far as it knows: the inputs of :func:`choose` that do
+    not come from the slices. ``pending``: the Node's zone is still being read;
+    ``why``: why no zone is known (said once, at INFO)."""
+
+    zone: str | None = None
+    node: str | None = None
+    internal_traffic_policy: str | None = None
+    enabled: bool = True
+    pending: bool = False
+    why: str = ""
+
+
+def decide(ready: Iterable[Endpoint], placement: Placement) -> TopologyChoice:
+    """:func:`choose` for a client at ``placement``, over the API's whole ready set
+    (``ready``: what kube-proxy looks at, never a DNS-narrowed subset)."""
+    choice = choose(
+        ready,
+        zone=placement.zone,
+        node=placement.node,
+        internal_traffic_policy=placement.internal_traffic_policy,
+        enabled=placement.enabled,
+    )
+    if choice.rule == "all: no zone known" and placement.pending:
+        return replace(choice, rule=f"all: zone not known yet (reading Node {placement.node})")
+    return choice
+
+
+def applied(
+    agreed: tuple[Endpoint, ...],
+    choice: TopologyChoice,
+    known: Iterable[Endpoint] = (),
+) -> TopologyChoice:
+    """``choice`` (made over the API's ready set) applied to the ``agreed`` endpoints
+    (DNS and the API cross-checked): the agreed ones the rule keeps. When the rule keeps
+    a subset none of which is agreed yet (the zone's pods are new and DNS lags), the
+    rule's own endpoints are used, the API's word, as the merge does when nothing is
+    agreed: an empty channel would fail every call. ``known``: endpoints that carry the
+    zones (the API's), to count in and out of the zone when ``agreed`` holds DNS's."""
+    if choice.rule in SUBSET_RULES:
+        keys = {(ep.address, ep.port) for ep in choice.endpoints}
+        kept = tuple(ep for ep in agreed if (ep.address, ep.port) in keys) or choice.endpoints
+    else:
+        kept = agreed
+    zones = {(ep.address, ep.port): ep.zone for ep in (*known, *choice.endpoints)}
+    inside = sum(
+        1
+        for ep in kept
+        if choice.zone is not None and zones.get((ep.address, ep.port)) == choice.zone
+    )
+    return replace(
+        choice,
+        endpoints=kept,
+        in_zone=inside,
+        out_of_zone=len(kept) - inside,
+        available=max(choice.available, len(agreed)),
+    )
