@@ -288,3 +288,45 @@ def test_a_bad_hint_on_one_endpoint_turns_hints_off_for_the_service() -> None:
 def test_several_zone_hints_are_kept() -> None:
     ep = bad(lambda e: e.update(hints={"forZones": [{"name": "zone-a"}, {"name": "zone-b"}]}))
     assert ep.zone_hints == frozenset({"zone-a", "zone-b"})
+
+
+# -- applying the choice to the agreed set (the merge thread's step) --------------------
+
+
+def test_applied_keeps_the_agreed_endpoints_of_the_zone_and_counts_by_the_api() -> None:
+    from dnsbalance._kube.topology import Placement, applied, decide
+
+    api = usable(auto_slice(three_zones()))
+    dns_objects = tuple(Endpoint(address=ep.address, port=ep.port, ttl=5) for ep in api)
+    choice = applied(dns_objects, decide(api, Placement(zone="zone-b")), api)
+    assert ips(choice) == ZONE_B
+    assert all(ep.ttl == 5 for ep in choice.endpoints)  # the agreed (DNS) objects
+    assert (choice.in_zone, choice.out_of_zone, choice.rule) == (2, 0, "zone-hints")
+
+
+def test_applied_takes_the_api_word_when_none_of_the_zone_is_agreed_yet() -> None:
+    from dnsbalance._kube.topology import Placement, applied, decide
+
+    api = usable(auto_slice(three_zones()))
+    agreed = tuple(ep for ep in api if ep.zone != "zone-b")  # DNS lags the new zone-b pods
+    choice = applied(agreed, decide(api, Placement(zone="zone-b")), api)
+    assert ips(choice) == ZONE_B
+
+
+def test_applied_leaves_the_agreed_set_alone_when_every_endpoint_is_used() -> None:
+    from dnsbalance._kube.topology import Placement, applied, decide
+
+    api = usable(plain_slice(three_zones()))
+    agreed = api[:4]
+    choice = applied(agreed, decide(api, Placement(zone="zone-b")), api)
+    assert (choice.endpoints, choice.rule) == (agreed, "all: no hints")
+    assert (choice.in_zone, choice.out_of_zone) == (2, 2)
+
+
+def test_a_pending_node_lookup_is_its_own_rule() -> None:
+    from dnsbalance._kube.topology import Placement, decide
+
+    api = usable(auto_slice(three_zones()))
+    choice = decide(api, Placement(node="node-b1", pending=True))
+    assert choice.rule == "all: zone not known yet (reading Node node-b1)"
+    assert decide(api, Placement(node="node-b1")).rule == "all: no zone known"
