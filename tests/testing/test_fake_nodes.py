@@ -15,12 +15,6 @@ from dnsbalance.testing import FakeKubernetesAPI
 
 
 @pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI() as api:
-        yield api
-
-
-@pytest.fixture
 def core(kube: FakeKubernetesAPI) -> Iterator[client.CoreV1Api]:
     with kube.api_client() as api_client:
         yield client.CoreV1Api(api_client)
