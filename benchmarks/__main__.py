@@ -8,6 +8,7 @@ backend gets calls), rolling (a rolling replacement under load), scale (1000
 endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 against
 dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
 is built when go and Debian's sources are there, else that column is skipped),
+topology (calls that cross zones, and the spill-over when the client's zone empties),
 chart (scale-up.png).
 
 ``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
@@ -40,6 +41,7 @@ SUITES = (
     "rolling",
     "scale",
     "kube_watch",
+    "topology",
     "chart",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -154,6 +156,8 @@ ORDER = (
     "CPU",
     "OS threads",
     "RSS",
+    "cross-zone",
+    "spill-over",
 )
 
 

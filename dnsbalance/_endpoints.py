@@ -15,12 +15,26 @@ class Endpoint:
 
     ``ttl`` (seconds, from DNS; ``None`` from the API) is informational and not
     part of equality, so a TTL counting down in a cache is never a change.
+
+    The topology fields come from an EndpointSlice only (DNS carries none) and, like
+    ``ttl``, take no part in equality, hashing or sorting: the merge compares DNS and
+    the API by address and port, and a hint that changes is no endpoint change.
+    ``zone``/``node_name`` are the endpoint's ``zone`` and ``nodeName``;
+    ``zone_hints``/``node_hints`` the names in ``hints.forZones`` and
+    ``hints.forNodes``; ``ready`` its ``ready`` condition (``False`` only for a
+    terminating endpoint used by ``include_terminating``). See
+    :mod:`dnsbalance._kube.topology` for what they decide.
     """
 
     address: str
     port: int
     hostname: str | None = None
     ttl: int | None = field(default=None, compare=False)
+    zone: str | None = field(default=None, compare=False)
+    node_name: str | None = field(default=None, compare=False)
+    zone_hints: frozenset[str] = field(default=frozenset(), compare=False)
+    node_hints: frozenset[str] = field(default=frozenset(), compare=False)
+    ready: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         # Every endpoint is an IP address: whatever DNS or the API sent, a name or a

@@ -11,6 +11,9 @@ target (label ``target``, e.g. ``kubernetes:///svc.ns:8000``):
 - ``dnsbalance_watch_restarts_total``: EndpointSlice watch streams reopened;
 - ``dnsbalance_discrepancies``: DNS/API disagreements older than the DNS TTL + 1 s.
 - ``dnsbalance_panic``: 1 while no endpoint is ready and panic mode calls listed ones.
+- ``dnsbalance_topology_endpoints``: endpoints in use by where they are, labels ``zone``
+  (the client's zone, ``""`` when unknown) and ``placement`` (``in_zone``/``out_of_zone``
+  by each endpoint's own zone; topology-aware routing keeps ``out_of_zone`` at 0).
 
 Without ``prometheus_client`` nothing is imported and every call is a no-op.
 ``DNSBALANCE_METRICS=0`` turns them off even when it is installed.
@@ -70,6 +73,11 @@ def _metric_families() -> dict[str, Any]:
                     "1 while no endpoint is ready and listed ones are used anyway",
                     label,
                 ),
+                "topology": prom.Gauge(
+                    "dnsbalance_topology_endpoints",
+                    "Endpoints in use, in the client's zone or out of it",
+                    ["target", "zone", "placement"],
+                ),
             }
         return _families
 
@@ -80,6 +88,7 @@ class TargetMetrics:
     def __init__(self, target: str) -> None:
         self._target = target
         self._on = _enabled()
+        self._zone: str | None = None  # the zone label last reported
 
     def _child(self, family: str) -> Any:
         return _metric_families()[family].labels(target=self._target)
@@ -106,6 +115,18 @@ class TargetMetrics:
     def panic(self, on: bool) -> None:
         if self._on:
             self._child("panic").set(1 if on else 0)
+
+    def topology(self, zone: str | None, in_zone: int, out_of_zone: int) -> None:
+        if not self._on:
+            return
+        family = _metric_families()["topology"]
+        label = zone or ""
+        if self._zone is not None and self._zone != label:
+            for placement in ("in_zone", "out_of_zone"):
+                family.remove(self._target, self._zone, placement)
+        self._zone = label
+        family.labels(target=self._target, zone=label, placement="in_zone").set(in_zone)
+        family.labels(target=self._target, zone=label, placement="out_of_zone").set(out_of_zone)
 
 
 def metrics_for(target: str) -> TargetMetrics:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -16,6 +16,7 @@ import grpc.aio
 from dnsbalance._channel.base import OnChange
 from dnsbalance._dns.servers import servers_for
 from dnsbalance._kube.client import namespace_for
+from dnsbalance._kube.nodes import ZoneSource, zone_source
 
 from ._channel.config import (
     ChannelPlan,
@@ -73,6 +74,9 @@ class ChannelSettings:
     include_terminating: bool = False
     poll_policy: PollPolicy | None = None
     panic_mode: bool = True
+    topology: bool = True
+    placement: ZoneSource = field(default_factory=lambda: ZoneSource(None, None, "none"))
+    """The client's zone, or the Node to read it from (see ``dnsbalance._kube.nodes``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -170,6 +174,8 @@ def settings_for(
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
     panic_mode: bool = True,
+    zone: str | None = None,
+    topology: bool = True,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError (also for a
@@ -186,6 +192,7 @@ def settings_for(
         cluster_domain=cluster_domain,
         context=context,
         include_terminating=include_terminating,
+        topology=topology,
     )
     if isinstance(nameservers, str):
         nameservers = (nameservers,)  # one server given as a string
@@ -225,6 +232,9 @@ def settings_for(
         context=context,
         include_terminating=include_terminating,
         panic_mode=panic_mode,
+        topology=topology,
+        # mode "dns" has no zones to choose from: zone= is checked, the environment unread
+        placement=zone_source(zone, {} if mode == "dns" else None),
     )
 
 
@@ -241,6 +251,7 @@ def _check_arguments(
     cluster_domain: object,
     context: object,
     include_terminating: object,
+    topology: object,
 ) -> None:
     """Types at the door, so a typo fails here naming the argument, not deep inside."""
     if not isinstance(target, str | Target):
@@ -281,6 +292,10 @@ def _check_arguments(
             raise ConfigError(f"{name} must be a string or None, got {value!r}")
     if not isinstance(include_terminating, bool):
         raise ConfigError(f"include_terminating must be True or False, got {include_terminating!r}")
+    if not isinstance(topology, bool):
+        raise ConfigError(
+            f"topology must be True (follow the slices' zone hints) or False, got {topology!r}"
+        )
 
 
 def _check_kubeconfig(kubeconfig: object) -> None:

@@ -42,6 +42,7 @@ from ._dns import aio as aio_dns
 from ._dns import sync as sync_dns
 from ._endpoints import Change, Discrepancy, Endpoint, Endpoints
 from ._kube.feed import ApiFeed
+from ._kube.topology import TopologyChoice
 from ._merge.thread import MergeThread, PollerView
 from ._metrics import metrics_for
 from ._poll.aio import AsyncDnsPoller
@@ -79,6 +80,8 @@ def resolve_channel(
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
     panic_mode: bool = True,
+    zone: str | None = None,
+    topology: bool = True,
 ) -> BalancedChannel:
     """A ``grpc.Channel`` balanced round-robin over the ready pods of a headless Service,
     kept up to date as pods come and go.
@@ -110,6 +113,12 @@ def resolve_channel(
     - ``panic_mode`` (default True): when the API lists endpoints but none is ready,
       keep calling those still serving or in use (one WARNING); ``False`` empties the
       channel. Slices gone or empty always empty it.
+    - ``zone`` / ``topology`` (modes "auto" and "api"): keep calls in the client's zone
+      when the Service's slices carry topology hints (``topology-mode: Auto``,
+      ``trafficDistribution: PreferClose``/``PreferSameNode``), by kube-proxy's rules.
+      The zone: ``zone``, else ``DNSBALANCE_ZONE``, else the Node named by ``NODE_NAME``
+      (its ``topology.kubernetes.io/zone`` label; ``manifests/rbac-topology.yaml``).
+      ``topology=False``: every zone. ``channel.topology`` says what was applied.
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """
@@ -164,6 +173,7 @@ def resolve_channel(
         endpoints=merged.initial,
         on_close=close_merged,
         discrepancies=merged.discrepancies,
+        topology=merged.topology,
         **settings.channel_args(),
     )
     merged.start(weak_callback(channel, BalancedChannel.update))  # on the merge thread
@@ -195,6 +205,8 @@ async def resolve_aio_channel(
     include_terminating: bool = False,
     poll_policy: PollPolicy | None = None,
     panic_mode: bool = True,
+    zone: str | None = None,
+    topology: bool = True,
 ) -> aio_channel.BalancedChannel:
     """A ``grpc.aio.Channel`` balanced over the ready pods of a headless Service
     (``dnsbalance.aio.resolve_channel``).
@@ -256,6 +268,7 @@ async def resolve_aio_channel(
         endpoints=merged.initial,
         on_close=close_merged,
         discrepancies=merged.discrepancies,
+        topology=merged.topology,
         **settings.channel_args(),
     )
     loop = asyncio.get_running_loop()
@@ -317,12 +330,16 @@ class _Merged:
             api_error=feed.error,
             panic_mode=settings.panic_mode,
             target=settings.target,
+            placement=feed.placement,
         )
         self.initial, _ = self.thread.evaluate()
         self.plan: Callable[[Sequence[Endpoint]], ChannelPlan] = settings.local_plan(self.local)
 
     def discrepancies(self) -> tuple[Discrepancy, ...]:
         return self.thread.discrepancies
+
+    def topology(self) -> TopologyChoice | None:
+        return self.thread.topology
 
     def start(self, sink: Callable[[Endpoints], None]) -> None:
         """Hand decisions to ``sink`` (called on the merge thread) and start the DNS
@@ -332,6 +349,7 @@ class _Merged:
             self._poller.on_change = self.thread.dns_changed
             self._poller.start()
         self._feed.follow(self.thread.api_view)
+        self._feed.follow_placement(self.thread.placement_changed)
         self.thread.start()
 
     def stop(self) -> None:

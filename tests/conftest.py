@@ -22,6 +22,8 @@ _NAMED_HINT = "named (BIND9) is required under CI: apt-get install -y bind9"
 def _clean_kubernetes_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's kubeconfig or in-cluster variables never leak into a test."""
     monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("NODE_NAME", raising=False)  # nor a pod's node or zone (topology)
+    monkeypatch.delenv("DNSBALANCE_ZONE", raising=False)
     for name in list(os.environ):
         if name.startswith(("KUBERNETES_SERVICE_", "KUBERNETES_PORT")):
             monkeypatch.delenv(name, raising=False)

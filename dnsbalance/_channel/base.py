@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import grpc
 import grpc.aio
@@ -17,6 +17,9 @@ from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan
+
+if TYPE_CHECKING:
+    from dnsbalance._kube.topology import TopologyChoice
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,7 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         on_change: OnChange | None = None,
         on_close: Callable[[], Any] | None = None,
         discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
+        topology: Callable[[], TopologyChoice | None] | None = None,
     ) -> None:
         """Both channels are made alike; ``_open`` then sets up the driver's own parts.
         ``on_close`` stops the endpoint sources (a coroutine function for asyncio)."""
@@ -144,6 +148,7 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         self._on_change = on_change
         self._on_close = on_close
         self._discrepancies = discrepancies
+        self._topology = topology
         self._metrics = metrics_for(name)
         self._open(self._first_slot(endpoints))
 
@@ -207,6 +212,15 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         """Where DNS and the Kubernetes API have disagreed for longer than the DNS TTL
         + 1 s (mode "auto"); empty otherwise."""
         return self._discrepancies() if self._discrepancies is not None else ()
+
+    @property
+    def topology(self) -> TopologyChoice | None:
+        """The topology rule applied last (modes "auto" and "api"): the client's
+        ``zone`` and ``node``, the ``rule`` (``"zone-hints"``, ``"node-hints"``,
+        ``"local-policy"``, ``"off"`` or ``"all: <why>"``), the ``endpoints`` chosen and
+        how many are ``in_zone`` / ``out_of_zone``. ``None`` in mode "dns" (DNS carries
+        no zones)."""
+        return self._topology() if self._topology is not None else None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.endpoints)} endpoints"

@@ -1,9 +1,13 @@
 """The Kubernetes side of modes "auto" and "api" for one channel: the client, the
-EndpointSlice watcher, and the rule for the first list (mode "auto" waits 5 s at most)."""
+EndpointSlice watcher, the rule for the first list (mode "auto" waits 5 s at most), and
+where the client runs (its Node's zone, its Service's traffic policy) for topology."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dnsbalance._endpoints import Endpoint
@@ -11,6 +15,8 @@ from dnsbalance._exceptions import KubernetesError
 from dnsbalance._metrics import metrics_for
 
 from .client import load_api_client
+from .nodes import Answer, ReadOnce, read_node_zone, read_traffic_policy
+from .topology import Placement
 from .watch import SliceWatcher, ViewCallback
 
 if TYPE_CHECKING:
@@ -18,6 +24,7 @@ if TYPE_CHECKING:
 
 
 AUTO_FIRST_LIST_TIMEOUT = 5.0  # seconds mode "auto" waits for the first list at most
+PLACEMENT_WAIT = 2.0  # seconds open() waits for the Node's zone (then it comes later)
 
 
 class ApiFeed:
@@ -40,6 +47,9 @@ class ApiFeed:
         self._viewed = threading.Event()
         self._late: tuple[tuple[Endpoint, ...] | None, KubernetesError | None] | None = None
         self._sink: ViewCallback | None = None
+        self.placement = Placement()
+        self._placement_sink: Callable[[Placement], None] | None = None
+        self._readers: list[ReadOnce] = []
 
     @classmethod
     def open(cls, settings: ChannelSettings) -> ApiFeed:
@@ -67,6 +77,7 @@ class ApiFeed:
                 )
             feed = cls(None, False, None)
             feed.error = error
+            feed.placement = _placement(settings)
             return feed
         feed = cls(client, settings.api_client is None, None)
         feed.watcher = SliceWatcher(
@@ -81,6 +92,7 @@ class ApiFeed:
             relist_interval=settings.poll_interval,
         )
         feed.first_list(strict=strict, timeout=AUTO_FIRST_LIST_TIMEOUT)
+        feed.find_placement(settings)
         return feed
 
     def first_list(self, *, strict: bool, timeout: float) -> None:
@@ -114,6 +126,56 @@ class ApiFeed:
                 self.endpoints, self.error = self._late
                 self._late = None
 
+    def find_placement(self, settings: ChannelSettings, wait: float = PLACEMENT_WAIT) -> None:
+        """Where the client runs: the zone known from settings, else its Node's label;
+        and, when the node is known, the Service's internalTrafficPolicy. Each is read
+        once on its own thread (retried while errors may pass); this waits ``wait``
+        seconds at most for both, and later answers go to :meth:`follow_placement`."""
+        self.placement = _placement(settings)
+        source = settings.placement
+        if not settings.topology or self.client is None or source.node is None:
+            return
+        suffix = settings.thread_suffix
+        if source.zone is None:
+            self.placement = replace(self.placement, pending=True)
+            self._read(
+                partial(read_node_zone, self.client, source.node),
+                self._zone_answer,
+                f"dnsbalance-node-{suffix}",
+            )
+        target = settings.target
+        self._read(
+            partial(read_traffic_policy, self.client, target.namespace, target.service),
+            self._policy_answer,
+            f"dnsbalance-policy-{suffix}",
+        )
+        for reader in self._readers:
+            reader.wait(wait)
+
+    def _read(self, read: Callable[[], Answer], on: Callable[[Answer], None], name: str) -> None:
+        reader = ReadOnce(read, on_answer=on, name=name)
+        self._readers.append(reader)
+        reader.start()
+
+    def _zone_answer(self, answer: Answer) -> None:
+        self._place(zone=answer.value, pending=False, why="" if answer.value else answer.why)
+
+    def _policy_answer(self, answer: Answer) -> None:
+        self._place(internal_traffic_policy=answer.value)
+
+    def _place(self, **changes: Any) -> None:
+        with self._lock:
+            self.placement = replace(self.placement, **changes)
+            if self._placement_sink is not None:
+                self._placement_sink(self.placement)
+
+    def follow_placement(self, sink: Callable[[Placement], None]) -> None:
+        """Hand every later change of :attr:`placement` to ``sink`` (and the current one,
+        which may have changed since it was read)."""
+        with self._lock:
+            self._placement_sink = sink
+            sink(self.placement)
+
     def _view(self, endpoints: tuple[Endpoint, ...] | None, error: KubernetesError | None) -> None:
         """The watcher's views: the latest is held until :meth:`follow` names where they
         go. Handed on under the lock, so they arrive in order."""
@@ -136,9 +198,16 @@ class ApiFeed:
             self.watcher.start()
 
     def close(self) -> None:
-        """Stop watching and close a client we made. Idempotent."""
+        """Stop watching and reading, and close a client we made. Idempotent."""
+        for reader in self._readers:
+            reader.stop()
         if self.watcher is not None:
             self.watcher.stop()
         if self.owns_client and self.client is not None:
             self.client.close()
             self.client = None
+
+
+def _placement(settings: ChannelSettings) -> Placement:
+    source = settings.placement
+    return Placement(zone=source.zone, node=source.node, enabled=settings.topology, why=source.why)

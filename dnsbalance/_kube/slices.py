@@ -18,6 +18,14 @@ long drains). FQDN slices are ignored.
 An endpoint's ``addresses`` are fungible: the v1 API says consumers may use only the
 first, and kube-proxy's endpointslicecache does; so does dnsbalance (one backend per
 endpoint, never one per address).
+
+Topology (``zone``, ``nodeName``, ``hints.forZones[].name``, ``hints.forNodes[].name``)
+is kept on each :class:`Endpoint` for :mod:`dnsbalance._kube.topology`, checked by the
+API's own rules (``pkg/apis/discovery/validation``: a zone is a label value, a node
+name a DNS subdomain, at most 8 hints of each kind, no duplicates). A value the API
+would have refused is never trusted: a bad ``zone``/``nodeName`` is dropped, and an
+endpoint with any bad hint keeps none, so it counts as unhinted (and kube-proxy's rule
+then uses every endpoint).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnsbalance._endpoints import Endpoint, normalize
+
+from .topology import MAX_HINTS, valid_node_name, valid_zone_name
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +64,21 @@ class ApiEndpoints(tuple[Endpoint, ...]):
         return view
 
     def same(self, other: tuple[Endpoint, ...] | None) -> bool:
-        """Equal, the not-ready endpoints included."""
+        """Equal, the not-ready endpoints and the topology (zones, nodes, hints) included:
+        a change of hints alone is a new view, for the topology rules to see."""
         return (
             isinstance(other, ApiEndpoints)
             and tuple(self) == tuple(other)
             and (self.listed, self.serving) == (other.listed, other.serving)
+            and _topology(self.listed) == _topology(other.listed)
         )
+
+
+def _topology(endpoints: Iterable[Endpoint]) -> tuple[object, ...]:
+    """What the topology rules read of each endpoint (not part of its equality)."""
+    return tuple(
+        (ep.zone, ep.node_name, ep.zone_hints, ep.node_hints, ep.ready) for ep in endpoints
+    )
 
 
 @dataclass(frozen=True)
@@ -111,8 +130,18 @@ def read_slice(
         address = addresses[0] if isinstance(addresses, list) and addresses else None
         if not isinstance(address, str):
             continue
+        zone_hints, node_hints = _hints(item.get("hints"), obj)
         try:
-            endpoint = Endpoint(address=address, port=number, hostname=hostname)
+            endpoint = Endpoint(
+                address=address,
+                port=number,
+                hostname=hostname,
+                zone=_checked(item.get("zone"), valid_zone_name, "zone", obj),
+                node_name=_checked(item.get("nodeName"), valid_node_name, "nodeName", obj),
+                zone_hints=zone_hints,
+                node_hints=node_hints,
+                ready=ready,
+            )
         except ValueError:
             log.debug("ignoring bad address %r in EndpointSlice %s", address, _name(obj))
             continue
@@ -120,6 +149,39 @@ def read_slice(
         if not use and serving:
             serving_only.append(endpoint)
     return SliceEndpoints(normalize(usable), normalize(unusable), ports, normalize(serving_only))
+
+
+def _checked(value: Any, valid: Any, what: str, obj: Mapping[str, Any]) -> str | None:
+    if value is None or value == "":
+        return None
+    if valid(value):
+        return str(value)
+    log.debug("ignoring bad %s %r in EndpointSlice %s", what, value, _name(obj))
+    return None
+
+
+def _hints(hints: Any, obj: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """``hints.forZones`` and ``hints.forNodes`` names, or none at all when any part is
+    not what the API accepts (validateHints: at most 8, no duplicates, valid names)."""
+    if hints is None:
+        return frozenset(), frozenset()
+    found: list[frozenset[str]] = []
+    for key, valid in (("forZones", valid_zone_name), ("forNodes", valid_node_name)):
+        entries = hints.get(key) if isinstance(hints, Mapping) else ()
+        if entries is None:
+            entries = []
+        names = [e.get("name") if isinstance(e, Mapping) else None for e in entries or ()]
+        if (
+            not isinstance(hints, Mapping)
+            or not isinstance(entries, list)
+            or len(names) > MAX_HINTS
+            or len(set(map(str, names))) != len(names)
+            or not all(valid(n) for n in names)
+        ):
+            log.debug("ignoring bad hints %r in EndpointSlice %s", hints, _name(obj))
+            return frozenset(), frozenset()
+        found.append(frozenset(str(n) for n in names))
+    return found[0], found[1]
 
 
 def _tcp_ports(obj: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:

@@ -2,8 +2,15 @@
 
 Decisions are :func:`dnsbalance._merge.agree.agree`'s. This module only runs one
 merge thread that re-evaluates when DNS or the API changes, or a deadline
-passes; re-polls DNS every 0.2 s while the API has endpoints DNS lacks; publishes
-the agreed set on the local DNS server; and hands it to the channel.
+passes; re-polls DNS every 0.2 s while the API has endpoints DNS lacks; applies the
+topology rules (:mod:`dnsbalance._kube.topology`, kube-proxy's) to the agreed set;
+publishes the result on the local DNS server; and hands it to the channel.
+
+Topology comes after agreement, decided over the API's whole ready set: DNS publishes
+every zone, so the cross-check compares DNS with every ready endpoint and a zone's
+subset never shows as a discrepancy. It is decided again on every evaluation (every
+slice change, every DNS change); the channel is rebuilt only when the resulting set
+changes.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from dnsbalance._channel.config import channel_port
@@ -19,6 +27,7 @@ from dnsbalance._channel.local_dns import LocalName
 from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._kube.slices import ApiEndpoints
+from dnsbalance._kube.topology import Placement, TopologyChoice, applied, decide
 from dnsbalance._metrics import metrics_for
 from dnsbalance._poll.policy import PollState
 
@@ -80,8 +89,12 @@ class MergeThread:
         api_error: KubernetesError | None = None,
         panic_mode: bool = True,
         target: Target | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self._name = name
+        self._placement = placement or Placement(enabled=False)
+        self.topology: TopologyChoice | None = None
+        self._rule_logged: str | None = None
         self._target = target
         self._left_out_ports: tuple[int, ...] = ()
         self._panic_mode = panic_mode
@@ -131,6 +144,13 @@ class MergeThread:
             self._dirty = True
             self._cond.notify()
 
+    def placement_changed(self, placement: Placement) -> None:
+        """The client's zone, node or Service policy became known (any thread)."""
+        with self._cond:
+            self._placement = placement
+            self._dirty = True
+            self._cond.notify()
+
     def _warn_fallback(self, error: KubernetesError | None) -> None:
         if not self._fallback_warned:
             self._fallback_warned = True
@@ -147,6 +167,7 @@ class MergeThread:
         now = time.monotonic()
         with self._cond:
             api = self._api
+            placement = self._placement
             self._dirty = False
         result = agree(
             self._state,
@@ -162,7 +183,7 @@ class MergeThread:
         self._state = result.state
         self._note_panic(result.panic, result.endpoints)
         self._note(result.discrepancies)
-        endpoints = result.endpoints
+        endpoints = self._topology(result.endpoints, api, placement)
         if self._target is not None:
             endpoints, left_out = dialable(endpoints, channel_port(self._target, endpoints))
             self._note_left_out(left_out)
@@ -180,6 +201,43 @@ class MergeThread:
             wake = until if wake is None else min(wake, until)
         self._wake = wake
         return endpoints, wake
+
+    def _topology(
+        self,
+        agreed: tuple[Endpoint, ...],
+        api: tuple[Endpoint, ...] | None,
+        placement: Placement,
+    ) -> tuple[Endpoint, ...]:
+        """The agreed endpoints the topology rules keep (see the module documentation)."""
+        if api is None:  # DNS alone: it carries no zones
+            choice = decide(agreed, replace(placement, enabled=False))
+            rule = "off" if not placement.enabled else "all: no API view (DNS carries no zones)"
+            choice = replace(choice, rule=rule)
+        else:
+            choice = decide(api, placement)
+        listed = api.listed if isinstance(api, ApiEndpoints) else (api or ())
+        choice = applied(agreed, choice, listed)
+        self._note_topology(choice, placement)
+        return choice.endpoints
+
+    def _note_topology(self, choice: TopologyChoice, placement: Placement) -> None:
+        """Metrics, and one INFO line when the rule changes (not for the quiet rules a
+        channel without hints starts with, nor while the Node's zone is being read)."""
+        self.topology = choice
+        self._metrics.topology(choice.zone, choice.in_zone, choice.out_of_zone)
+        if choice.rule == self._rule_logged:
+            return
+        quiet = choice.rule in ("off", "all: no hints", "all: no API view (DNS carries no zones)")
+        first = self._rule_logged is None
+        self._rule_logged = choice.rule
+        if (first and quiet) or choice.rule.startswith("all: zone not known yet"):
+            return
+        why = ""
+        if choice.rule == "all: no zone known" and placement.why:
+            if placement.node is not None:  # the Node lookup said why already, at INFO
+                return
+            why = f" ({placement.why})"
+        log.info("%s: topology: %s%s", self._name, choice, why)
 
     def _note_left_out(self, left_out: tuple[Endpoint, ...]) -> None:
         ports = tuple(sorted({ep.port for ep in left_out}))

@@ -60,6 +60,10 @@ LIBRARY_RULES = [
 CONVERT_VERBS = {verb for verbs in VERBS.values() for verb in verbs}
 CONVERT_RULES = [{"apiGroups": [""], "resources": ["services"], "verbs": CONVERT_VERBS}]
 CLUSTER_SCOPED_RBAC = {"ClusterRole", "ClusterRoleBinding"}
+# The one exception (issue 18): Nodes are cluster-scoped, so reading the client's own
+# Node for its zone takes a ClusterRole; it grants get on nodes and nothing else.
+TOPOLOGY_RBAC = "manifests/rbac-topology.yaml"
+TOPOLOGY_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": {"get"}}]
 
 
 def yaml_files() -> list[Path]:
@@ -148,10 +152,11 @@ def test_strict_validation_is_not_vacuous() -> None:
 
 
 def test_nothing_is_cluster_scoped_or_namespaced_by_hand() -> None:
-    """Least privilege: Roles only, never ClusterRoles; the namespace comes from
+    """Least privilege: Roles only, never ClusterRoles (but the optional get on nodes,
+    see test_the_topology_role_reads_nodes_only); the namespace comes from
     `kubectl -n` or a kustomization, except in the demo (namespace "example")."""
     for path, doc in resource_documents():
-        assert doc["kind"] not in CLUSTER_SCOPED_RBAC, rel(path)
+        assert doc["kind"] not in CLUSTER_SCOPED_RBAC or rel(path) == TOPOLOGY_RBAC, rel(path)
         if doc["kind"] == "Namespace":
             assert path.parent == DEMO_K8S, rel(path)
         assert "namespace" not in doc["metadata"], f"{rel(path)}: set the namespace outside"
@@ -227,8 +232,33 @@ def test_every_role_in_the_repository_is_one_of_these() -> None:
     assert sorted(roles) == [
         ("examples/demo/k8s/rbac.yaml", "dnsbalance"),
         ("manifests/rbac-convert.yaml", "dnsbalance-convert"),
+        ("manifests/rbac-topology.yaml", "dnsbalance-topology"),
         ("manifests/rbac.yaml", "dnsbalance"),
     ]
+
+
+def test_the_topology_role_reads_nodes_only() -> None:
+    """rbac-topology.yaml: a ClusterRole with get on nodes, nothing else, bound to the
+    ServiceAccount rbac.yaml creates (a ClusterRoleBinding must name its namespace)."""
+    path = ROOT / TOPOLOGY_RBAC
+    assert sorted(doc["kind"] for doc in documents(path)) == ["ClusterRole", "ClusterRoleBinding"]
+    role = one(path, "ClusterRole", "dnsbalance-topology")
+    assert normalized_rules(role) == TOPOLOGY_RULES
+    binding = one(path, "ClusterRoleBinding", "dnsbalance-topology")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "dnsbalance-topology",
+    }
+    account = one(MANIFESTS / "rbac.yaml", "ServiceAccount")
+    (subject,) = binding["subjects"]
+    assert subject == {
+        "kind": "ServiceAccount",
+        "name": account["metadata"]["name"],
+        "namespace": "default",
+    }
+    text = path.read_text(encoding="utf-8")
+    assert "sed 's/namespace: default/namespace: app/' manifests/rbac-topology.yaml" in text
 
 
 # -- kustomizations ---------------------------------------------------------------------
@@ -257,7 +287,8 @@ def test_manifests_kustomization_leaves_only_rbac_convert_out() -> None:
     present = {p.name for p in MANIFESTS.glob("*.yaml") if not is_kustomization(p)}
     assert "rbac.yaml" in listed
     assert "rbac-convert.yaml" not in listed, "write access to Services is opt-in"
-    assert present - listed == {"rbac-convert.yaml"}
+    assert "rbac-topology.yaml" not in listed, "reading Nodes (cluster-wide) is opt-in"
+    assert present - listed == {"rbac-convert.yaml", "rbac-topology.yaml"}
     assert "namespace" not in kustomization(MANIFESTS), "the namespace comes from -n"
 
 

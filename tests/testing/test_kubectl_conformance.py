@@ -163,3 +163,20 @@ def test_auth_can_i(kubectl: Kubectl, kube: FakeKubernetesAPI) -> None:
     assert denied.stdout.strip() == "no"
     watch = ("auth", "can-i", "watch", "endpointslices.discovery.k8s.io", "-n", NS)
     assert kubectl.ok(*watch).strip() == "yes"  # a Role may allow list and not watch
+
+
+def test_nodes_are_cluster_scoped_for_kubectl(kubectl: Kubectl, kube: FakeKubernetesAPI) -> None:
+    kube.apply_node("node-b1", zone="zone-b")
+    shown = kubectl.ok("get", "nodes", "-L", "topology.kubernetes.io/zone", "--no-headers")
+    assert shown.split()[0] == "node-b1"
+    assert shown.split()[-1] == "zone-b"
+    got = json.loads(kubectl.ok("get", "no", "node-b1", "-o", "json"))
+    assert got["metadata"]["labels"]["topology.kubernetes.io/zone"] == "zone-b"
+    assert "namespace" not in got["metadata"]
+    kube.deny("get", "nodes")
+    refused = kubectl("get", "node", "node-b1")
+    assert refused.returncode == 1
+    assert 'cannot get resource "nodes" in API group "" at the cluster scope' in refused.stderr
+    kube.allow_all()
+    kubectl.ok("delete", "node", "node-b1")
+    assert kube.get_object("Node", "", "node-b1") is None

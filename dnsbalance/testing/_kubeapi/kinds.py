@@ -22,6 +22,7 @@ from .status import FieldError
 
 __all__ = [
     "ENDPOINT_SLICES",
+    "NODES",
     "RESOURCES",
     "SERVICES",
     "Resource",
@@ -45,6 +46,7 @@ class Resource:
     version: str
     return_deleted_object: bool  # DELETE answers the object (else a Status Success)
     name_rule: str  # "dns1035" or "subdomain"
+    namespaced: bool = True  # False: cluster-scoped (Nodes), stored under namespace ""
 
     @property
     def api_version(self) -> str:
@@ -63,7 +65,9 @@ SERVICES = Resource("services", "Service", "", "v1", True, "dns1035")
 ENDPOINT_SLICES = Resource(
     "endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", False, "subdomain"
 )
-RESOURCES: dict[str, Resource] = {r.resource: r for r in (SERVICES, ENDPOINT_SLICES)}
+# Node: no ReturnDeletedObject in pkg/registry/core/node/storage (DELETE answers a Status)
+NODES = Resource("nodes", "Node", "", "v1", False, "subdomain", namespaced=False)
+RESOURCES: dict[str, Resource] = {r.resource: r for r in (SERVICES, ENDPOINT_SLICES, NODES)}
 
 
 def resource_for(name: str) -> Resource:
@@ -72,7 +76,7 @@ def resource_for(name: str) -> Resource:
     for res in RESOURCES.values():
         if key in (res.resource, res.kind.lower(), res.qualified):
             return res
-    raise ValueError(f"unknown kind or resource {name!r}: use Service or EndpointSlice")
+    raise ValueError(f"unknown kind or resource {name!r}: use Service, EndpointSlice or Node")
 
 
 # -- names ----------------------------------------------------------------------------

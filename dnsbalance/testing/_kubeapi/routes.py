@@ -83,7 +83,9 @@ def _resource_route(method: str, path: str, res: Resource, rest: list[str], watc
     else:
         verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
     verb = verbs.get(method)
-    if verb is None or (namespace is None and verb not in ("list", "watch")):
+    if res.namespaced is False and namespace is not None:  # cluster-scoped: never namespaced
+        return Route("missing", path, document=_NOT_FOUND)
+    if verb is None or (namespace is None and res.namespaced and verb not in ("list", "watch")):
         kind, document = "not-allowed", _NOT_ALLOWED
     else:
         kind, document = ("watch" if verb == "watch" else "resource"), None
@@ -139,6 +141,10 @@ def route(method: str, path: str, *, watch: bool) -> Route:
         return Route("document", clean, verb="get", document=_namespace(parts[3]))
     if parts[:3] == ["api", "v1", "watch"] or _is_endpoints(parts):
         return _endpoints_route(method, clean, parts, watch)
+    if parts[:3] == ["api", "v1", "nodes"] or (
+        parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["nodes"]
+    ):  # cluster-scoped: nodes.py
+        return _resource_route(method, clean, kinds.NODES, parts[2:], watch)
     if parts[:2] == ["api", "v1"]:
         return _resource_route(method, clean, kinds.SERVICES, parts[2:], watch)
     if parts[:3] == ["apis", "discovery.k8s.io", "v1"]:
@@ -171,10 +177,11 @@ def _resource_list(group_version: str, resources: list[Resource], extra: list[JS
         {
             "name": r.resource,
             "singularName": r.kind.lower(),
-            "namespaced": True,
+            "namespaced": r.namespaced,
             "kind": r.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             **({"shortNames": ["svc"]} if r is kinds.SERVICES else {}),
+            **({"shortNames": ["no"]} if r is kinds.NODES else {}),
         }
         for r in resources
     ]
@@ -221,7 +228,7 @@ def discovery_document(path: str, url: str) -> Any:
             "groups": [_group(g) for g in _GROUPS],
         }
     if path == "/api/v1":
-        return _resource_list("v1", [kinds.SERVICES, ENDPOINTS], [])
+        return _resource_list("v1", [kinds.SERVICES, ENDPOINTS, kinds.NODES], [])
     group = path.split("/")[2]
     if path.endswith("/v1"):
         extra = []

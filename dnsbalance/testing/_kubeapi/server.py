@@ -20,6 +20,8 @@ Served
   patch (PATCH) and delete. Also ``POST
   /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``, ``/version``, ``/api``,
   ``/apis``, the group and group-version discovery documents and ``/healthz``.
+- ``/api/v1/nodes[/{name}]``: cluster-scoped Nodes with labels (same verbs; see
+  ``_kubeapi/nodes.py``), for the client's zone label; :meth:`apply_node` puts one.
 - Objects get ``metadata.uid``, ``creationTimestamp``, ``generation`` and a
   ``resourceVersion`` from ONE counter shared by every kind and bumped by every write
   (as etcd's revision); lists carry the counter in ``metadata.resourceVersion``. A write
@@ -164,7 +166,7 @@ from typing import Any, ClassVar, Self
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from . import kinds
+from . import kinds, nodes
 from .faults import DEFAULT_USER, Faults, RequestLog, RequestRecord
 from .http import Dispatcher, HTTPServer
 from .status import StatusError
@@ -406,6 +408,11 @@ class FakeKubernetesAPI:
 
     endpoint_slice = staticmethod(kinds.endpoint_slice)
     service = staticmethod(kinds.service)
+    node = staticmethod(nodes.node)
+
+    def apply_node(self, name: str, *, zone: str | None = None, **kwargs: Any) -> JSON:
+        """:meth:`put` of :meth:`node` (a cluster-scoped Node; see ``_kubeapi/nodes.py``)."""
+        return self.put(nodes.node(name, zone=zone, **kwargs))
 
     @property
     def resource_version(self) -> str:

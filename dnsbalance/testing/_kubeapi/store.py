@@ -18,7 +18,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kinds
+from . import kinds, nodes
 from .kinds import Resource
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .selectors import FieldSelector, LabelSelector
@@ -185,6 +185,8 @@ class Store:
             ):
                 meta.pop(key, None)
             meta["namespace"] = namespace
+            if not res.namespaced:  # Nodes: no namespace in the object
+                del meta["namespace"]
             self._admit(res, obj, None)
             name = meta["name"]
             if (namespace, name) in self._objects[res.resource]:
@@ -296,7 +298,7 @@ class Store:
         """Create or unconditionally replace (helpers for tests), through admission."""
         res = kinds.resource_for(str(obj.get("kind") or ""))
         meta = obj.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
+        namespace = meta.get("namespace") or ("default" if res.namespaced else "")
         name = meta.get("name") or ""
         body = copy.deepcopy(obj)
         body.setdefault("metadata", {}).pop("resourceVersion", None)
@@ -340,6 +342,8 @@ class Store:
                     f"({name})"
                 )
         meta["namespace"] = namespace
+        if not res.namespaced:
+            del meta["namespace"]
         return obj
 
     def _update_locked(
@@ -441,6 +445,9 @@ class Store:
             errors = kinds.validate_service(obj)
             if old is not None:
                 errors += validate_service_update(obj, old)
+        elif res is kinds.NODES:
+            nodes.default_node(obj)
+            errors = nodes.validate_node(obj)
         else:
             kinds.default_slice(obj)
             errors = kinds.validate_slice(obj, old)
@@ -457,7 +464,7 @@ class Store:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (meta.get("namespace", ""), meta["name"])
         if kind == "DELETED":
             del self._objects[res.resource][key]
         else:
