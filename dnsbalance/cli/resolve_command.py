@@ -17,17 +17,10 @@ from dnsbalance._exceptions import (
 from dnsbalance._kube.watch import namespace_for
 from dnsbalance._target import Target, parse_target
 
-from .check import (
-    Row,
-    ViewChange,
-    compare,
-    empty_cause,
-    list_api_endpoints,
-    load_client_quietly,
-    watch_views,
-)
+from .check import load_client_quietly
 from .exits import EXIT_OK
 from .manifests import dump_json
+from .views import Row, ViewChange, compare, empty_cause, list_api_endpoints, watch_views
 
 
 def _target_from(args: argparse.Namespace) -> Target:
