@@ -24,8 +24,9 @@ from dnsbalance._exceptions import DnsBalanceError, KubernetesError, ResolutionE
 from dnsbalance._kube.watch import load_api_client
 from dnsbalance._target import Target
 
-from .convert_cluster import ServiceAPI, access_review
+from .convert_access import access_review
 from .manifests import is_headless, ports_of, selector_of, service_type
+from .service_api import ServiceAPI
 from .views import compare, list_api_endpoints
 
 __all__ = [
