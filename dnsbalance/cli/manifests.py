@@ -34,6 +34,7 @@ import yaml
 from dnsbalance._exceptions import ConversionError
 
 __all__ = [
+    "EXPOSED_TYPES",
     "EXTERNAL_SPEC_FIELDS",
     "SERVER_METADATA",
     "Document",
@@ -188,6 +189,7 @@ EXTERNAL_SPEC_FIELDS = (
     "allocateLoadBalancerNodePorts",
 )
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+EXPOSED_TYPES = ("NodePort", "LoadBalancer")  # reachable from outside the cluster
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
