@@ -25,8 +25,8 @@ from dnsbalance._kube.watch import load_api_client
 from dnsbalance._target import Target
 
 from .convert_access import access_review
-from .manifests import is_headless, ports_of, selector_of, service_type
 from .service_api import ServiceAPI
+from .service_spec import is_headless, ports_of, selector_of, service_type
 from .views import compare, list_api_endpoints
 
 __all__ = [

@@ -29,10 +29,19 @@ from typing import Any, Literal
 
 from dnsbalance._exceptions import ConversionError
 
-from .manifests import (
+from .manifests import Document
+from .service_edits import (
+    LAST_APPLIED_ANNOTATION,
+    MIRRORS_ANNOTATION,
+    check_twin_owner,
+    clean_for_recreate,
+    restore_copy,
+    twin_differences,
+    updated_twin,
+)
+from .service_spec import (
     EXPOSED_TYPES,
     EXTERNAL_SPEC_FIELDS,
-    Document,
     check_service,
     describe,
     is_core_service,
@@ -44,15 +53,6 @@ from .manifests import (
     selector_of,
     service_type,
     spec_of,
-)
-from .service_edits import (
-    LAST_APPLIED_ANNOTATION,
-    MIRRORS_ANNOTATION,
-    check_twin_owner,
-    clean_for_recreate,
-    restore_copy,
-    twin_differences,
-    updated_twin,
 )
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Any
 
 from dnsbalance._exceptions import ConversionError
 
-from .manifests import (
+from .service_spec import (
     EXPOSED_TYPES,
     EXTERNAL_SPEC_FIELDS,
     SERVER_METADATA,

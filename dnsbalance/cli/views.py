@@ -18,7 +18,7 @@ from dnsbalance._kube.watch import SliceWatcher
 from dnsbalance._target import Target
 
 from .convert_cluster import ServiceAPI
-from .manifests import is_headless, ports_of, selector_of, service_type
+from .service_spec import is_headless, ports_of, selector_of, service_type
 
 Source = Literal["dns", "api"]
 
