@@ -12,20 +12,19 @@ import itertools
 import json
 import logging
 import math
-import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
+from .query import _client_gone, _dry_run, _int_param, _parse_json, _selectors
 from .routes import Route, discovery_document, route
-from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .selectors import parse_field_selector
 from .status import (
     StatusError,
     bad_request,
@@ -474,49 +473,3 @@ class Dispatcher:
         h.close_connection = True
         with contextlib.suppress(OSError):
             h.connection.shutdown(socket.SHUT_RDWR)
-
-
-def _client_gone(sock: socket.socket) -> bool:
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise bad_request(f"json: cannot unmarshal the request body: {exc}") from None
-
-
-def _int_param(query: Mapping[str, str], name: str) -> int:
-    text = query.get(name, "")
-    if not text:
-        return 0
-    try:
-        return max(0, int(text))
-    except ValueError:
-        raise bad_request(f'invalid value for {name}: "{text}"') from None
-
-
-def _selectors(query: Mapping[str, str]) -> tuple[Any, Any]:
-    try:
-        labels = parse_label_selector(query.get("labelSelector", ""))
-        fields = parse_field_selector(
-            query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
-        )
-    except SelectorError as exc:
-        raise bad_request(str(exc)) from None
-    return labels, fields
-
-
-def _dry_run(query: Mapping[str, str], body: Any) -> bool:
-    values = [query["dryRun"]] if "dryRun" in query else []
-    if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
-        values += [str(v) for v in body["dryRun"]]
-    for value in values:
-        if value not in ("All", ""):
-            raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
-    return "All" in values

@@ -8,7 +8,6 @@ list from a resourceVersion older than what is retained is answered 410 Expired.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import random
@@ -20,6 +19,7 @@ from typing import Any
 
 from . import kinds
 from .kinds import Resource
+from .paging import _decode_continue, _encode_continue, _parse_rv
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .selectors import FieldSelector, LabelSelector
 from .services import ServiceAllocator, carry_allocations, validate_service_update
@@ -552,32 +552,6 @@ class Store:
                 for (ns, _), obj in sorted(self._objects[res.resource].items())
                 if namespace is None or ns == namespace
             ]
-
-
-def _parse_rv(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad_request(f'invalid resource version "{text}"') from None
-    if value < 0:
-        raise bad_request(f'invalid resource version "{text}"')
-    return value
-
-
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)})
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion "
-            "(version meta.k8s.io/v1)"
-        ) from None
 
 
 def _spec_changed(res: Resource, obj: JSON, old: JSON) -> bool:
