@@ -5,14 +5,14 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-_DUMMY_CA = (
+DUMMY_CA = (
     "-----BEGIN CERTIFICATE-----\n"
     "MIIBdummydnsbalancefakekubernetesapinotarealcertificate0000000000\n"
     "-----END CERTIFICATE-----\n"
 )
 
 
-class _SelfSignedTLS:
+class SelfSignedTLS:
     """A self-signed certificate for the fake's address (needs ``cryptography``, a dev
     dependency), so the in-cluster configuration (always https, checked against the
     service account's ``ca.crt``) can be tested as it runs in a pod."""

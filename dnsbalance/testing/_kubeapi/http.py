@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
-from .query import _client_gone, _dry_run, _int_param, _parse_json, _selectors
+from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
 from .status import (
@@ -247,18 +247,18 @@ class Dispatcher:
         if found.kind == "document":
             return 200, found.document or discovery_document(found.path, self.url)
         if found.kind == "ssar":
-            return 201, self._review(_parse_json(raw))
+            return 201, self._review(parse_json(raw))
         res = found.res
         assert res is not None
         ns, name = found.namespace or "", found.name or ""
         if res is ENDPOINTS and found.verb == "get":
             return 200, self.endpoints.get(ns, name)
         if res is ENDPOINTS and found.verb == "list":
-            return 200, self.endpoints.list(found.namespace, *_selectors(query))
+            return 200, self.endpoints.list(found.namespace, *selectors_of(query))
         if found.verb == "get":
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
-            labels, fields = _selectors(query)
+            labels, fields = selectors_of(query)
             if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
                 raise bad_request(
                     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
@@ -271,11 +271,11 @@ class Dispatcher:
                 fields,
                 resource_version=query.get("resourceVersion", ""),
                 match=query.get("resourceVersionMatch", ""),
-                limit=_int_param(query, "limit"),
+                limit=int_param(query, "limit"),
                 continue_token=query.get("continue", ""),
             )
-        body = _parse_json(raw) if raw else {}
-        dry_run = _dry_run(query, body if found.verb == "delete" else {})
+        body = parse_json(raw) if raw else {}
+        dry_run = dry_run_of(query, body if found.verb == "delete" else {})
         if found.verb == "create":
             return 201, self.store.create(res, ns, body, dry_run=dry_run)
         if found.verb == "update":
@@ -329,11 +329,11 @@ class Dispatcher:
     def _serve_watch(self, h: _Handler, found: Route, query: dict[str, str], path: str) -> None:
         res = found.res
         assert res is not None
-        labels, fields = _selectors(query)
+        labels, fields = selectors_of(query)
         rv_text = query.get("resourceVersion", "")
         initial = query.get("sendInitialEvents", "") in _TRUE
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
-        timeout = float(_int_param(query, "timeoutSeconds") or self.max_watch_timeout)
+        timeout = float(int_param(query, "timeoutSeconds") or self.max_watch_timeout)
         timeout = min(timeout, self.max_watch_timeout)
         try:
             rv = None if initial or rv_text in ("", "0") else int(rv_text)
@@ -371,7 +371,7 @@ class Dispatcher:
         timeout: float,
         log: Any,
     ) -> None:
-        labels, fields = _selectors(query)
+        labels, fields = selectors_of(query)
         if found.name is not None:
             fields = parse_field_selector(
                 f"metadata.name={found.name}", ("metadata.name", "metadata.namespace")
@@ -380,7 +380,7 @@ class Dispatcher:
         self._start_stream(h)
 
         def stop() -> bool:
-            return self.stopping.is_set() or _client_gone(h.connection)
+            return self.stopping.is_set() or client_gone(h.connection)
 
         ended = self.endpoints.watch(
             found.namespace,
@@ -427,7 +427,7 @@ class Dispatcher:
             if initial_pending:
                 mark = {"k8s.io/initial-events-end": "true"}
             elif time.monotonic() < next_bookmark:
-                if not items and _client_gone(h.connection):
+                if not items and client_gone(h.connection):
                     h.close_connection = True
                     return
                 continue

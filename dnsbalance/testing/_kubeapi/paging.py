@@ -10,7 +10,7 @@ from .status import (
 )
 
 
-def _parse_rv(text: str) -> int:
+def parse_rv(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -20,12 +20,12 @@ def _parse_rv(text: str) -> int:
     return value
 
 
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+def encode_continue(rv: int, key: tuple[str, str]) -> str:
     raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)})
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))

@@ -14,7 +14,7 @@ from .status import (
 )
 
 
-def _client_gone(sock: socket.socket) -> bool:
+def client_gone(sock: socket.socket) -> bool:
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
@@ -22,14 +22,14 @@ def _client_gone(sock: socket.socket) -> bool:
         return True
 
 
-def _parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw or b"{}")
     except ValueError as exc:
         raise bad_request(f"json: cannot unmarshal the request body: {exc}") from None
 
 
-def _int_param(query: Mapping[str, str], name: str) -> int:
+def int_param(query: Mapping[str, str], name: str) -> int:
     text = query.get(name, "")
     if not text:
         return 0
@@ -39,7 +39,7 @@ def _int_param(query: Mapping[str, str], name: str) -> int:
         raise bad_request(f'invalid value for {name}: "{text}"') from None
 
 
-def _selectors(query: Mapping[str, str]) -> tuple[Any, Any]:
+def selectors_of(query: Mapping[str, str]) -> tuple[Any, Any]:
     try:
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(
@@ -50,7 +50,7 @@ def _selectors(query: Mapping[str, str]) -> tuple[Any, Any]:
     return labels, fields
 
 
-def _dry_run(query: Mapping[str, str], body: Any) -> bool:
+def dry_run_of(query: Mapping[str, str], body: Any) -> bool:
     values = [query["dryRun"]] if "dryRun" in query else []
     if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
         values += [str(v) for v in body["dryRun"]]

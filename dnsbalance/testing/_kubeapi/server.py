@@ -164,7 +164,7 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from . import kinds
-from .credentials import _DUMMY_CA, _SelfSignedTLS
+from .credentials import DUMMY_CA, SelfSignedTLS
 from .faults import DEFAULT_USER, Faults, RequestLog, RequestRecord
 from .http import Dispatcher, HTTPServer
 from .status import StatusError
@@ -194,7 +194,7 @@ class FakeKubernetesAPI:
         tls: bool = False,
     ) -> None:
         self._address = (host, port)
-        self._tls = _SelfSignedTLS(host) if tls else None
+        self._tls = SelfSignedTLS(host) if tls else None
         self._store = Store(history=history)
         self._faults = Faults(tokens, username)
         self._log = RequestLog()
@@ -369,7 +369,7 @@ class FakeKubernetesAPI:
         target.mkdir(parents=True, exist_ok=True)
         (target / "token").write_text(token)
         (target / "namespace").write_text(namespace)
-        (target / "ca.crt").write_text(self._tls.cert_pem if self._tls else _DUMMY_CA)
+        (target / "ca.crt").write_text(self._tls.cert_pem if self._tls else DUMMY_CA)
         return target
 
     def incluster_environ(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import kinds
 from .kinds import Resource
-from .paging import _decode_continue, _encode_continue, _parse_rv
+from .paging import decode_continue, encode_continue, parse_rv
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .selectors import FieldSelector, LabelSelector
 from .services import ServiceAllocator, carry_allocations, validate_service_update
@@ -100,14 +100,14 @@ class Store:
         with self.cond:
             list_rv = self._rv
             if continue_token:
-                list_rv, start = _decode_continue(continue_token)
+                list_rv, start = decode_continue(continue_token)
                 if list_rv < self._floor[res.resource]:
                     raise expired(
                         "The provided continue parameter is too old to display a consistent "
                         "list result. You can start a new list without the continue parameter."
                     )
             elif match == "Exact":
-                list_rv = _parse_rv(resource_version)
+                list_rv = parse_rv(resource_version)
                 if list_rv < self._floor[res.resource]:
                     raise expired(
                         f"too old resource version: {list_rv} ({self._floor[res.resource]})"
@@ -120,7 +120,7 @@ class Store:
         metadata: JSON = {"resourceVersion": str(list_rv)}
         if limit and len(items) > limit:
             last_key = items[limit - 1][0]
-            metadata["continue"] = _encode_continue(list_rv, last_key)
+            metadata["continue"] = encode_continue(list_rv, last_key)
             metadata["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         out = []
