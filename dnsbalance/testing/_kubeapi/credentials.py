@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
+from typing import Any
+
+from kubernetes.client import Configuration
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 DUMMY_CA = (
     "-----BEGIN CERTIFICATE-----\n"
@@ -64,3 +69,58 @@ class SelfSignedTLS:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_file, self._key_file)
         return context
+
+
+def write_kubeconfig(
+    path: str | Path, url: str, *, token: str | None, namespace: str, context: str
+) -> Path:
+    """A kubeconfig (JSON, which is YAML) at ``path`` whose current context is ``url``."""
+    user: dict[str, Any] = {"token": token} if token is not None else {}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {"server": url}}],
+        "users": [{"name": context, "user": user}],
+        "contexts": [
+            {
+                "name": context,
+                "context": {"cluster": context, "user": context, "namespace": namespace},
+            }
+        ],
+        "current-context": context,
+        "preferences": {},
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(config, indent=2) + "\n")
+    return target
+
+
+def write_service_account(
+    directory: str | Path, token: str, *, namespace: str, ca_pem: str
+) -> Path:
+    """``token``, ``namespace`` and ``ca.crt`` in ``directory``, as a pod's service account."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "token").write_text(token)
+    (target / "namespace").write_text(namespace)
+    (target / "ca.crt").write_text(ca_pem)
+    return target
+
+
+def incluster_config(
+    directory: str | Path, url: str, environ: dict[str, str], *, try_refresh_token: bool
+) -> tuple[Configuration, InClusterConfigLoader]:
+    """``directory`` loaded by the client's own in-cluster loader, pointed at ``url``."""
+    target = Path(directory)
+    loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=str(target / "token"),
+        cert_filename=str(target / "ca.crt"),
+        try_refresh_token=try_refresh_token,
+        environ=environ,
+    )
+    config = Configuration()
+    loader.load_and_set(config)  # type: ignore[no-untyped-call]
+    loader.host = url  # the refresh hook writes loader.host back on every request
+    config.host = url
+    return config, loader

@@ -151,7 +151,6 @@ Pinned by tests/testing/test_fake_api.py:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import warnings
@@ -164,7 +163,13 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from . import kinds
-from .credentials import DUMMY_CA, SelfSignedTLS
+from .credentials import (
+    DUMMY_CA,
+    SelfSignedTLS,
+    incluster_config,
+    write_kubeconfig,
+    write_service_account,
+)
 from .faults import DEFAULT_USER, Faults, RequestLog, RequestRecord
 from .http import Dispatcher, HTTPServer
 from .status import StatusError
@@ -341,36 +346,14 @@ class FakeKubernetesAPI:
         context: str = "fake",
     ) -> Path:
         """Write a kubeconfig (JSON, which is YAML) whose current context is this server."""
-        user: JSON = {"token": token} if token is not None else {}
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": user}],
-            "contexts": [
-                {
-                    "name": context,
-                    "context": {"cluster": context, "user": context, "namespace": namespace},
-                }
-            ],
-            "current-context": context,
-            "preferences": {},
-        }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(config, indent=2) + "\n")
-        return target
+        return write_kubeconfig(path, self.url, token=token, namespace=namespace, context=context)
 
     def write_service_account(
         self, directory: str | Path, token: str, namespace: str = "default"
     ) -> Path:
         """Write ``token``, ``namespace`` and a dummy ``ca.crt`` as a pod's service account."""
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "token").write_text(token)
-        (target / "namespace").write_text(namespace)
-        (target / "ca.crt").write_text(self._tls.cert_pem if self._tls else DUMMY_CA)
-        return target
+        ca_pem = self._tls.cert_pem if self._tls else DUMMY_CA
+        return write_service_account(directory, token, namespace=namespace, ca_pem=ca_pem)
 
     def incluster_environ(self) -> dict[str, str]:
         """``KUBERNETES_SERVICE_HOST``/``_PORT`` as a pod would see them for this server."""
@@ -384,18 +367,9 @@ class FakeKubernetesAPI:
         Returns the configuration and the loader; set ``loader.token_expires_at =
         datetime.datetime.now()`` to make the next request re-read the token file.
         """
-        target = Path(directory)
-        loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=str(target / "token"),
-            cert_filename=str(target / "ca.crt"),
-            try_refresh_token=try_refresh_token,
-            environ=self.incluster_environ(),
+        return incluster_config(
+            directory, self.url, self.incluster_environ(), try_refresh_token=try_refresh_token
         )
-        config = Configuration()
-        loader.load_and_set(config)  # type: ignore[no-untyped-call]
-        loader.host = self.url  # the refresh hook writes loader.host back on every request
-        config.host = self.url
-        return config, loader
 
     # -- store ----------------------------------------------------------------------
 

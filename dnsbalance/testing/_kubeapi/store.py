@@ -20,7 +20,7 @@ from typing import Any
 from . import kinds
 from .kinds import Resource
 from .paging import decode_continue, encode_continue, parse_rv
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
 from .services import ServiceAllocator, carry_allocations, validate_service_update
 from .status import (
@@ -220,29 +220,7 @@ class Store:
             current = self._objects[res.resource].get((namespace, name))
             if current is None:
                 raise not_found(res.resource, res.group, name)
-            try:
-                if content_type == "application/json-patch+json":
-                    patched = json_patch(current, patch)
-                elif content_type == "application/merge-patch+json":
-                    patched = merge_patch(current, patch)
-                else:
-                    patched = strategic_merge_patch(current, patch)
-            except PatchError as exc:
-                if exc.bad_request:
-                    raise bad_request(str(exc)) from None
-                raise StatusError(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": "the server rejected our request due to an error in our "
-                        f"request: {exc}",
-                        "reason": "Invalid",
-                        "details": {"causes": [{"message": str(exc)}]},
-                        "code": 422,
-                    }
-                ) from None
+            patched = apply_patch(content_type, current, patch)
             if not isinstance(patched, dict):
                 raise bad_request("the patched object is not a JSON object")
             obj = self._prepare_body(res, namespace, patched, name=name)
