@@ -83,15 +83,11 @@ class ZoneResponder:
     ``"::1"``); ``port`` 0 picks a port free for both UDP and TCP; ``ttl`` is the TTL of
     the SOA and NS records and of negative answers. Load records with :meth:`replace`.
 
-    Fault knobs for tests, thread-safe and effective from the next query:
-
-    - ``fail_rcode``: ``None`` (default) or an rcode (``dns.rcode.SERVFAIL``, ...) to
-      answer every query with, without records (FORMERR-level errors still come first);
-    - ``delay``: seconds to wait before answering each query (``close()`` cuts it short);
-    - ``drop``: when true, never answer (queries are still counted);
-    - ``additional``: when false, leave the Additional section empty (as some servers do),
-      so clients must look SRV targets up themselves;
-    - ``queries``: number of DNS messages received (UDP and TCP); assignable, e.g. 0.
+    Subclasses may change how it answers through three hooks, each called once per
+    DNS message from the socket threads: :meth:`_admit` (reply at all?),
+    :meth:`_forced_rcode` (an rcode instead of records) and :meth:`_with_additional`
+    (fill the Additional section?). The test kit's fault knobs
+    (``dnsbalance.testing.DNSResponder``) are built on them; this server has none.
     """
 
     def __init__(
@@ -123,12 +119,6 @@ class ZoneResponder:
         self._tcp: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
         self._handlers = threading.BoundedSemaphore(_MAX_HANDLERS)
-        # Fault knobs: plain attributes, each read once per query (atomic under the GIL).
-        self.fail_rcode: int | None = None
-        self.delay = 0.0
-        self.drop = False
-        self.additional = True
-        self._queries = 0
         self._serial = int(time.time()) & 0xFFFFFFFF
         self._snapshot = self._build({})
 
@@ -214,17 +204,6 @@ class ZoneResponder:
         host = f"[{self._host}]" if self._family == socket.AF_INET6 else self._host
         return f"{host}:{self.port}"
 
-    @property
-    def queries(self) -> int:
-        """DNS messages received so far, UDP and TCP (assignable, e.g. to 0)."""
-        with self._lock:
-            return self._queries
-
-    @queries.setter
-    def queries(self, value: int) -> None:
-        with self._lock:
-            self._queries = value
-
     # -- records -------------------------------------------------------------------
 
     def replace(
@@ -306,16 +285,29 @@ class ZoneResponder:
             MappingProxyType(dict(user)), MappingProxyType(nodes), frozenset(names), soa
         )
 
+    # -- hooks (see the class documentation) --------------------------------------------
+
+    def _admit(self) -> bool:
+        """Whether to answer the message just received (False: no reply at all)."""
+        return True
+
+    def _forced_rcode(self) -> int | None:
+        """An rcode to answer with instead of records (None: answer from the zone)."""
+        return None
+
+    def _with_additional(self) -> bool:
+        """Whether SRV and NS answers carry their targets' A/AAAA as Additional records."""
+        return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless :meth:`close` comes first; True when it did."""
+        return self._stop.wait(seconds)
+
     # -- answering -------------------------------------------------------------------
 
     def _handle(self, wire: bytes, *, tcp: bool) -> bytes | None:
         """The reply to one DNS message (``None``: no reply). Used by the socket threads."""
-        with self._lock:
-            self._queries += 1
-        if self.drop:
-            return None
-        delay = self.delay
-        if delay > 0 and self._stop.wait(delay):
+        if not self._admit():
             return None
         try:
             query = dns.message.from_wire(wire)
@@ -327,15 +319,15 @@ class ZoneResponder:
             response = dns.message.make_response(query, our_payload=_OUR_PAYLOAD)
         except Exception:
             return _formerr(wire)
-        fail_rcode = self.fail_rcode
+        forced = self._forced_rcode()
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
         elif query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
         elif len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-        elif fail_rcode is not None:
-            response.set_rcode(dns.rcode.Rcode.make(fail_rcode))
+        elif forced is not None:
+            response.set_rcode(dns.rcode.Rcode.make(forced))
         else:
             q = query.question[0]
             self._answer(response, q.name, q.rdtype, q.rdclass)
@@ -369,7 +361,7 @@ class ZoneResponder:
             found = [node[rdtype]] if rdtype in node else []
         if found:
             response.answer.extend(found)
-            if self.additional:
+            if self._with_additional():
                 for rrset in found:
                     self._add_additional(response, snapshot, rrset)
             return
