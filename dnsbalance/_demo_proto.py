@@ -1,13 +1,17 @@
 """The demo service on the wire (``examples/demo/demo.proto``), hand-encoded without protobuf.
 
 One place for both ends: the test backend (:mod:`dnsbalance.testing`) answers with it,
-the ``dnsbalance demo`` client reads the answers with it."""
+the ``dnsbalance demo`` client reads the answers with it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+__all__ = ["METHOD", "SERVICE", "decode_response", "encode_response", "stream_request"]
+
 SERVICE = "demo.DemoService"
+METHOD = f"/{SERVICE}/Demo"  # Demo(Empty) -> Response{value}
 
 
 def _varint(value: int) -> bytes:
@@ -52,7 +56,7 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
             return value, i
 
 
-def _stream_request(data: bytes) -> tuple[int, int]:
+def stream_request(data: bytes) -> tuple[int, int]:
     """``demo.StreamRequest{count, interval_ms}``, count bounded to 100000."""
     count, interval_ms = 1, 0
     for number, value in _fields(data):

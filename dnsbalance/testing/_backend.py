@@ -26,9 +26,9 @@ import grpc.aio
 
 from dnsbalance._demo_proto import (
     SERVICE,
-    _stream_request,
     decode_response,
     encode_response,
+    stream_request,
 )
 
 __all__ = ["AioBackend", "Backend", "decode_response", "encode_response"]
@@ -88,7 +88,7 @@ class _DemoService:
 
     def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._count(context)
-        count, interval_ms = _stream_request(request)
+        count, interval_ms = stream_request(request)
         for i in range(count):
             if i and interval_ms:
                 time.sleep(interval_ms / 1000)
@@ -219,7 +219,7 @@ class AioBackend(_DemoService):
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         self._count(context)
-        count, interval_ms = _stream_request(request)
+        count, interval_ms = stream_request(request)
         for i in range(count):
             if i and interval_ms:
                 await asyncio.sleep(interval_ms / 1000)
