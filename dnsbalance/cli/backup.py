@@ -6,49 +6,13 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
-
-from dnsbalance._kube.watch import SERVICE_ACCOUNT_DIR, _kubernetes
 
 from .manifests import dump_yaml
 from .service_api import JSON
 
 # -- namespace and backups ------------------------------------------------------------
-
-
-def current_namespace(
-    *,
-    kubeconfig: str | os.PathLike[str] | None = None,
-    context: str | None = None,
-    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
-    environ: Any = None,
-) -> str:
-    """The namespace kubectl would use: the kubeconfig context's, or in a pod the service
-    account's, else ``default`` (same configuration order as ``load_api_client``)."""
-    env = os.environ if environ is None else environ
-    _, config, _ = _kubernetes()
-    path: str | None = os.fspath(kubeconfig) if kubeconfig else None
-    if path is None and context is None:
-        namespace_file = service_account_dir / "namespace"
-        if env.get("KUBERNETES_SERVICE_HOST") and namespace_file.is_file():
-            return namespace_file.read_text(encoding="utf-8").strip() or "default"
-        candidates = (env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(
-            os.pathsep
-        )
-        path = next((p for p in candidates if p and Path(p).is_file()), None)
-        if path is None:
-            return "default"
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=path)
-    except (config.ConfigException, OSError, yaml.YAMLError):
-        return "default"
-    chosen = active
-    if context is not None:
-        chosen = next((c for c in contexts or () if c.get("name") == context), None)
-    details = (chosen or {}).get("context") or {}
-    return str(details.get("namespace") or "default")
 
 
 def backup_name(namespace: str, name: str, when: datetime.datetime) -> str:
@@ -87,7 +51,7 @@ def write_backup(
     raise FileExistsError(f"no free backup file name like {directory / base}")
 
 
-def _write_headless(replacement: JSON, backup: Path) -> Path:
+def write_headless(replacement: JSON, backup: Path) -> Path:
     """The headless Service, ready for ``kubectl create -f``, next to the backup."""
     base = backup.name.removesuffix(".backup.yaml")
     for attempt in range(100):
@@ -105,7 +69,7 @@ def _write_headless(replacement: JSON, backup: Path) -> Path:
     raise FileExistsError(f"no free file name like {backup.with_name(base)}.headless.yaml")
 
 
-def _read_backup(path: Path, original: JSON) -> JSON:
+def read_backup(path: Path, original: JSON) -> JSON:
     """The Service as the backup file holds it (a rollback restores what the user can
     see on disk); the copy in memory if the file cannot be read back."""
     try:
@@ -115,7 +79,7 @@ def _read_backup(path: Path, original: JSON) -> JSON:
     return loaded if isinstance(loaded, dict) and loaded.get("metadata") else original
 
 
-def _can_write_into(directory: Path) -> bool:
+def can_write_into(directory: Path) -> bool:
     """Whether a backup could be written into ``directory`` (made if missing)."""
     candidate = directory.absolute()
     for _ in range(len(candidate.parts)):

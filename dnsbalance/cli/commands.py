@@ -27,10 +27,10 @@ from .convert import convert_documents
 from .convert_cluster import ConvertOptions, ConvertResult, convert_service
 from .exits import EXIT_FAILED, EXIT_OK
 from .manifests import dump_json, dump_json_list, dump_yaml, read_documents
-from .resolve_command import _target_from
+from .resolve_command import target_from
 
 
-def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo_view import show_demo
 
     if not 1 <= args.backends <= 20:
@@ -57,8 +57,8 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # -- check ------------------------------------------------------------------------------
 
 
-def _cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    target = _target_from(args)
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    target = target_from(args)
     resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
     client, api_error = None, None
     if args.mode != "dns":  # mode dns never reads the API
@@ -99,7 +99,7 @@ def _print_checks(out: TextIO, target: Target, results: Sequence[CheckResult]) -
 # -- convert-service --------------------------------------------------------------------
 
 
-def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.filename is not None:
         if args.name:
             raise ConfigError("give either NAME (a Service in the cluster) or -f FILE, not both")

@@ -31,13 +31,9 @@ from dnsbalance._exceptions import ConversionError
 
 from .manifests import Document
 from .service_edits import (
-    LAST_APPLIED_ANNOTATION,
     MIRRORS_ANNOTATION,
     check_twin_owner,
     clean_for_recreate,
-    restore_copy,
-    twin_differences,
-    updated_twin,
 )
 from .service_spec import (
     EXPOSED_TYPES,
@@ -56,20 +52,13 @@ from .service_spec import (
 )
 
 __all__ = [
-    "LAST_APPLIED_ANNOTATION",
-    "MIRRORS_ANNOTATION",
     "ManifestResult",
     "Plan",
     "Strategy",
-    "check_twin_owner",
-    "clean_for_recreate",
     "convert_documents",
     "plan_replace",
     "plan_twin",
-    "restore_copy",
-    "twin_differences",
     "twin_name_for",
-    "updated_twin",
 ]
 
 JSON = dict[str, Any]

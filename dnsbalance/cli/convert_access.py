@@ -54,7 +54,7 @@ def access_review(
     return bool(isinstance(status, dict) and status.get("allowed") is True)
 
 
-def _rbac_hint(strategy: Strategy, namespace: str) -> str:
+def rbac_hint(strategy: Strategy, namespace: str) -> str:
     return (
         f"convert-service --strategy {strategy} needs {', '.join(VERBS[strategy])} on "
         f'services in namespace "{namespace}": apply {RBAC_CONVERT_MANIFEST} '
@@ -62,7 +62,7 @@ def _rbac_hint(strategy: Strategy, namespace: str) -> str:
     )
 
 
-def _preflight(api_client: Any, namespace: str, strategy: Strategy) -> bool:
+def preflight(api_client: Any, namespace: str, strategy: Strategy) -> bool:
     """Refuse (ConfigError) when a verb is denied. False when reviews cannot be asked."""
     denied = []
     try:
@@ -74,14 +74,14 @@ def _preflight(api_client: Any, namespace: str, strategy: Strategy) -> bool:
     if denied:
         raise ConfigError(
             f'not allowed to {", ".join(denied)} services in namespace "{namespace}"; '
-            + _rbac_hint(strategy, namespace)
+            + rbac_hint(strategy, namespace)
         )
     return True
 
 
-def _with_hint(exc: KubernetesError, strategy: Strategy, namespace: str) -> KubernetesError:
+def with_hint(exc: KubernetesError, strategy: Strategy, namespace: str) -> KubernetesError:
     if exc.status in (401, 403):
         return KubernetesError(
-            f"{exc}; {_rbac_hint(strategy, namespace)}", status=exc.status, reason=exc.reason
+            f"{exc}; {rbac_hint(strategy, namespace)}", status=exc.status, reason=exc.reason
         )
     return exc

@@ -34,44 +34,27 @@ from typing import Any, Literal
 from dnsbalance._exceptions import ConfigError, ConversionError, KubernetesError
 
 from .backup import (
-    _can_write_into,
-    _read_backup,
-    _write_headless,
     backup_name,
-    current_namespace,
+    can_write_into,
+    read_backup,
     write_backup,
+    write_headless,
 )
-from .convert import (
-    Strategy,
-    check_twin_owner,
-    plan_replace,
-    plan_twin,
-    restore_copy,
-    twin_differences,
-    updated_twin,
-)
+from .convert import Strategy, plan_replace, plan_twin
 from .convert_access import (
-    RBAC_CONVERT_MANIFEST,
     VERBS,
-    _preflight,
-    _rbac_hint,
-    _with_hint,
-    access_review,
+    preflight,
+    rbac_hint,
+    with_hint,
 )
 from .service_api import JSON, ServiceAPI
+from .service_edits import check_twin_owner, restore_copy, twin_differences, updated_twin
 
 __all__ = [
-    "RBAC_CONVERT_MANIFEST",
-    "VERBS",
     "ConvertOptions",
     "ConvertResult",
     "DryRun",
-    "ServiceAPI",
-    "access_review",
-    "backup_name",
     "convert_service",
-    "current_namespace",
-    "write_backup",
 ]
 
 
@@ -148,18 +131,18 @@ def convert_service(
     """
     tell = progress or (lambda _message: None)
     services = ServiceAPI(api_client, namespace, dry_run=options.dry_run == "server")
-    reviews_answered = _preflight(api_client, namespace, options.strategy)
+    reviews_answered = preflight(api_client, namespace, options.strategy)
     try:
         original = services.get(name)
     except KubernetesError as exc:
-        raise _with_hint(exc, options.strategy, namespace) from exc
+        raise with_hint(exc, options.strategy, namespace) from exc
     run = _Run(services, options, tell, clock or (lambda: datetime.datetime.now(datetime.UTC)))
     try:
         if options.strategy == "twin":
             return run.twin(original)
         return run.replace(original, reviews_answered=reviews_answered)
     except KubernetesError as exc:
-        raise _with_hint(exc, options.strategy, namespace) from exc
+        raise with_hint(exc, options.strategy, namespace) from exc
 
 
 @dataclass
@@ -301,7 +284,7 @@ class _Run:
         if not gone:
             held = self.services.find(name) or original
             finalizers = ", ".join((held.get("metadata") or {}).get("finalizers") or []) or "?"
-            headless = _write_headless(replacement, backup)
+            headless = write_headless(replacement, backup)
             self.step(
                 f"service/{name} is still being deleted after {self.options.delete_timeout:g} s "
                 f"(finalizers: {finalizers}); nothing was created. The headless Service is "
@@ -318,7 +301,7 @@ class _Run:
             created = self.services.create(replacement)
         except KubernetesError as exc:
             self.step(f"creating the headless service/{name} failed: {exc}", loud=True)
-            restored, how = self._rollback(_read_backup(backup, original))
+            restored, how = self._rollback(read_backup(backup, original))
             self.step(how, loud=True)
             return self.result(
                 original,
@@ -345,7 +328,7 @@ class _Run:
             if exc.status == 409:
                 return
             if exc.status in (401, 403):
-                raise ConfigError(f"{exc}; {_rbac_hint('replace', self.namespace)}") from exc
+                raise ConfigError(f"{exc}; {rbac_hint('replace', self.namespace)}") from exc
             raise ConversionError(
                 f"the API would not accept the headless replacement ({exc}); nothing changed"
             ) from exc
@@ -359,7 +342,7 @@ class _Run:
     ) -> ConvertResult:
         name = str(original["metadata"]["name"])
         directory = self.options.backup_dir
-        writable = _can_write_into(directory)
+        writable = can_write_into(directory)
         where = directory / backup_name(self.namespace, name, self.clock())
         self.step(f"would write a backup of service/{name} to {where}")
         if not writable:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dnsbalance._version import __version__
 
-from .commands import _cmd_check, _cmd_convert, _cmd_demo
-from .resolve_command import _cmd_resolve
+from .commands import cmd_check, cmd_convert, cmd_demo
+from .resolve_command import cmd_resolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format"
     )
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=cmd_demo)
 
     resolve = commands.add_parser(
         "resolve",
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --watch: seconds between DNS polls (default 2)",
     )
-    resolve.set_defaults(handler=_cmd_resolve)
+    resolve.set_defaults(handler=cmd_resolve)
 
     check = commands.add_parser(
         "check",
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format"
     )
-    check.set_defaults(handler=_cmd_check)
+    check.set_defaults(handler=cmd_check)
 
     convert = commands.add_parser(
         "convert-service",
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="preview: print a unified diff of the change (YAML) and change nothing, like "
         "kubectl diff (with --dry-run=server the API computes the result)",
     )
-    convert.set_defaults(handler=_cmd_convert)
+    convert.set_defaults(handler=cmd_convert)
     return parser
 
 

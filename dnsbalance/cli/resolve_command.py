@@ -23,7 +23,7 @@ from .manifests import dump_json
 from .views import Row, ViewChange, compare, empty_cause, list_api_endpoints, watch_views
 
 
-def _target_from(args: argparse.Namespace) -> Target:
+def target_from(args: argparse.Namespace) -> Target:
     namespace = args.namespace or namespace_for(kubeconfig=args.kubeconfig, context=args.context)
     return parse_target(args.target, namespace=namespace, cluster_domain=args.cluster_domain)
 
@@ -31,7 +31,7 @@ def _target_from(args: argparse.Namespace) -> Target:
 # -- resolve ----------------------------------------------------------------------------
 
 
-def _cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.watch and args.watch_seconds is not None:
         raise ConfigError("--watch-seconds needs --watch")
     if not args.watch:
@@ -43,7 +43,7 @@ def _cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    target = _target_from(args)
+    target = target_from(args)
     resolver = None
     if args.mode != "api":
         resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)

@@ -17,7 +17,7 @@ from dnsbalance._exceptions import KubernetesError, ResolutionError
 from dnsbalance._kube.watch import SliceWatcher
 from dnsbalance._target import Target
 
-from .convert_cluster import ServiceAPI
+from .service_api import ServiceAPI
 from .service_spec import is_headless, ports_of, selector_of, service_type
 
 Source = Literal["dns", "api"]
