@@ -53,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-live", action="store_true", help="plain text, one line per second (logs, CI)"
     )
-    demo.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="output format"
-    )
+    _add_output_option(demo)
     demo.set_defaults(handler=cmd_demo)
 
     resolve = commands.add_parser(
@@ -70,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_target_options(resolve)
     _add_api_options(resolve)
-    resolve.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="output format"
-    )
+    _add_output_option(resolve)
     resolve.add_argument(
         "-w", "--watch", action="store_true", help="then print one line per change (Ctrl-C ends)"
     )
@@ -102,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("target", metavar="TARGET", help="e.g. svc.ns:grpc")
     _add_target_options(check)
     _add_api_options(check)
-    check.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="output format"
-    )
+    _add_output_option(check)
     check.set_defaults(handler=cmd_check)
 
     convert = commands.add_parser(
@@ -188,6 +182,12 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def _add_output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="output format"
+    )
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
