@@ -1,4 +1,6 @@
-"""Shared fixtures: a clean environment, real DNS servers (BIND9 and the embedded one)."""
+"""Shared fixtures: a clean environment, real DNS servers (BIND9 and the embedded one),
+the fake Kubernetes API (``kube``; a test folder or module needing other settings
+defines its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsbalance.testing import BindServer, DNSResponder
+from dnsbalance.testing import BindServer, DNSResponder, FakeKubernetesAPI
 from dnsbalance.testing._clusterdns.bind import find_named
 from tests.kits.backends import Fleet, new_fleet
 
@@ -97,3 +99,13 @@ def fleet() -> Iterator[Fleet]:
     backends = new_fleet()
     yield backends
     backends.close()
+
+
+# -- Kubernetes API ------------------------------------------------------------------
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubernetesAPI]:
+    """A started FakeKubernetesAPI with default settings, closed after the test."""
+    with FakeKubernetesAPI() as api:
+        yield api
