@@ -9,16 +9,15 @@ list from a resourceVersion older than what is retained is answered 410 Expired.
 from __future__ import annotations
 
 import copy
-import json
 import random
 import threading
 import uuid
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 from . import kinds
 from .kinds import Resource
+from .metadata import _CONFLICT, _NAME_CHARS, _go_strings, _now, _spec_changed
 from .paging import decode_continue, encode_continue, parse_rv
 from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
@@ -38,19 +37,6 @@ from .watch import MAX_QUEUED_EVENTS, Event, Watcher
 __all__ = ["Store"]
 
 JSON = dict[str, Any]
-_CONFLICT = (
-    "the object has been modified; please apply your changes to the latest version and try again"
-)
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
-
-
-def _go_strings(items: list[str]) -> str:
-    """A []string as Go's %#v prints it."""
-    return "[]string{" + ", ".join(json.dumps(i) for i in items) + "}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:
@@ -530,15 +516,3 @@ class Store:
                 for (ns, _), obj in sorted(self._objects[res.resource].items())
                 if namespace is None or ns == namespace
             ]
-
-
-def _spec_changed(res: Resource, obj: JSON, old: JSON) -> bool:
-    if res is kinds.SERVICES:
-        return bool(obj.get("spec") != old.get("spec"))
-
-    def strip(o: JSON) -> JSON:
-        return {k: v for k, v in o.items() if k not in ("metadata", "kind", "apiVersion")}
-
-    return bool(
-        strip(obj) != strip(old) or obj["metadata"].get("labels") != old["metadata"].get("labels")
-    )
