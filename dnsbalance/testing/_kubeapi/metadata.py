@@ -12,22 +12,22 @@ from .kinds import Resource
 JSON = dict[str, Any]
 
 
-_CONFLICT = (
+CONFLICT_MESSAGE = (
     "the object has been modified; please apply your changes to the latest version and try again"
 )
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
+NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 
 
-def _go_strings(items: list[str]) -> str:
+def go_strings(items: list[str]) -> str:
     """A []string as Go's %#v prints it."""
     return "[]string{" + ", ".join(json.dumps(i) for i in items) + "}"
 
 
-def _now() -> str:
+def timestamp_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _spec_changed(res: Resource, obj: JSON, old: JSON) -> bool:
+def spec_changed(res: Resource, obj: JSON, old: JSON) -> bool:
     if res is kinds.SERVICES:
         return bool(obj.get("spec") != old.get("spec"))
 

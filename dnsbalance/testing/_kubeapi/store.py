@@ -17,7 +17,7 @@ from typing import Any
 
 from . import kinds
 from .kinds import Resource
-from .metadata import _CONFLICT, _NAME_CHARS, _go_strings, _now, _spec_changed
+from .metadata import CONFLICT_MESSAGE, NAME_CHARS, go_strings, spec_changed, timestamp_now
 from .paging import decode_continue, encode_continue, parse_rv
 from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
@@ -156,7 +156,7 @@ class Store:
         with self.cond:
             if not meta.get("name") and meta.get("generateName"):
                 for _ in range(16):
-                    suffix = "".join(self._random.choice(_NAME_CHARS) for _ in range(5))
+                    suffix = "".join(self._random.choice(NAME_CHARS) for _ in range(5))
                     meta["name"] = meta["generateName"] + suffix
                     if (namespace, meta["name"]) not in self._objects[res.resource]:
                         break
@@ -177,7 +177,7 @@ class Store:
                 self._free(res, obj, None)
                 raise already_exists(res.resource, res.group, name)
             meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = _now()
+            meta["creationTimestamp"] = timestamp_now()
             meta["generation"] = 1
             if dry_run:
                 self._free(res, obj, None)
@@ -233,7 +233,7 @@ class Store:
                 # sets deletionTimestamp (once) and answers the object, not a Status.
                 held = copy.deepcopy(current)
                 if not held["metadata"].get("deletionTimestamp") and not dry_run:
-                    held["metadata"]["deletionTimestamp"] = _now()
+                    held["metadata"]["deletionTimestamp"] = timestamp_now()
                     held["metadata"]["deletionGracePeriodSeconds"] = 0
                     self._commit(res, "MODIFIED", held, current)
                 return copy.deepcopy(held)
@@ -316,7 +316,7 @@ class Store:
         old_meta = current["metadata"]
         rv = meta.get("resourceVersion")
         if rv and rv != old_meta["resourceVersion"]:
-            raise conflict(res.resource, res.group, name, _CONFLICT)
+            raise conflict(res.resource, res.group, name, CONFLICT_MESSAGE)
         uid = meta.get("uid")
         if uid and uid != old_meta["uid"]:
             raise conflict(
@@ -350,12 +350,12 @@ class Store:
                         FieldError.forbidden(
                             "metadata.finalizers",
                             "no new finalizers can be added if the object is being deleted, "
-                            f"found new finalizers {_go_strings(sorted(new))}",
+                            f"found new finalizers {go_strings(sorted(new))}",
                         )
                     ],
                 )
         self._admit(res, obj, current)
-        if _spec_changed(res, obj, current):
+        if spec_changed(res, obj, current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if obj == current:  # a no-op write is not written: no new resourceVersion, no event
