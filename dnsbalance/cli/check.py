@@ -1,9 +1,5 @@
-"""Diagnostics for the CLI: what DNS and the API say about a target, and a preflight check.
+"""The preflight of ``dnsbalance check`` (the DNS-vs-API views are :mod:`.views`).
 
-- :func:`compare` (pure) lines up the DNS view and the API view of a target by
-  (address, port), the key :mod:`dnsbalance._merge.agree` uses, and counts disagreements.
-- :func:`watch_views` streams the changes of both views (DNS by polling, the API by the
-  EndpointSlice watch) for ``dnsbalance resolve --watch``.
 - :func:`run_checks` answers, one :class:`CheckResult` each: does the name resolve, is
   the Service headless, are its ports named, may this identity list and watch
   EndpointSlices, which gRPC DNS resolver is active. Each result carries its fix.

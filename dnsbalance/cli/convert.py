@@ -7,13 +7,14 @@ clusterIP is immutable, so there are two ways (see the ``kubernetes-facts`` note
   ``clusterIP: None``, and the annotation ``dnsbalance.io/mirrors: <name>``. The original
   is untouched, so nothing ever stops resolving. :func:`plan_twin`.
 - **replace**: the Service itself, deleted and created again headless.
-  :func:`plan_replace` builds the new object from :func:`clean_for_recreate`; NodePort
+  :func:`plan_replace` builds the new object from
+  :func:`.service_edits.clean_for_recreate`; NodePort
   and LoadBalancer Services lose their external exposure and are refused unless forced.
 
 :func:`convert_documents` applies either to every core/v1 Service of a manifest (the
 ``-f`` mode of the CLI) and passes every other document through unchanged.
 
-Every input is checked first (``_manifests.check_service``), so malformed input raises
+Every input is checked first (:func:`.service_spec.check_service`), so malformed input raises
 :class:`~dnsbalance.ConversionError` with the field at fault, never a ``KeyError`` or
 ``TypeError``. Fields this module does not know (from a newer Kubernetes) are carried
 by **replace** with a warning, never by **twin**, which copies only what it names; in

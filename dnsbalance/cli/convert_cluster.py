@@ -1,7 +1,9 @@
 """Converting a Service in a cluster (I/O): fetch, check permissions, back up, write, roll back.
 
-The decisions are :mod:`dnsbalance.cli.convert`'s; this module only talks to the API and
-the backup folder, and returns a :class:`ConvertResult` for the CLI to print.
+The decisions are :mod:`dnsbalance.cli.convert`'s; this module runs the twin and replace
+flows and returns a :class:`ConvertResult` for the CLI to print. Its I/O helpers:
+:mod:`.service_api` (Service calls), :mod:`.convert_access` (the permission checks of
+rule 1), :mod:`.backup` (the files of rule 2).
 
 Safety rules of ``--strategy replace`` (delete + create, since clusterIP is immutable):
 

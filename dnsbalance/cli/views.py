@@ -1,4 +1,10 @@
-"""DNS against the API, row by row, and how the two views change over a watch (``resolve``)."""
+"""DNS against the API, row by row, and how the two views change over a watch.
+
+- :func:`compare` (pure) lines up the DNS view and the API view of a target by
+  (address, port), the key :mod:`dnsbalance._merge.agree` uses, and counts disagreements.
+- :func:`watch_views` streams the changes of both views (DNS by polling, the API by the
+  EndpointSlice watch) for ``dnsbalance resolve --watch``.
+"""
 
 from __future__ import annotations
 
