@@ -1,4 +1,6 @@
-"""Shared fixtures: a clean environment, real DNS servers (BIND9 and the embedded one)."""
+"""Shared fixtures: a clean environment, real DNS servers (BIND9 and the embedded one),
+the fake Kubernetes API (``kube``; a test folder or module needing other settings
+defines its own)."""
 
 from __future__ import annotations
 

@@ -32,8 +32,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from types import MappingProxyType, TracebackType
 from typing import Literal, Self
 
@@ -49,6 +48,18 @@ import dns.rrset
 
 from dnsbalance._exceptions import ClosedError
 
+from .zone_records import (
+    OUR_PAYLOAD,
+    TCP_LIMIT,
+    UDP_LIMIT,
+    Node,
+    answer,
+    build_snapshot,
+    check_rrset,
+    formerr,
+    render,
+)
+
 __all__ = ["ZoneResponder"]
 
 logger = logging.getLogger(__name__)
@@ -59,21 +70,6 @@ _MAX_HANDLERS = 64  # concurrent UDP queries + TCP connections
 _MAX_TCP_QUERIES = 10_000  # per connection
 _TCP_READ_TIMEOUT = 2.0  # to read one message once its first byte arrived
 _BIND_ATTEMPTS = 20  # port=0: tries to find a port free for both UDP and TCP
-_OUR_PAYLOAD = 1232  # EDNS payload size we advertise
-_UDP_LIMIT = 512
-_TCP_LIMIT = 65535
-
-_Node = Mapping[dns.rdatatype.RdataType, dns.rrset.RRset]
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """Immutable view of the zone: never mutated once published."""
-
-    user: Mapping[dns.name.Name, _Node]  # what replace() installed
-    nodes: Mapping[dns.name.Name, _Node]  # user + SOA/NS/ns.dns address
-    names: frozenset[dns.name.Name]  # every existing name, empty non-terminals included
-    soa: dns.rrset.RRset
 
 
 class ZoneResponder:
@@ -83,15 +79,11 @@ class ZoneResponder:
     ``"::1"``); ``port`` 0 picks a port free for both UDP and TCP; ``ttl`` is the TTL of
     the SOA and NS records and of negative answers. Load records with :meth:`replace`.
 
-    Fault knobs for tests, thread-safe and effective from the next query:
-
-    - ``fail_rcode``: ``None`` (default) or an rcode (``dns.rcode.SERVFAIL``, ...) to
-      answer every query with, without records (FORMERR-level errors still come first);
-    - ``delay``: seconds to wait before answering each query (``close()`` cuts it short);
-    - ``drop``: when true, never answer (queries are still counted);
-    - ``additional``: when false, leave the Additional section empty (as some servers do),
-      so clients must look SRV targets up themselves;
-    - ``queries``: number of DNS messages received (UDP and TCP); assignable, e.g. 0.
+    Subclasses may change how it answers through three hooks, each called once per
+    DNS message from the socket threads: :meth:`_admit` (reply at all?),
+    :meth:`_forced_rcode` (an rcode instead of records) and :meth:`_with_additional`
+    (fill the Additional section?). The test kit's fault knobs
+    (``dnsbalance.testing.DNSResponder``) are built on them; this server has none.
     """
 
     def __init__(
@@ -123,14 +115,8 @@ class ZoneResponder:
         self._tcp: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
         self._handlers = threading.BoundedSemaphore(_MAX_HANDLERS)
-        # Fault knobs: plain attributes, each read once per query (atomic under the GIL).
-        self.fail_rcode: int | None = None
-        self.delay = 0.0
-        self.drop = False
-        self.additional = True
-        self._queries = 0
         self._serial = int(time.time()) & 0xFFFFFFFF
-        self._snapshot = self._build({})
+        self._snapshot = build_snapshot(self._origin, self._ttl, self._serial, {}, None)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -144,7 +130,9 @@ class ZoneResponder:
             self._udp, self._tcp = self._bind()
             self._port = self._udp.getsockname()[1]
             self._state = "running"
-            self._snapshot = self._build(self._snapshot.user)  # ns.dns address is known now
+            self._snapshot = build_snapshot(  # the ns.dns address is known now
+                self._origin, self._ttl, self._serial, self._snapshot.user, self._ns_address()
+            )
         self._spawn(self._serve_udp, "udp", self._udp, tracked=False)
         self._spawn(self._serve_tcp, "tcp", self._tcp, tracked=False)
         logger.debug("serving zone %s on %s", self._origin, self.address)
@@ -214,17 +202,6 @@ class ZoneResponder:
         host = f"[{self._host}]" if self._family == socket.AF_INET6 else self._host
         return f"{host}:{self.port}"
 
-    @property
-    def queries(self) -> int:
-        """DNS messages received so far, UDP and TCP (assignable, e.g. to 0)."""
-        with self._lock:
-            return self._queries
-
-    @queries.setter
-    def queries(self, value: int) -> None:
-        with self._lock:
-            self._queries = value
-
     # -- records -------------------------------------------------------------------
 
     def replace(
@@ -242,7 +219,7 @@ class ZoneResponder:
         """
         incoming: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
         for rrset in rrsets:
-            self._check(rrset)
+            check_rrset(self._origin, rrset)
             if not rrset:
                 continue
             node = incoming.setdefault(rrset.name, {})
@@ -256,7 +233,7 @@ class ZoneResponder:
         drop = None if names is None else set(names)
         with self._lock:
             if drop is None:
-                user: dict[dns.name.Name, _Node] = {}
+                user: dict[dns.name.Name, Node] = {}
             else:
                 user = {n: node for n, node in self._snapshot.user.items() if n not in drop}
             for name, new_node in incoming.items():
@@ -264,135 +241,77 @@ class ZoneResponder:
                 merged.update(new_node)
                 user[name] = MappingProxyType(merged)
             self._serial = (self._serial + 1) & 0xFFFFFFFF
-            self._snapshot = self._build(user)
+            self._snapshot = build_snapshot(
+                self._origin, self._ttl, self._serial, user, self._ns_address()
+            )
 
-    def _check(self, rrset: dns.rrset.RRset) -> None:
-        if not rrset.name.is_absolute() or not rrset.name.is_subdomain(self._origin):
-            raise ValueError(f"{rrset.name} is not in zone {self._origin}")
-        if rrset.rdclass != dns.rdataclass.IN:
-            raise ValueError(f"{rrset.name}: only class IN is served")
-        if rrset.name == self._origin and rrset.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS):
-            raise ValueError("the zone's SOA and NS are not replaceable")
+    def _ns_address(self) -> dns.rrset.RRset | None:
+        """The A/AAAA of ``ns.dns.<zone>``: the listening address, once bound."""
+        if not self._port:
+            return None
+        ns_name = dns.name.from_text("ns.dns", self._origin)
+        rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
+        return dns.rrset.from_text(ns_name, self._ttl, "IN", rdtype, self._host)
 
-    def _build(self, user: Mapping[dns.name.Name, _Node]) -> _Snapshot:
-        """A new snapshot from the user's records plus SOA, NS and the NS address."""
-        origin = self._origin
-        ns_name = dns.name.from_text("ns.dns", origin)
-        soa = dns.rrset.from_text(
-            origin,
-            self._ttl,
-            "IN",
-            "SOA",
-            f"{ns_name} hostmaster.{origin} {self._serial} 7200 1800 86400 {self._ttl}",
-        )
-        ns = dns.rrset.from_text(origin, self._ttl, "IN", "NS", ns_name.to_text())
-        nodes: dict[dns.name.Name, _Node] = dict(user)
-        nodes[origin] = MappingProxyType(
-            {**user.get(origin, {}), dns.rdatatype.SOA: soa, dns.rdatatype.NS: ns}
-        )
-        if self._port and ns_name not in user:
-            rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
-            address = dns.rrset.from_text(ns_name, self._ttl, "IN", rdtype, self._host)
-            nodes[ns_name] = MappingProxyType({address.rdtype: address})
-        names: set[dns.name.Name] = set()
-        for name in nodes:
-            # Walk up to the apex, so empty non-terminals exist too.
-            for _ in range(len(name) - len(origin) + 1):
-                if name in names:
-                    break
-                names.add(name)
-                name = name.parent()
-        return _Snapshot(
-            MappingProxyType(dict(user)), MappingProxyType(nodes), frozenset(names), soa
-        )
+    # -- hooks (see the class documentation) --------------------------------------------
+
+    def _admit(self) -> bool:
+        """Whether to answer the message just received (False: no reply at all)."""
+        return True
+
+    def _forced_rcode(self) -> int | None:
+        """An rcode to answer with instead of records (None: answer from the zone)."""
+        return None
+
+    def _with_additional(self) -> bool:
+        """Whether SRV and NS answers carry their targets' A/AAAA as Additional records."""
+        return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless :meth:`close` comes first; True when it did."""
+        return self._stop.wait(seconds)
 
     # -- answering -------------------------------------------------------------------
 
     def _handle(self, wire: bytes, *, tcp: bool) -> bytes | None:
         """The reply to one DNS message (``None``: no reply). Used by the socket threads."""
-        with self._lock:
-            self._queries += 1
-        if self.drop:
-            return None
-        delay = self.delay
-        if delay > 0 and self._stop.wait(delay):
+        if not self._admit():
             return None
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # anything dnspython cannot parse, by design
-            return _formerr(wire)
+            return formerr(wire)
         if query.flags & dns.flags.QR:
             return None
         try:
-            response = dns.message.make_response(query, our_payload=_OUR_PAYLOAD)
+            response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
         except Exception:
-            return _formerr(wire)
-        fail_rcode = self.fail_rcode
+            return formerr(wire)
+        forced = self._forced_rcode()
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
         elif query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
         elif len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-        elif fail_rcode is not None:
-            response.set_rcode(dns.rcode.Rcode.make(fail_rcode))
+        elif forced is not None:
+            response.set_rcode(dns.rcode.Rcode.make(forced))
         else:
             q = query.question[0]
-            self._answer(response, q.name, q.rdtype, q.rdclass)
+            answer(
+                response,
+                self._snapshot,
+                self._origin,
+                q,
+                with_additional=self._with_additional(),
+            )
         if tcp:
-            limit = _TCP_LIMIT
+            limit = TCP_LIMIT
         elif query.edns >= 0:
-            limit = max(_UDP_LIMIT, min(query.payload, _TCP_LIMIT))
+            limit = max(UDP_LIMIT, min(query.payload, TCP_LIMIT))
         else:
-            limit = _UDP_LIMIT
-        return _render(response, limit)
-
-    def _answer(
-        self,
-        response: dns.message.Message,
-        qname: dns.name.Name,
-        rdtype: dns.rdatatype.RdataType,
-        rdclass: dns.rdataclass.RdataClass,
-    ) -> None:
-        snapshot = self._snapshot
-        if rdclass != dns.rdataclass.IN or not qname.is_subdomain(self._origin):
-            response.set_rcode(dns.rcode.REFUSED)
-            return
-        if rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            response.set_rcode(dns.rcode.NOTIMP)
-            return
-        response.flags |= dns.flags.AA
-        node = snapshot.nodes.get(qname, {})
-        if rdtype == dns.rdatatype.ANY:
-            found = list(node.values())
-        else:
-            found = [node[rdtype]] if rdtype in node else []
-        if found:
-            response.answer.extend(found)
-            if self.additional:
-                for rrset in found:
-                    self._add_additional(response, snapshot, rrset)
-            return
-        if qname not in snapshot.names:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        response.authority.append(snapshot.soa)
-
-    @staticmethod
-    def _add_additional(
-        response: dns.message.Message, snapshot: _Snapshot, rrset: dns.rrset.RRset
-    ) -> None:
-        if rrset.rdtype not in (dns.rdatatype.SRV, dns.rdatatype.NS):
-            return
-        seen: set[dns.name.Name] = set()
-        for rdata in rrset:
-            target: dns.name.Name = rdata.target
-            if target in seen:
-                continue
-            seen.add(target)
-            node = snapshot.nodes.get(target, {})
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                if rdtype in node:
-                    response.additional.append(node[rdtype])
+            limit = UDP_LIMIT
+        return render(response, limit)
 
     # -- sockets ---------------------------------------------------------------------
 
@@ -519,28 +438,3 @@ class ZoneResponder:
                 return None
             buf += chunk
         return bytes(buf)
-
-
-def _render(response: dns.message.Message, limit: int) -> bytes:
-    """Wire format within ``limit``: Additional trimmed first, else TC and question only."""
-    wire = response.to_wire(max_size=limit, prefer_truncation=True)
-    if wire[2] & (dns.flags.TC >> 8):
-        response.answer.clear()
-        response.authority.clear()
-        response.additional.clear()
-        response.flags |= dns.flags.TC
-        wire = response.to_wire(max_size=limit)
-    return wire
-
-
-def _formerr(wire: bytes) -> bytes | None:
-    """FORMERR for a message whose header is readable; None otherwise (or for a response)."""
-    if len(wire) < 12:
-        return None
-    msg_id, flags = struct.unpack("!HH", wire[:4])
-    if flags & dns.flags.QR:
-        return None
-    opcode_and_rd = flags & (0x7800 | dns.flags.RD)
-    return struct.pack(
-        "!HHHHHH", msg_id, dns.flags.QR | opcode_and_rd | dns.rcode.FORMERR, 0, 0, 0, 0
-    )

@@ -7,13 +7,14 @@ clusterIP is immutable, so there are two ways (see the ``kubernetes-facts`` note
   ``clusterIP: None``, and the annotation ``dnsbalance.io/mirrors: <name>``. The original
   is untouched, so nothing ever stops resolving. :func:`plan_twin`.
 - **replace**: the Service itself, deleted and created again headless.
-  :func:`plan_replace` builds the new object from :func:`clean_for_recreate`; NodePort
+  :func:`plan_replace` builds the new object from
+  :func:`.service_edits.clean_for_recreate`; NodePort
   and LoadBalancer Services lose their external exposure and are refused unless forced.
 
 :func:`convert_documents` applies either to every core/v1 Service of a manifest (the
 ``-f`` mode of the CLI) and passes every other document through unchanged.
 
-Every input is checked first (``_manifests.check_service``), so malformed input raises
+Every input is checked first (:func:`.service_spec.check_service`), so malformed input raises
 :class:`~dnsbalance.ConversionError` with the field at fault, never a ``KeyError`` or
 ``TypeError``. Fields this module does not know (from a newer Kubernetes) are carried
 by **replace** with a warning, never by **twin**, which copies only what it names; in
@@ -29,10 +30,15 @@ from typing import Any, Literal
 
 from dnsbalance._exceptions import ConversionError
 
-from .manifests import (
+from .manifests import Document
+from .service_edits import (
+    MIRRORS_ANNOTATION,
+    check_twin_owner,
+    clean_for_recreate,
+)
+from .service_spec import (
+    EXPOSED_TYPES,
     EXTERNAL_SPEC_FIELDS,
-    SERVER_METADATA,
-    Document,
     check_service,
     describe,
     is_core_service,
@@ -47,30 +53,21 @@ from .manifests import (
 )
 
 __all__ = [
-    "LAST_APPLIED_ANNOTATION",
-    "MIRRORS_ANNOTATION",
     "ManifestResult",
     "Plan",
     "Strategy",
-    "check_twin_owner",
-    "clean_for_recreate",
     "convert_documents",
     "plan_replace",
     "plan_twin",
-    "restore_copy",
-    "twin_differences",
     "twin_name_for",
-    "updated_twin",
 ]
 
 JSON = dict[str, Any]
 Strategy = Literal["twin", "replace"]
 
-MIRRORS_ANNOTATION = "dnsbalance.io/mirrors"
-LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
 TWIN_SUFFIX = "-headless"
 
-_EXPOSED_TYPES = ("NodePort", "LoadBalancer")
 
 # What a twin copies: the rest (node ports, load balancer, affinity) stays with the original.
 _TWIN_SPEC_FIELDS = ("publishNotReadyAddresses", "ipFamilies", "ipFamilyPolicy")
@@ -210,7 +207,7 @@ def plan_replace(service: Any, *, force: bool = False, strict: bool = False) -> 
     if lost and not force:
         what = (
             f"{describe(original)} is a {kind} Service"
-            if kind in _EXPOSED_TYPES
+            if kind in EXPOSED_TYPES
             else (f"{describe(original)} has external IPs")
         )
         raise ConversionError(
@@ -260,7 +257,7 @@ def _exposure(service: Mapping[str, Any]) -> list[str]:
             addresses.append(spec["loadBalancerIP"])
         where = ", ".join(dict.fromkeys(addresses)) or "(no address assigned yet)"
         lost.append(f"load balancer {where}")
-    if kind in _EXPOSED_TYPES:
+    if kind in EXPOSED_TYPES:
         ports = [
             f"{p['nodePort']}" + (f" ({p['name']})" if p.get("name") else "")
             for p in ports_of(service)
@@ -271,151 +268,6 @@ def _exposure(service: Mapping[str, Any]) -> list[str]:
     if isinstance(external, list) and external:
         lost.append(f"external IPs {', '.join(str(ip) for ip in external)}")
     return lost
-
-
-# -- recreating -----------------------------------------------------------------------
-
-
-def _clean_metadata(service: Mapping[str, Any], *, drop_last_applied: bool) -> JSON:
-    metadata = {k: copy.deepcopy(v) for k, v in metadata_of(service).items()}
-    for key in SERVER_METADATA:
-        metadata.pop(key, None)
-    annotations = metadata.get("annotations")
-    if drop_last_applied and isinstance(annotations, dict):
-        annotations.pop(LAST_APPLIED_ANNOTATION, None)
-        if not annotations:
-            del metadata["annotations"]
-    return metadata
-
-
-def clean_for_recreate(service: Mapping[str, Any]) -> JSON:
-    """A copy of ``service`` that can be created again as a new object.
-
-    Drops the server-set metadata (resourceVersion, uid, creationTimestamp, generation,
-    managedFields, selfLink, deletion fields), the ``last-applied-configuration``
-    annotation, ``status``, ``clusterIP``/``clusterIPs``, and for NodePort and
-    LoadBalancer the node ports, ``healthCheckNodePort``, ``externalTrafficPolicy`` and
-    the load balancer fields. Keeps selector, ports and their names,
-    ``publishNotReadyAddresses``, labels and the other annotations.
-    """
-    result = _reassemble(service, _clean_metadata(service, drop_last_applied=True))
-    spec = dict(spec_of(service))
-    spec.pop("clusterIP", None)
-    spec.pop("clusterIPs", None)
-    if service_type(service) in _EXPOSED_TYPES:
-        for key in EXTERNAL_SPEC_FIELDS:
-            spec.pop(key, None)
-        if "ports" in spec:
-            spec["ports"] = [
-                {k: v for k, v in p.items() if k != "nodePort"} for p in ports_of(service)
-            ]
-    result["spec"] = copy.deepcopy(spec)
-    return result
-
-
-def restore_copy(service: Mapping[str, Any], *, keep_allocations: bool = True) -> JSON:
-    """``service`` as it was, ready to create again (a rollback): only server-set metadata
-    and status are dropped. With ``keep_allocations`` it asks for its old cluster IPs and
-    node ports back; without, the API allocates new ones."""
-    result = _reassemble(service, _clean_metadata(service, drop_last_applied=False))
-    spec = copy.deepcopy(dict(spec_of(service)))
-    if not keep_allocations:
-        spec.pop("clusterIPs", None)
-        if spec.get("clusterIP") != "None":
-            spec.pop("clusterIP", None)
-        spec.pop("healthCheckNodePort", None)
-        if "ports" in spec:
-            spec["ports"] = [
-                {k: v for k, v in p.items() if k != "nodePort"} for p in ports_of(service)
-            ]
-    result["spec"] = spec
-    return result
-
-
-def _reassemble(service: Mapping[str, Any], metadata: JSON) -> JSON:
-    """A copy of ``service`` in its key order (apiVersion, kind first), with ``metadata``
-    in place of its own and without status."""
-    result: JSON = {"apiVersion": "v1", "kind": "Service"}
-    for key, value in service.items():
-        if key == "metadata":
-            result["metadata"] = metadata
-        elif key != "status":
-            result[key] = copy.deepcopy(value)
-    result.setdefault("metadata", metadata)
-    return result
-
-
-# -- an existing twin -----------------------------------------------------------------
-
-
-def check_twin_owner(existing: Mapping[str, Any], original_name: str) -> None:
-    """Raise ConversionError unless ``existing`` is a headless twin of ``original_name``."""
-    annotations = metadata_of(existing).get("annotations")
-    mirrors = annotations.get(MIRRORS_ANNOTATION) if isinstance(annotations, Mapping) else None
-    if mirrors != original_name:
-        owner = f"is {mirrors!r}" if mirrors else "is missing"
-        raise ConversionError(
-            f"{describe(existing)} already exists and is not the twin of "
-            f"service/{original_name} (annotation {MIRRORS_ANNOTATION} {owner}): "
-            "choose another name with --twin-name, or remove that Service"
-        )
-    if not is_headless(existing):
-        raise ConversionError(
-            f"{describe(existing)} mirrors service/{original_name} but is not headless: "
-            "delete it and run again"
-        )
-
-
-def _port_key(port: Mapping[str, Any]) -> tuple[str, str, Any, Any, str]:
-    protocol = port.get("protocol") or "TCP"
-    target = port.get("targetPort")
-    return (
-        str(port.get("name") or ""),
-        str(protocol),
-        port.get("port"),
-        port.get("port") if target in (None, 0, "") else target,
-        str(port.get("appProtocol") or ""),
-    )
-
-
-def twin_differences(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
-    """The mirrored fields in which ``existing`` differs from ``desired`` ([] = up to date)."""
-    differences = []
-    if selector_of(existing) != selector_of(desired):
-        differences.append("spec.selector")
-    if sorted(map(_port_key, ports_of(existing))) != sorted(map(_port_key, ports_of(desired))):
-        differences.append("spec.ports")
-    if bool(spec_of(existing).get("publishNotReadyAddresses")) != bool(
-        spec_of(desired).get("publishNotReadyAddresses")
-    ):
-        differences.append("spec.publishNotReadyAddresses")
-    if (metadata_of(existing).get("labels") or {}) != (metadata_of(desired).get("labels") or {}):
-        differences.append("metadata.labels")
-    return differences
-
-
-def updated_twin(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> JSON:
-    """``existing`` (with its resourceVersion, for a conflict-checked update) carrying the
-    mirrored fields of ``desired``."""
-    result = copy.deepcopy(dict(existing))
-    metadata = result.setdefault("metadata", {})
-    labels = metadata_of(desired).get("labels")
-    if labels:
-        metadata["labels"] = dict(labels)
-    else:
-        metadata.pop("labels", None)
-    metadata.setdefault("annotations", {})[MIRRORS_ANNOTATION] = metadata_of(desired)[
-        "annotations"
-    ][MIRRORS_ANNOTATION]
-    spec = result.setdefault("spec", {})
-    desired_spec = spec_of(desired)
-    for key in ("selector", "ports", "publishNotReadyAddresses"):
-        if key in desired_spec:
-            spec[key] = copy.deepcopy(desired_spec[key])
-        else:
-            spec.pop(key, None)
-    result.pop("status", None)
-    return result
 
 
 # -- manifests --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Converting a Service in a cluster (I/O): fetch, check permissions, back up, write, roll back.
 
-The decisions are :mod:`dnsbalance.cli.convert`'s; this module only talks to the API and
-the backup folder, and returns a :class:`ConvertResult` for the CLI to print.
+The decisions are :mod:`dnsbalance.cli.convert`'s; this module runs the twin and replace
+flows and returns a :class:`ConvertResult` for the CLI to print. Its I/O helpers:
+:mod:`.service_api` (Service calls), :mod:`.convert_access` (the permission checks of
+rule 1), :mod:`.backup` (the files of rule 2).
 
 Safety rules of ``--strategy replace`` (delete + create, since clusterIP is immutable):
 
@@ -25,54 +27,43 @@ sends none (reads and access reviews only).
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from dnsbalance._exceptions import ConfigError, ConversionError, KubernetesError
 
-from dnsbalance._exceptions import ConfigError, ConversionError, KubernetesError, api_error
-from dnsbalance._kube.client import SERVICE_ACCOUNT_DIR, _kubernetes
-
-from .convert import (
-    Strategy,
-    check_twin_owner,
-    plan_replace,
-    plan_twin,
-    restore_copy,
-    twin_differences,
-    updated_twin,
+from .backup import (
+    backup_name,
+    can_write_into,
+    read_backup,
+    write_backup,
+    write_headless,
 )
-from .manifests import dump_yaml
+from .convert import Strategy, plan_replace, plan_twin
+from .convert_access import (
+    VERBS,
+    preflight,
+    rbac_hint,
+    with_hint,
+)
+from .service_api import JSON, ServiceAPI
+from .service_edits import check_twin_owner, restore_copy, twin_differences, updated_twin
 
 __all__ = [
-    "RBAC_CONVERT_MANIFEST",
-    "VERBS",
     "ConvertOptions",
     "ConvertResult",
     "DryRun",
-    "ServiceAPI",
-    "access_review",
-    "backup_name",
     "convert_service",
-    "current_namespace",
-    "write_backup",
 ]
 
-JSON = dict[str, Any]
+
 DryRun = Literal["none", "client", "server"]
 Progress = Callable[[str], None]
 
-RBAC_CONVERT_MANIFEST = "manifests/rbac-convert.yaml"
-VERBS: dict[Strategy, tuple[str, ...]] = {
-    "twin": ("get", "create", "update"),
-    "replace": ("get", "create", "delete"),
-}
-REQUEST_TIMEOUT = (5, 30)
+
 WAIT_PROGRESS = 2.0  # seconds between progress lines while a delete is held
 LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 
@@ -119,229 +110,6 @@ class ConvertResult:
     target: str | None = None
 
 
-# -- the API --------------------------------------------------------------------------
-
-
-class ServiceAPI:
-    """Service calls in one namespace, answering JSON dicts; errors as KubernetesError."""
-
-    def __init__(self, api_client: Any, namespace: str, *, dry_run: bool) -> None:
-        client, _, _ = _kubernetes()
-        self._core = client.CoreV1Api(api_client)
-        self.namespace = namespace
-        self._dry_run = "All" if dry_run else None
-
-    def _call(self, verb: str, method: str, *args: Any, **kwargs: Any) -> JSON:
-        try:
-            resp = getattr(self._core, method)(
-                *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
-            )
-            try:
-                body = json.loads(resp.data)
-            finally:
-                resp.release_conn()
-        except Exception as exc:
-            raise api_error(exc, verb=verb, resource="services", namespace=self.namespace) from exc
-        if not isinstance(body, dict):
-            raise KubernetesError(f"{verb} services: the API answered no JSON object")
-        return body
-
-    def get(self, name: str) -> JSON:
-        try:
-            obj = self._call("get", "read_namespaced_service", name, self.namespace)
-        except KubernetesError as exc:
-            if exc.status == 404:
-                raise KubernetesError(
-                    f'Service "{name}" not found in namespace "{self.namespace}"',
-                    status=404,
-                    reason="NotFound",
-                ) from exc
-            raise
-        obj.setdefault("apiVersion", "v1")
-        obj.setdefault("kind", "Service")
-        return obj
-
-    def find(self, name: str) -> JSON | None:
-        try:
-            return self.get(name)
-        except KubernetesError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def create(self, body: JSON, *, dry_run: bool | None = None) -> JSON:
-        dry = self._dry_run if dry_run is None else ("All" if dry_run else None)
-        return self._call("create", "create_namespaced_service", self.namespace, body, dry_run=dry)
-
-    def replace(self, name: str, body: JSON) -> JSON:
-        return self._call(
-            "update",
-            "replace_namespaced_service",
-            name,
-            self.namespace,
-            body,
-            dry_run=self._dry_run,
-        )
-
-    def delete(self, obj: JSON) -> JSON:
-        metadata = obj["metadata"]
-        options = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "preconditions": {
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-        }
-        return self._call(
-            "delete",
-            "delete_namespaced_service",
-            metadata["name"],
-            self.namespace,
-            body=options,
-            dry_run=self._dry_run,
-        )
-
-
-def access_review(
-    api_client: Any, *, verb: str, resource: str, namespace: str, group: str = ""
-) -> bool:
-    """Whether this identity may ``verb`` ``resource`` in ``namespace`` (a
-    SelfSubjectAccessReview). Raises KubernetesError when the review itself fails."""
-    client, _, _ = _kubernetes()
-    body = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {
-                "namespace": namespace,
-                "verb": verb,
-                "group": group,
-                "resource": resource,
-            }
-        },
-    }
-    try:
-        resp = client.AuthorizationV1Api(api_client).create_self_subject_access_review(
-            body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
-        )
-        try:
-            answer = json.loads(resp.data)
-        finally:
-            resp.release_conn()
-    except Exception as exc:
-        raise api_error(
-            exc, verb="create", resource="selfsubjectaccessreviews.authorization.k8s.io"
-        ) from exc
-    status = answer.get("status") if isinstance(answer, dict) else None
-    return bool(isinstance(status, dict) and status.get("allowed") is True)
-
-
-def _rbac_hint(strategy: Strategy, namespace: str) -> str:
-    return (
-        f"convert-service --strategy {strategy} needs {', '.join(VERBS[strategy])} on "
-        f'services in namespace "{namespace}": apply {RBAC_CONVERT_MANIFEST} '
-        "(or ask a cluster admin)"
-    )
-
-
-def _preflight(api_client: Any, namespace: str, strategy: Strategy) -> bool:
-    """Refuse (ConfigError) when a verb is denied. False when reviews cannot be asked."""
-    denied = []
-    try:
-        for verb in VERBS[strategy]:
-            if not access_review(api_client, verb=verb, resource="services", namespace=namespace):
-                denied.append(verb)
-    except KubernetesError:
-        return False
-    if denied:
-        raise ConfigError(
-            f'not allowed to {", ".join(denied)} services in namespace "{namespace}"; '
-            + _rbac_hint(strategy, namespace)
-        )
-    return True
-
-
-def _with_hint(exc: KubernetesError, strategy: Strategy, namespace: str) -> KubernetesError:
-    if exc.status in (401, 403):
-        return KubernetesError(
-            f"{exc}; {_rbac_hint(strategy, namespace)}", status=exc.status, reason=exc.reason
-        )
-    return exc
-
-
-# -- namespace and backups ------------------------------------------------------------
-
-
-def current_namespace(
-    *,
-    kubeconfig: str | os.PathLike[str] | None = None,
-    context: str | None = None,
-    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
-    environ: Any = None,
-) -> str:
-    """The namespace kubectl would use: the kubeconfig context's, or in a pod the service
-    account's, else ``default`` (same configuration order as ``load_api_client``)."""
-    env = os.environ if environ is None else environ
-    _, config, _ = _kubernetes()
-    path: str | None = os.fspath(kubeconfig) if kubeconfig else None
-    if path is None and context is None:
-        namespace_file = service_account_dir / "namespace"
-        if env.get("KUBERNETES_SERVICE_HOST") and namespace_file.is_file():
-            return namespace_file.read_text(encoding="utf-8").strip() or "default"
-        candidates = (env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(
-            os.pathsep
-        )
-        path = next((p for p in candidates if p and Path(p).is_file()), None)
-        if path is None:
-            return "default"
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=path)
-    except (config.ConfigException, OSError, yaml.YAMLError):
-        return "default"
-    chosen = active
-    if context is not None:
-        chosen = next((c for c in contexts or () if c.get("name") == context), None)
-    details = (chosen or {}).get("context") or {}
-    return str(details.get("namespace") or "default")
-
-
-def backup_name(namespace: str, name: str, when: datetime.datetime) -> str:
-    stamp = when.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{namespace}.{name}.{stamp}.backup.yaml"
-
-
-def write_backup(
-    obj: JSON, directory: Path, *, namespace: str, name: str, when: datetime.datetime
-) -> Path:
-    """Write ``obj`` as YAML to a new file in ``directory`` (never overwriting one), flushed
-    to disk and read back to prove it holds ``obj``. Raises OSError (or ValueError)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    header = (
-        f"# dnsbalance: backup of Service {namespace}/{name} as the API served it, "
-        f"{when.astimezone(datetime.UTC).isoformat(timespec='seconds')}.\n"
-        "# To restore it by hand: remove metadata.resourceVersion and metadata.uid, then\n"
-        "# kubectl create -f THIS_FILE\n"
-    )
-    text = header + dump_yaml([obj])
-    base = backup_name(namespace, name, when)
-    for attempt in range(100):
-        path = directory / (
-            base if attempt == 0 else base.replace(".backup.yaml", f"-{attempt}.backup.yaml")
-        )
-        try:
-            with open(path, "x", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except FileExistsError:
-            continue
-        if yaml.safe_load(path.read_text(encoding="utf-8")) != json.loads(json.dumps(obj)):
-            raise ValueError(f"{path} does not read back as the original")
-        return path
-    raise FileExistsError(f"no free backup file name like {directory / base}")
-
-
 # -- converting -----------------------------------------------------------------------
 
 
@@ -365,18 +133,18 @@ def convert_service(
     """
     tell = progress or (lambda _message: None)
     services = ServiceAPI(api_client, namespace, dry_run=options.dry_run == "server")
-    reviews_answered = _preflight(api_client, namespace, options.strategy)
+    reviews_answered = preflight(api_client, namespace, options.strategy)
     try:
         original = services.get(name)
     except KubernetesError as exc:
-        raise _with_hint(exc, options.strategy, namespace) from exc
+        raise with_hint(exc, options.strategy, namespace) from exc
     run = _Run(services, options, tell, clock or (lambda: datetime.datetime.now(datetime.UTC)))
     try:
         if options.strategy == "twin":
             return run.twin(original)
         return run.replace(original, reviews_answered=reviews_answered)
     except KubernetesError as exc:
-        raise _with_hint(exc, options.strategy, namespace) from exc
+        raise with_hint(exc, options.strategy, namespace) from exc
 
 
 @dataclass
@@ -518,7 +286,7 @@ class _Run:
         if not gone:
             held = self.services.find(name) or original
             finalizers = ", ".join((held.get("metadata") or {}).get("finalizers") or []) or "?"
-            headless = _write_headless(replacement, backup)
+            headless = write_headless(replacement, backup)
             self.step(
                 f"service/{name} is still being deleted after {self.options.delete_timeout:g} s "
                 f"(finalizers: {finalizers}); nothing was created. The headless Service is "
@@ -535,7 +303,7 @@ class _Run:
             created = self.services.create(replacement)
         except KubernetesError as exc:
             self.step(f"creating the headless service/{name} failed: {exc}", loud=True)
-            restored, how = self._rollback(_read_backup(backup, original))
+            restored, how = self._rollback(read_backup(backup, original))
             self.step(how, loud=True)
             return self.result(
                 original,
@@ -562,7 +330,7 @@ class _Run:
             if exc.status == 409:
                 return
             if exc.status in (401, 403):
-                raise ConfigError(f"{exc}; {_rbac_hint('replace', self.namespace)}") from exc
+                raise ConfigError(f"{exc}; {rbac_hint('replace', self.namespace)}") from exc
             raise ConversionError(
                 f"the API would not accept the headless replacement ({exc}); nothing changed"
             ) from exc
@@ -576,7 +344,7 @@ class _Run:
     ) -> ConvertResult:
         name = str(original["metadata"]["name"])
         directory = self.options.backup_dir
-        writable = _can_write_into(directory)
+        writable = can_write_into(directory)
         where = directory / backup_name(self.namespace, name, self.clock())
         self.step(f"would write a backup of service/{name} to {where}")
         if not writable:
@@ -679,44 +447,6 @@ def _drop_lb_finalizer(service: JSON) -> None:
         meta["finalizers"] = finalizers
     else:
         meta.pop("finalizers", None)
-
-
-def _write_headless(replacement: JSON, backup: Path) -> Path:
-    """The headless Service, ready for ``kubectl create -f``, next to the backup."""
-    base = backup.name.removesuffix(".backup.yaml")
-    for attempt in range(100):
-        path = backup.with_name(f"{base}{'' if attempt == 0 else f'-{attempt}'}.headless.yaml")
-        try:
-            with open(path, "x", encoding="utf-8") as handle:
-                handle.write(
-                    "# dnsbalance: the headless replacement, not yet created (the old Service\n"
-                    "# was still being deleted). Create it once the old one is gone:\n"
-                    "# kubectl create -f THIS_FILE\n" + dump_yaml([replacement])
-                )
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free file name like {backup.with_name(base)}.headless.yaml")
-
-
-def _read_backup(path: Path, original: JSON) -> JSON:
-    """The Service as the backup file holds it (a rollback restores what the user can
-    see on disk); the copy in memory if the file cannot be read back."""
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return original
-    return loaded if isinstance(loaded, dict) and loaded.get("metadata") else original
-
-
-def _can_write_into(directory: Path) -> bool:
-    """Whether a backup could be written into ``directory`` (made if missing)."""
-    candidate = directory.absolute()
-    for _ in range(len(candidate.parts)):
-        if candidate.exists():
-            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
-        candidate = candidate.parent
-    return False
 
 
 def _target_hint(name: str, namespace: str, service: JSON) -> str:

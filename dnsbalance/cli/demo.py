@@ -26,10 +26,11 @@ from typing import Any
 import grpc
 
 from dnsbalance._channel.config import service_config_json
+from dnsbalance._demo_proto import METHOD, decode_response
 from dnsbalance._wiring import resolve_channel
 from dnsbalance.testing import Backend, DNSResponder
 
-__all__ = ["CLIENTS", "DemoResult", "DemoState", "run_demo"]
+__all__ = ["CLIENTS", "DESCRIPTIONS", "DemoResult", "DemoState", "run_demo"]
 
 CLIENTS = ("clusterip", "grpc-dns", "dnsbalance")
 DESCRIPTIONS = {
@@ -38,7 +39,6 @@ DESCRIPTIONS = {
     "never uses new backends)",
     "dnsbalance": "dnsbalance.resolve_channel (mode dns)",
 }
-METHOD = "/demo.DemoService/Demo"
 SERVICE, NAMESPACE = "demo", "default"
 BLOCK = "127.0.77"
 
@@ -240,8 +240,6 @@ def _load(
     limit: float,
 ) -> None:
     """Steady calls at ``rate`` per second until ``stop`` (or ``limit`` seconds)."""
-    from dnsbalance.testing._backend import decode_response
-
     demo: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
     interval = 1.0 / rate
     next_at = time.monotonic()

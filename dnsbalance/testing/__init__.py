@@ -13,7 +13,8 @@
 - :class:`FakeKubernetesAPI`: a small kube-apiserver over real HTTP(S) for Services
   and EndpointSlices (list, watch with bookmarks and 410s, CRUD, RBAC denials,
   token checks, faults), driven by the unmodified official ``kubernetes`` client.
-  Its module documentation says what is faithful and what is simplified.
+  The documentation of :mod:`dnsbalance.testing._kubeapi` says what is faithful
+  and what is simplified.
 - :class:`Backend`: a real gRPC server of the demo service (``examples/demo/demo.proto``)
   on a loopback address, answering with its name and counting the connections it
   served; start several on 127.0.0.x with one port to play a Service's pods.

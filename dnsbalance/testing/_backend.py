@@ -24,75 +24,14 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from dnsbalance._demo_proto import (
+    SERVICE,
+    decode_response,
+    encode_response,
+    stream_request,
+)
+
 __all__ = ["AioBackend", "Backend", "decode_response", "encode_response"]
-
-SERVICE = "demo.DemoService"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of a protobuf message holding varint and bytes fields."""
-    i = 0
-    while i < len(data):
-        key, i = _read_varint(data, i)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, i = _read_varint(data, i)
-            yield number, value
-        elif wire_type == 2:
-            length, i = _read_varint(data, i)
-            yield number, data[i : i + length]
-            i += length
-        else:
-            raise ValueError(f"unsupported wire type {wire_type}")
-
-
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, i
-
-
-def _stream_request(data: bytes) -> tuple[int, int]:
-    """``demo.StreamRequest{count, interval_ms}``, count bounded to 100000."""
-    count, interval_ms = 1, 0
-    for number, value in _fields(data):
-        if number == 1 and isinstance(value, int):
-            count = value
-        elif number == 2 and isinstance(value, int):
-            interval_ms = value
-    return min(count, 100_000), interval_ms
-
-
-def encode_response(value: str) -> bytes:
-    """``demo.Response{value}`` on the wire."""
-    raw = value.encode()
-    return b"\x0a" + _varint(len(raw)) + raw if raw else b""
-
-
-def decode_response(data: bytes) -> str:
-    for number, value in _fields(data):
-        if number == 1 and isinstance(value, bytes):
-            return value.decode()
-    return ""
 
 
 class _HasPeer(Protocol):
@@ -149,7 +88,7 @@ class _DemoService:
 
     def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._count(context)
-        count, interval_ms = _stream_request(request)
+        count, interval_ms = stream_request(request)
         for i in range(count):
             if i and interval_ms:
                 time.sleep(interval_ms / 1000)
@@ -280,7 +219,7 @@ class AioBackend(_DemoService):
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         self._count(context)
-        count, interval_ms = _stream_request(request)
+        count, interval_ms = stream_request(request)
         for i in range(count):
             if i and interval_ms:
                 await asyncio.sleep(interval_ms / 1000)

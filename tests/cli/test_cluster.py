@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,9 @@ import yaml
 
 from dnsbalance.cli.main import main
 from dnsbalance.testing import DNSResponder, FakeKubernetesAPI, Pod
+from tests.kits.cli import convert, run
 
 NS = "app"
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
-    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def convert(kubeconfig: Path, *argv: str) -> tuple[int, str, str]:
-    return run("convert-service", *argv, "--kubeconfig", str(kubeconfig))
 
 
 def add_service(kube: FakeKubernetesAPI, name: str = "greeter", **kwargs: Any) -> dict[str, Any]:

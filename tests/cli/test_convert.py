@@ -21,19 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsbalance import ConversionError
-from dnsbalance.cli.convert import (
+from dnsbalance.cli.convert import convert_documents, plan_replace, plan_twin
+from dnsbalance.cli.main import main
+from dnsbalance.cli.manifests import dump_yaml, read_documents
+from dnsbalance.cli.service_edits import (
     MIRRORS_ANNOTATION,
     check_twin_owner,
     clean_for_recreate,
-    convert_documents,
-    plan_replace,
-    plan_twin,
     restore_copy,
     twin_differences,
     updated_twin,
 )
-from dnsbalance.cli.main import main
-from dnsbalance.cli.manifests import dump_yaml, read_documents
 
 GOLDEN = Path(__file__).parent / "golden" / "convert"
 REGOLDEN = os.environ.get("DNSBALANCE_REGOLDEN") == "1"

@@ -4,31 +4,17 @@ server does (issue 14, item 9)."""
 
 from __future__ import annotations
 
-import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from dnsbalance.cli.main import main
 from dnsbalance.testing import FakeKubernetesAPI
+from tests.kits.cli import convert
 
 NS = "app"
 LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
-    return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
 
 
 def add_lb(kube: FakeKubernetesAPI, name: str) -> dict[str, Any]:
@@ -37,12 +23,6 @@ def add_lb(kube: FakeKubernetesAPI, name: str) -> dict[str, Any]:
     )
     body["metadata"]["finalizers"] = [LB_FINALIZER]
     return kube.put(body)
-
-
-def convert(kubeconfig: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["convert-service", *argv, "--kubeconfig", str(kubeconfig)], out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_replace_waits_for_the_finalizer_with_progress(

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from dnsbalance.cli.check import RBAC_MANIFEST
-from dnsbalance.cli.convert_cluster import RBAC_CONVERT_MANIFEST, VERBS
+from dnsbalance.cli.convert_access import RBAC_CONVERT_MANIFEST, VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

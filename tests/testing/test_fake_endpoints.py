@@ -18,12 +18,6 @@ NS = "app"
 
 
 @pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI() as api:
-        yield api
-
-
-@pytest.fixture
 def core(kube: FakeKubernetesAPI) -> Iterator[client.CoreV1Api]:
     config = client.Configuration()
     config.host = kube.url

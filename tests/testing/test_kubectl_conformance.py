@@ -10,7 +10,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,12 +33,6 @@ def kubectl_path() -> Path:
             pytest.fail(hint)
         pytest.skip(hint)
     return KUBECTL
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetesAPI]:
-    with FakeKubernetesAPI() as api:
-        yield api
 
 
 class Kubectl:

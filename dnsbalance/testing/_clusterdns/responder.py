@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Self
 
@@ -12,7 +13,64 @@ from dnsbalance._channel.zone_server import ZoneResponder
 
 from .records import ServicePublisher
 
-__all__ = ["DNSResponder"]
+__all__ = ["DNSResponder", "FaultyZoneResponder"]
+
+
+class FaultyZoneResponder(ZoneResponder):
+    """The zone server with fault knobs for tests, thread-safe, effective from the next
+    query (production's :class:`ZoneResponder` has none):
+
+    - ``fail_rcode``: ``None`` (default) or an rcode (``dns.rcode.SERVFAIL``, ...) to
+      answer every query with, without records (FORMERR-level errors still come first);
+    - ``delay``: seconds to wait before answering each query (``close()`` cuts it short);
+    - ``drop``: when true, never answer (queries are still counted);
+    - ``additional``: when false, leave the Additional section empty (as some servers do),
+      so clients must look SRV targets up themselves;
+    - ``queries``: number of DNS messages received (UDP and TCP); assignable, e.g. 0.
+    """
+
+    def __init__(
+        self,
+        zone: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ttl: int = 5,
+        tcp_idle_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(zone, host=host, port=port, ttl=ttl, tcp_idle_timeout=tcp_idle_timeout)
+        # plain attributes, each read once per query (atomic under the GIL)
+        self.fail_rcode: int | None = None
+        self.delay = 0.0
+        self.drop = False
+        self.additional = True
+        self._count_lock = threading.Lock()
+        self._queries = 0
+
+    @property
+    def queries(self) -> int:
+        """DNS messages received so far, UDP and TCP (assignable, e.g. to 0)."""
+        with self._count_lock:
+            return self._queries
+
+    @queries.setter
+    def queries(self, value: int) -> None:
+        with self._count_lock:
+            self._queries = value
+
+    def _admit(self) -> bool:
+        with self._count_lock:
+            self._queries += 1
+        if self.drop:
+            return False
+        delay = self.delay
+        return not (delay > 0 and self._wait(delay))
+
+    def _forced_rcode(self) -> int | None:
+        return self.fail_rcode
+
+    def _with_additional(self) -> bool:
+        return self.additional
 
 
 class DNSResponder(ServicePublisher):
@@ -30,8 +88,8 @@ class DNSResponder(ServicePublisher):
             # _grpc._tcp.greeter.default.svc.cluster.local -> SRV ... 50051 ...
 
     The fault knobs ``fail_rcode``, ``delay``, ``drop``, ``additional`` and the
-    ``queries`` counter are those of the underlying
-    :class:`~dnsbalance._channel.zone_server.ZoneResponder`, also reachable as :attr:`server`.
+    ``queries`` counter are those of the underlying :class:`FaultyZoneResponder`, also
+    reachable as :attr:`server`.
     """
 
     def __init__(
@@ -43,7 +101,7 @@ class DNSResponder(ServicePublisher):
         ttl: int = 5,
     ) -> None:
         super().__init__(zone=zone, ttl=ttl)
-        self.server = ZoneResponder(zone, host=host, port=port, ttl=ttl)
+        self.server = FaultyZoneResponder(zone, host=host, port=port, ttl=ttl)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -99,7 +157,7 @@ class DNSResponder(ServicePublisher):
     ) -> None:
         self.server.replace(new, names=_names(old, new))
 
-    # -- fault knobs (see ZoneResponder) -------------------------------------------------
+    # -- fault knobs (see FaultyZoneResponder) ------------------------------------------
 
     @property
     def fail_rcode(self) -> int | None:

@@ -12,20 +12,19 @@ import itertools
 import json
 import logging
 import math
-import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
+from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
-from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .selectors import parse_field_selector
 from .status import (
     StatusError,
     bad_request,
@@ -248,18 +247,18 @@ class Dispatcher:
         if found.kind == "document":
             return 200, found.document or discovery_document(found.path, self.url)
         if found.kind == "ssar":
-            return 201, self._review(_parse_json(raw))
+            return 201, self._review(parse_json(raw))
         res = found.res
         assert res is not None
         ns, name = found.namespace or "", found.name or ""
         if res is ENDPOINTS and found.verb == "get":
             return 200, self.endpoints.get(ns, name)
         if res is ENDPOINTS and found.verb == "list":
-            return 200, self.endpoints.list(found.namespace, *_selectors(query))
+            return 200, self.endpoints.list(found.namespace, *selectors_of(query))
         if found.verb == "get":
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
-            labels, fields = _selectors(query)
+            labels, fields = selectors_of(query)
             if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
                 raise bad_request(
                     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
@@ -272,11 +271,11 @@ class Dispatcher:
                 fields,
                 resource_version=query.get("resourceVersion", ""),
                 match=query.get("resourceVersionMatch", ""),
-                limit=_int_param(query, "limit"),
+                limit=int_param(query, "limit"),
                 continue_token=query.get("continue", ""),
             )
-        body = _parse_json(raw) if raw else {}
-        dry_run = _dry_run(query, body if found.verb == "delete" else {})
+        body = parse_json(raw) if raw else {}
+        dry_run = dry_run_of(query, body if found.verb == "delete" else {})
         if found.verb == "create":
             return 201, self.store.create(res, ns, body, dry_run=dry_run)
         if found.verb == "update":
@@ -330,11 +329,11 @@ class Dispatcher:
     def _serve_watch(self, h: _Handler, found: Route, query: dict[str, str], path: str) -> None:
         res = found.res
         assert res is not None
-        labels, fields = _selectors(query)
+        labels, fields = selectors_of(query)
         rv_text = query.get("resourceVersion", "")
         initial = query.get("sendInitialEvents", "") in _TRUE
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
-        timeout = float(_int_param(query, "timeoutSeconds") or self.max_watch_timeout)
+        timeout = float(int_param(query, "timeoutSeconds") or self.max_watch_timeout)
         timeout = min(timeout, self.max_watch_timeout)
         try:
             rv = None if initial or rv_text in ("", "0") else int(rv_text)
@@ -372,7 +371,7 @@ class Dispatcher:
         timeout: float,
         log: Any,
     ) -> None:
-        labels, fields = _selectors(query)
+        labels, fields = selectors_of(query)
         if found.name is not None:
             fields = parse_field_selector(
                 f"metadata.name={found.name}", ("metadata.name", "metadata.namespace")
@@ -381,7 +380,7 @@ class Dispatcher:
         self._start_stream(h)
 
         def stop() -> bool:
-            return self.stopping.is_set() or _client_gone(h.connection)
+            return self.stopping.is_set() or client_gone(h.connection)
 
         ended = self.endpoints.watch(
             found.namespace,
@@ -428,7 +427,7 @@ class Dispatcher:
             if initial_pending:
                 mark = {"k8s.io/initial-events-end": "true"}
             elif time.monotonic() < next_bookmark:
-                if not items and _client_gone(h.connection):
+                if not items and client_gone(h.connection):
                     h.close_connection = True
                     return
                 continue
@@ -474,49 +473,3 @@ class Dispatcher:
         h.close_connection = True
         with contextlib.suppress(OSError):
             h.connection.shutdown(socket.SHUT_RDWR)
-
-
-def _client_gone(sock: socket.socket) -> bool:
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise bad_request(f"json: cannot unmarshal the request body: {exc}") from None
-
-
-def _int_param(query: Mapping[str, str], name: str) -> int:
-    text = query.get(name, "")
-    if not text:
-        return 0
-    try:
-        return max(0, int(text))
-    except ValueError:
-        raise bad_request(f'invalid value for {name}: "{text}"') from None
-
-
-def _selectors(query: Mapping[str, str]) -> tuple[Any, Any]:
-    try:
-        labels = parse_label_selector(query.get("labelSelector", ""))
-        fields = parse_field_selector(
-            query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
-        )
-    except SelectorError as exc:
-        raise bad_request(str(exc)) from None
-    return labels, fields
-
-
-def _dry_run(query: Mapping[str, str], body: Any) -> bool:
-    values = [query["dryRun"]] if "dryRun" in query else []
-    if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
-        values += [str(v) for v in body["dryRun"]]
-    for value in values:
-        if value not in ("All", ""):
-            raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
-    return "All" in values

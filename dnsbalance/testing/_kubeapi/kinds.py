@@ -31,6 +31,7 @@ __all__ = [
     "endpoint_slice",
     "resource_for",
     "service",
+    "validate_name",
     "validate_service",
     "validate_slice",
 ]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
+from .status import StatusError, bad_request
+
+__all__ = ["PatchError", "apply_patch", "json_patch", "merge_patch", "strategic_merge_patch"]
 
 # (path of the list, merge key): lists merged by key in a strategic merge patch
 MERGE_KEYS: dict[tuple[str, ...], str] = {
@@ -231,3 +233,29 @@ def json_patch(doc: Any, operations: Any) -> Any:
         else:
             raise PatchError(f"Unexpected kind: {kind}")
     return result
+
+
+def apply_patch(content_type: str, current: Any, patch: Any) -> Any:
+    """``patch`` in the format ``content_type`` names, applied to ``current``;
+    a malformed patch is 400, one that cannot apply 422 (as StatusError)."""
+    try:
+        if content_type == "application/json-patch+json":
+            return json_patch(current, patch)
+        if content_type == "application/merge-patch+json":
+            return merge_patch(current, patch)
+        return strategic_merge_patch(current, patch)
+    except PatchError as exc:
+        if exc.bad_request:
+            raise bad_request(str(exc)) from None
+        raise StatusError(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": f"the server rejected our request due to an error in our request: {exc}",
+                "reason": "Invalid",
+                "details": {"causes": [{"message": str(exc)}]},
+                "code": 422,
+            }
+        ) from None

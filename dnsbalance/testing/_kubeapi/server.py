@@ -1,160 +1,9 @@
-"""FakeKubernetesAPI: a small Kubernetes API server over real HTTP, for the official client.
-
-No kube-apiserver runs on test machines, so tests run the **unmodified** ``kubernetes``
-Python client (``CoreV1Api``, ``DiscoveryV1Api``, ``AuthorizationV1Api``,
-``kubernetes.watch.Watch``) against this server on ``127.0.0.1``::
-
-    with FakeKubernetesAPI(tokens={"t1"}) as api:
-        api.apply_slice("greeter-abc", "app", "greeter",
-                        endpoints=[("10.0.0.1", True), ("10.0.0.2", False)],
-                        ports=[("grpc", 50051, "TCP")])
-        with api.api_client(token="t1") as client:
-            slices = DiscoveryV1Api(client).list_namespaced_endpoint_slice(
-                "app", label_selector="kubernetes.io/service-name=greeter")
-
-Served
-------
-- ``/api/v1/namespaces/{ns}/services[/{name}]``, ``/api/v1/services`` (all namespaces,
-  list and watch), and the same for ``discovery.k8s.io/v1`` ``endpointslices``.
-  Verbs: get, list, watch (``?watch=true`` or ``1``), create (POST, 201), update (PUT),
-  patch (PATCH) and delete. Also ``POST
-  /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``, ``/version``, ``/api``,
-  ``/apis``, the group and group-version discovery documents and ``/healthz``.
-- ``/api/v1/nodes[/{name}]``: cluster-scoped Nodes with labels (same verbs; see
-  ``_kubeapi/nodes.py``), for the client's zone label; :meth:`apply_node` puts one.
-- Objects get ``metadata.uid``, ``creationTimestamp``, ``generation`` and a
-  ``resourceVersion`` from ONE counter shared by every kind and bumped by every write
-  (as etcd's revision); lists carry the counter in ``metadata.resourceVersion``. A write
-  that changes nothing is not written (same resourceVersion, no watch event), as on a
-  real server. ``generateName`` works. List items carry no ``kind``/``apiVersion``; single
-  objects and watch event objects do.
-- Errors are real ``metav1.Status`` bodies: 404 NotFound, 409 AlreadyExists, 409 Conflict
-  (PUT or PATCH whose ``metadata.resourceVersion`` is stale; an empty one updates
-  unconditionally; also DELETE preconditions), 422 Invalid with ``details.causes``, 400
-  BadRequest (malformed selector, body/URL name or namespace mismatch, bad JSON), 401,
-  403, 405, 410, 415. Creating an object that carries a resourceVersion answers the
-  server's 500 ``resourceVersion should not be set on objects to be created``.
-- DELETE answers the deleted object for Services and a Status ``Success`` (with
-  ``details``) for EndpointSlices, as kube-apiserver does (``ReturnDeletedObject``).
-- PATCH: ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json``
-  (RFC 6902; a failing op is 422) and ``application/strategic-merge-patch+json`` (the
-  client's default for dict bodies), implemented as a merge patch that also merges Service
-  ``spec.ports`` by ``port`` and honours ``$patch: delete``/``replace``; other lists are
-  replaced (right for EndpointSlice ``endpoints``/``ports``, which are atomic). Server-side
-  apply (``apply-patch+yaml``) answers 415.
-- ``dryRun=All`` (query, or DeleteOptions ``dryRun``) on create/update/patch/delete runs
-  defaulting, validation and allocation and answers as if done, storing nothing.
-- Services: defaults as the v1 defaulters; ``spec.clusterIP``/``clusterIPs`` allocated
-  from 10.96.0.0/12 (sequentially from 10.96.0.11, IPv4 only) unless headless (``None``)
-  or ExternalName; a requested IP must be free and in range; nodePorts 30000-32767 for
-  NodePort/LoadBalancer ports; headless NodePort/LoadBalancer is 422 ``spec.clusterIPs[0]:
-  Invalid value: "None": may not be set to 'None' for NodePort services``; changing the
-  cluster IP on update is 422 ``spec.clusterIPs[0]: Invalid value: ["None"]: may not
-  change once set`` (after the Service REST's patchAllocatedValues/normalizeClusterIPs, so
-  a PUT without clusterIP keeps it). Type changes release or allocate as the real server.
-  No EndpointSlice controller: tests write slices themselves.
-- Selectors: ``labelSelector`` with the full apimachinery grammar (``=``, ``==``, ``!=``,
-  ``in``, ``notin``, ``key``, ``!key``, ``>``, ``<``; commas AND) and its error texts;
-  ``fieldSelector`` on ``metadata.name`` and ``metadata.namespace`` (others: 400
-  ``field label not supported``). ``limit``/``continue`` paginate lists.
-- Watch: ``resourceVersion=RV`` replays every retained event newer than RV, then streams
-  live events; no RV (or ``0``) starts with synthetic ADDED events for the current
-  objects. Lines are ``{"type": ..., "object": ...}`` in a chunked 200 response, flushed
-  per event. A filtered watch sees an object that stops matching as DELETED and one that
-  starts matching as ADDED (the watch cache's rule). Each kind keeps its last ``history``
-  events; a watch from an older RV (or any RV before a :meth:`compact`) gets one ERROR
-  event with Status ``{"reason":"Expired","code":410,"message":"too old resource version:
-  RV (OLDEST)"}`` and the stream ends (HTTP 200), or with ``expired_as_http_410=True`` a
-  plain HTTP 410 with that Status. ``list`` with ``resourceVersionMatch=Exact`` answers the
-  state at that RV, or 410 when it is older than the history. ``allowWatchBookmarks=true``
-  adds a BOOKMARK (``{"kind", "apiVersion", "metadata": {"resourceVersion"}}``) every
-  ``bookmark_interval`` seconds, never without the flag; ``sendInitialEvents=true`` ends
-  the initial ADDED events with a BOOKMARK annotated ``k8s.io/initial-events-end``.
-  ``timeoutSeconds=N`` ends the stream cleanly after N s (default ``max_watch_timeout``).
-  :meth:`cut_watches` ends open streams now: abruptly (connection closed mid-body; the
-  client sees ``urllib3.exceptions.ProtocolError``) or with ``clean=True`` as a normal end
-  of stream (the client's ``Watch.stream`` then re-watches from its last RV by itself).
-- Auth: ``tokens={"t1"}`` demands ``Authorization: Bearer <token>`` (scheme in any case,
-  as the in-cluster loader sends ``bearer``) on every path, else 401 with the real
-  Status; :meth:`rotate_token`/:meth:`set_tokens` act at once. ``deny(verb, resource,
-  namespace=, group=, code=403)`` answers the real Forbidden Status, e.g.
-  ``endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:app:dnsbalance"
-  cannot list resource "endpointslices" in API group "discovery.k8s.io" in the namespace
-  "app"``; a 403 on a watch is an HTTP 403, not an event. SelfSubjectAccessReviews answer
-  ``status.allowed`` by the same rules.
-- Finalizers: DELETE of an object with ``metadata.finalizers`` only sets
-  ``deletionTimestamp`` (once; a MODIFIED event) and answers the object; it stays
-  readable until an update removes the last finalizer (then a DELETED event), e.g.
-  :meth:`remove_finalizers` playing the cloud controller. Adding a finalizer to an
-  object being deleted is 422 ``Forbidden: no new finalizers can be added ...``.
-- Request bodies in protobuf (``application/vnd.kubernetes.protobuf``) are answered 415
-  UnsupportedMediaType: this fake decodes JSON only, and says so as the server does
-  for a media type it does not accept.
-- Faults: :meth:`fail_next` (the next n matching requests get that code and a Status,
-  ``InternalError`` for 500; 429 always with ``Retry-After``), :meth:`clear_failures`,
-  :meth:`delay` (sleep before answering). A watch denied while list is allowed:
-  ``deny("watch", "endpointslices")``. Order per request:
-  delay, authentication, authorization, injected failure, then the real work.
-- Store helpers (:meth:`put`, :meth:`apply_slice`, :meth:`delete`, :meth:`get_object`,
-  :meth:`objects`) go through the same admission and produce the same watch events as
-  HTTP writes; they raise :class:`FakeKubernetesAPI.StatusError` (``.status`` is the body).
-  :attr:`requests` logs every answered request as (method, path, query, verb, resource,
-  status).
-
-Simplified or left out
-----------------------
-Namespaces are not objects (any namespace exists); no managedFields, server-side
-apply, status subresource, deletecollection, protobuf/CBOR/YAML (always JSON; protobuf
-bodies get 415), admission webhooks or Endpoints. A watch from a future RV waits for it
-instead of the real "Too large resource version" 504. Continue tokens read the current
-state, not a snapshot. Validation covers names, types, ports, addresses and the Service
-rules above, not everything. The watch history is the last ``history`` events per kind
-(a watch cache's window is by count and age). Bookmarks come every
-``bookmark_interval`` s (60 by default, as the real server's about once a minute).
-``/version`` says v1.33.0. Injected failures use the reason of their code.
-
-Clients
--------
-- :meth:`api_client` returns a ``kubernetes.client.ApiClient`` for :attr:`url` (close it:
-  ``with api.api_client() as client:``). :meth:`write_kubeconfig` writes a kubeconfig for
-  ``kubernetes.config.load_kube_config(config_file=...)`` or ``new_client_from_config``.
-- In-cluster config: :meth:`write_service_account` writes ``token``, ``namespace`` and a
-  dummy ``ca.crt`` like /var/run/secrets/kubernetes.io/serviceaccount.
-  ``InClusterConfigLoader(token_filename=..., cert_filename=..., environ=
-  api.incluster_environ())`` loads them but always builds an ``https://`` host, so set
-  ``loader.host = api.url`` as well as ``configuration.host`` after ``load_and_set``: with
-  ``try_refresh_token=True`` (the default) its refresh hook re-applies ``loader.host`` and
-  the token on EVERY request. It re-reads the token file only once ``token_expires_at``
-  (a naive ``datetime.now()`` + 1 minute) has passed; to test rotation without waiting,
-  write the new token and set ``loader.token_expires_at = datetime.datetime.now()``.
-  :meth:`incluster_config` does all this and returns ``(configuration, loader)``.
-
-What the official client (kubernetes 37) does with these answers
--------------------------------------------------------------------
-Pinned by tests/testing/test_fake_api.py:
-
-- ``Watch().stream(list_fn, ..., resource_version=RV)`` without ``timeout_seconds``: when
-  a stream ends cleanly it calls again from the last resourceVersion it saw (from
-  ADDED/MODIFIED/DELETED objects and BOOKMARKs alike). On an ERROR 410 event it retries
-  once from the same RV, and on a second 410 raises ``ApiException(status=410,
-  reason="Expired: too old resource version: RV (OLDEST)")``: two watch requests. With
-  ``timeout_seconds`` it neither resumes nor retries: one request, then the generator
-  ends (or raises that 410 at once).
-- An HTTP 410 (``expired_as_http_410``) raises ``ApiException(410)`` with the Status as
-  ``body`` on the first request: no retry.
-- An abrupt cut raises ``urllib3.exceptions.ProtocolError("Response ended
-  prematurely")`` out of the generator; ``Watch.resource_version`` still holds the last
-  RV seen, and a new stream from it misses nothing retained. ``Watch.stop()`` called
-  from another thread shuts the socket and surfaces the same ``ProtocolError``; call it
-  from the consuming loop instead.
-- BOOKMARK events reach the caller with ``object`` left a dict (not deserialized).
-- A 401/403 on a watch raises ``ApiException`` from the first call, before any event.
-"""
+"""FakeKubernetesAPI, the facade: starts the HTTP server and gives tests their handles
+(clients, kubeconfigs, object builders, faults). What it serves and how faithfully:
+the package documentation, :mod:`dnsbalance.testing._kubeapi`."""
 
 from __future__ import annotations
 
-import json
-import ssl
 import threading
 import time
 import warnings
@@ -167,6 +16,13 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from . import kinds, nodes
+from .credentials import (
+    DUMMY_CA,
+    SelfSignedTLS,
+    incluster_config,
+    write_kubeconfig,
+    write_service_account,
+)
 from .faults import DEFAULT_USER, Faults, RequestLog, RequestRecord
 from .http import Dispatcher, HTTPServer
 from .status import StatusError
@@ -175,15 +31,11 @@ from .store import Store
 __all__ = ["FakeKubernetesAPI", "RequestRecord"]
 
 JSON = dict[str, Any]
-_DUMMY_CA = (
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBdummydnsbalancefakekubernetesapinotarealcertificate0000000000\n"
-    "-----END CERTIFICATE-----\n"
-)
 
 
 class FakeKubernetesAPI:
-    """A faithful-enough kube-apiserver for Services and EndpointSlices (see the module doc)."""
+    """A faithful-enough kube-apiserver for Services and EndpointSlices (what is faithful and
+    what is simplified: the documentation of :mod:`dnsbalance.testing._kubeapi`)."""
 
     StatusError: ClassVar[type[StatusError]] = StatusError
 
@@ -201,7 +53,7 @@ class FakeKubernetesAPI:
         tls: bool = False,
     ) -> None:
         self._address = (host, port)
-        self._tls = _SelfSignedTLS(host) if tls else None
+        self._tls = SelfSignedTLS(host) if tls else None
         self._store = Store(history=history)
         self._faults = Faults(tokens, username)
         self._log = RequestLog()
@@ -348,36 +200,14 @@ class FakeKubernetesAPI:
         context: str = "fake",
     ) -> Path:
         """Write a kubeconfig (JSON, which is YAML) whose current context is this server."""
-        user: JSON = {"token": token} if token is not None else {}
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": user}],
-            "contexts": [
-                {
-                    "name": context,
-                    "context": {"cluster": context, "user": context, "namespace": namespace},
-                }
-            ],
-            "current-context": context,
-            "preferences": {},
-        }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(config, indent=2) + "\n")
-        return target
+        return write_kubeconfig(path, self.url, token=token, namespace=namespace, context=context)
 
     def write_service_account(
         self, directory: str | Path, token: str, namespace: str = "default"
     ) -> Path:
         """Write ``token``, ``namespace`` and a dummy ``ca.crt`` as a pod's service account."""
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "token").write_text(token)
-        (target / "namespace").write_text(namespace)
-        (target / "ca.crt").write_text(self._tls.cert_pem if self._tls else _DUMMY_CA)
-        return target
+        ca_pem = self._tls.cert_pem if self._tls else DUMMY_CA
+        return write_service_account(directory, token, namespace=namespace, ca_pem=ca_pem)
 
     def incluster_environ(self) -> dict[str, str]:
         """``KUBERNETES_SERVICE_HOST``/``_PORT`` as a pod would see them for this server."""
@@ -391,18 +221,9 @@ class FakeKubernetesAPI:
         Returns the configuration and the loader; set ``loader.token_expires_at =
         datetime.datetime.now()`` to make the next request re-read the token file.
         """
-        target = Path(directory)
-        loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=str(target / "token"),
-            cert_filename=str(target / "ca.crt"),
-            try_refresh_token=try_refresh_token,
-            environ=self.incluster_environ(),
+        return incluster_config(
+            directory, self.url, self.incluster_environ(), try_refresh_token=try_refresh_token
         )
-        config = Configuration()
-        loader.load_and_set(config)  # type: ignore[no-untyped-call]
-        loader.host = self.url  # the refresh hook writes loader.host back on every request
-        config.host = self.url
-        return config, loader
 
     # -- store ----------------------------------------------------------------------
 
@@ -568,57 +389,3 @@ class FakeKubernetesAPI:
         self._log.reset()
 
     # -- HTTP -----------------------------------------------------------------------
-
-
-class _SelfSignedTLS:
-    """A self-signed certificate for the fake's address (needs ``cryptography``, a dev
-    dependency), so the in-cluster configuration (always https, checked against the
-    service account's ``ca.crt``) can be tested as it runs in a pod."""
-
-    def __init__(self, host: str) -> None:
-        import datetime
-        import ipaddress
-        import tempfile
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kube-apiserver")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        self._dir = tempfile.TemporaryDirectory(prefix="fake-kube-tls-")
-        self.ca_file = str(Path(self._dir.name) / "ca.crt")
-        self._key_file = str(Path(self._dir.name) / "tls.key")
-        Path(self.ca_file).write_text(self.cert_pem)
-        Path(self._key_file).write_text(key_pem)
-
-    def close(self) -> None:
-        self._dir.cleanup()
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.ca_file, self._key_file)
-        return context

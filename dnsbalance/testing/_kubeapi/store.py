@@ -8,19 +8,19 @@ list from a resourceVersion older than what is retained is answered 410 Expired.
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import random
 import threading
 import uuid
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 from . import kinds, nodes
+from .bodies import check_preconditions, prepare_body
 from .kinds import Resource
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .metadata import CONFLICT_MESSAGE, NAME_CHARS, go_strings, spec_changed, timestamp_now
+from .paging import decode_continue, encode_continue, parse_rv
+from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
 from .services import ServiceAllocator, carry_allocations, validate_service_update
 from .status import (
@@ -38,19 +38,6 @@ from .watch import MAX_QUEUED_EVENTS, Event, Watcher
 __all__ = ["Store"]
 
 JSON = dict[str, Any]
-_CONFLICT = (
-    "the object has been modified; please apply your changes to the latest version and try again"
-)
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
-
-
-def _go_strings(items: list[str]) -> str:
-    """A []string as Go's %#v prints it."""
-    return "[]string{" + ", ".join(json.dumps(i) for i in items) + "}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:
@@ -100,14 +87,14 @@ class Store:
         with self.cond:
             list_rv = self._rv
             if continue_token:
-                list_rv, start = _decode_continue(continue_token)
+                list_rv, start = decode_continue(continue_token)
                 if list_rv < self._floor[res.resource]:
                     raise expired(
                         "The provided continue parameter is too old to display a consistent "
                         "list result. You can start a new list without the continue parameter."
                     )
             elif match == "Exact":
-                list_rv = _parse_rv(resource_version)
+                list_rv = parse_rv(resource_version)
                 if list_rv < self._floor[res.resource]:
                     raise expired(
                         f"too old resource version: {list_rv} ({self._floor[res.resource]})"
@@ -120,7 +107,7 @@ class Store:
         metadata: JSON = {"resourceVersion": str(list_rv)}
         if limit and len(items) > limit:
             last_key = items[limit - 1][0]
-            metadata["continue"] = _encode_continue(list_rv, last_key)
+            metadata["continue"] = encode_continue(list_rv, last_key)
             metadata["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         out = []
@@ -154,7 +141,7 @@ class Store:
     # -- writing --------------------------------------------------------------------
 
     def create(self, res: Resource, namespace: str, body: JSON, *, dry_run: bool = False) -> JSON:
-        obj = self._prepare_body(res, namespace, body, name=None)
+        obj = prepare_body(res, namespace, body, name=None)
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
             raise StatusError(
@@ -170,7 +157,7 @@ class Store:
         with self.cond:
             if not meta.get("name") and meta.get("generateName"):
                 for _ in range(16):
-                    suffix = "".join(self._random.choice(_NAME_CHARS) for _ in range(5))
+                    suffix = "".join(self._random.choice(NAME_CHARS) for _ in range(5))
                     meta["name"] = meta["generateName"] + suffix
                     if (namespace, meta["name"]) not in self._objects[res.resource]:
                         break
@@ -193,7 +180,7 @@ class Store:
                 self._free(res, obj, None)
                 raise already_exists(res.resource, res.group, name)
             meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = _now()
+            meta["creationTimestamp"] = timestamp_now()
             meta["generation"] = 1
             if dry_run:
                 self._free(res, obj, None)
@@ -204,7 +191,7 @@ class Store:
     def update(
         self, res: Resource, namespace: str, name: str, body: JSON, *, dry_run: bool = False
     ) -> JSON:
-        obj = self._prepare_body(res, namespace, body, name=name)
+        obj = prepare_body(res, namespace, body, name=name)
         with self.cond:
             return self._update_locked(res, namespace, name, obj, dry_run=dry_run)
 
@@ -222,32 +209,10 @@ class Store:
             current = self._objects[res.resource].get((namespace, name))
             if current is None:
                 raise not_found(res.resource, res.group, name)
-            try:
-                if content_type == "application/json-patch+json":
-                    patched = json_patch(current, patch)
-                elif content_type == "application/merge-patch+json":
-                    patched = merge_patch(current, patch)
-                else:
-                    patched = strategic_merge_patch(current, patch)
-            except PatchError as exc:
-                if exc.bad_request:
-                    raise bad_request(str(exc)) from None
-                raise StatusError(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": "the server rejected our request due to an error in our "
-                        f"request: {exc}",
-                        "reason": "Invalid",
-                        "details": {"causes": [{"message": str(exc)}]},
-                        "code": 422,
-                    }
-                ) from None
+            patched = apply_patch(content_type, current, patch)
             if not isinstance(patched, dict):
                 raise bad_request("the patched object is not a JSON object")
-            obj = self._prepare_body(res, namespace, patched, name=name)
+            obj = prepare_body(res, namespace, patched, name=name)
             return self._update_locked(res, namespace, name, obj, dry_run=dry_run)
 
     def delete(
@@ -265,13 +230,13 @@ class Store:
             current = self._objects[res.resource].get((namespace, name))
             if current is None:
                 raise not_found(res.resource, res.group, name)
-            self._check_preconditions(res, current, preconditions or {})
+            check_preconditions(res, current, preconditions or {})
             if current["metadata"].get("finalizers"):
                 # As the registry's Store.Delete: finalizers hold the object; DELETE only
                 # sets deletionTimestamp (once) and answers the object, not a Status.
                 held = copy.deepcopy(current)
                 if not held["metadata"].get("deletionTimestamp") and not dry_run:
-                    held["metadata"]["deletionTimestamp"] = _now()
+                    held["metadata"]["deletionTimestamp"] = timestamp_now()
                     held["metadata"]["deletionGracePeriodSeconds"] = 0
                     self._commit(res, "MODIFIED", held, current)
                 return copy.deepcopy(held)
@@ -309,43 +274,6 @@ class Store:
 
     # -- internals of writes --------------------------------------------------------
 
-    def _prepare_body(self, res: Resource, namespace: str, body: Any, *, name: str | None) -> JSON:
-        if not isinstance(body, dict):
-            raise bad_request(
-                f"the body of the request was in an unknown format - expected {res.kind}"
-            )
-        kind = body.get("kind")
-        if kind and kind != res.kind:
-            raise bad_request(
-                f"the API version in the data ({body.get('apiVersion')}) does not match the "
-                f"expected API version ({res.api_version})"
-                if body.get("apiVersion") != res.api_version
-                else f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
-            )
-        obj = copy.deepcopy(body)
-        obj["kind"] = res.kind
-        obj["apiVersion"] = res.api_version
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise bad_request("metadata must be an object")
-        body_ns = meta.get("namespace")
-        if body_ns and body_ns != namespace:
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on "
-                "the request"
-            )
-        if name is not None:
-            body_name = meta.get("name") or ""
-            if body_name != name:
-                raise bad_request(
-                    f"the name of the object ({body_name}) does not match the name on the URL "
-                    f"({name})"
-                )
-        meta["namespace"] = namespace
-        if not res.namespaced:
-            del meta["namespace"]
-        return obj
-
     def _update_locked(
         self, res: Resource, namespace: str, name: str, obj: JSON, *, dry_run: bool
     ) -> JSON:
@@ -356,7 +284,7 @@ class Store:
         old_meta = current["metadata"]
         rv = meta.get("resourceVersion")
         if rv and rv != old_meta["resourceVersion"]:
-            raise conflict(res.resource, res.group, name, _CONFLICT)
+            raise conflict(res.resource, res.group, name, CONFLICT_MESSAGE)
         uid = meta.get("uid")
         if uid and uid != old_meta["uid"]:
             raise conflict(
@@ -390,12 +318,12 @@ class Store:
                         FieldError.forbidden(
                             "metadata.finalizers",
                             "no new finalizers can be added if the object is being deleted, "
-                            f"found new finalizers {_go_strings(sorted(new))}",
+                            f"found new finalizers {go_strings(sorted(new))}",
                         )
                     ],
                 )
         self._admit(res, obj, current)
-        if _spec_changed(res, obj, current):
+        if spec_changed(res, obj, current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if obj == current:  # a no-op write is not written: no new resourceVersion, no event
@@ -411,27 +339,6 @@ class Store:
             self._free(res, obj, None)
             self._commit(res, "DELETED", copy.deepcopy(obj), obj)
         return copy.deepcopy(obj)
-
-    def _check_preconditions(self, res: Resource, current: JSON, pre: JSON) -> None:
-        meta = current["metadata"]
-        name = meta["name"]
-        if pre.get("uid") and pre["uid"] != meta.get("uid"):
-            raise conflict(
-                res.resource,
-                res.group,
-                name,
-                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-                f"{meta.get('uid')}",
-            )
-        if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
-            raise conflict(
-                res.resource,
-                res.group,
-                name,
-                "Precondition failed: ResourceVersion in precondition: "
-                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                f"{meta.get('resourceVersion')}",
-            )
 
     def _admit(self, res: Resource, obj: JSON, old: JSON | None) -> None:
         """Default, validate and allocate; raises 422 Invalid with every field error."""
@@ -559,41 +466,3 @@ class Store:
                 for (ns, _), obj in sorted(self._objects[res.resource].items())
                 if namespace is None or ns == namespace
             ]
-
-
-def _parse_rv(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad_request(f'invalid resource version "{text}"') from None
-    if value < 0:
-        raise bad_request(f'invalid resource version "{text}"')
-    return value
-
-
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)})
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion "
-            "(version meta.k8s.io/v1)"
-        ) from None
-
-
-def _spec_changed(res: Resource, obj: JSON, old: JSON) -> bool:
-    if res is kinds.SERVICES:
-        return bool(obj.get("spec") != old.get("spec"))
-
-    def strip(o: JSON) -> JSON:
-        return {k: v for k, v in o.items() if k not in ("metadata", "kind", "apiVersion")}
-
-    return bool(
-        strip(obj) != strip(old) or obj["metadata"].get("labels") != old["metadata"].get("labels")
-    )

@@ -1,0 +1,173 @@
+"""Edits of Service objects: clean copies to re-create or restore; an existing twin's checks."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from dnsbalance._exceptions import ConversionError
+
+from .service_spec import (
+    EXPOSED_TYPES,
+    EXTERNAL_SPEC_FIELDS,
+    SERVER_METADATA,
+    describe,
+    is_headless,
+    metadata_of,
+    ports_of,
+    selector_of,
+    service_type,
+    spec_of,
+)
+
+JSON = dict[str, Any]
+
+
+MIRRORS_ANNOTATION = "dnsbalance.io/mirrors"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+# -- recreating -----------------------------------------------------------------------
+
+
+def _clean_metadata(service: Mapping[str, Any], *, drop_last_applied: bool) -> JSON:
+    metadata = {k: copy.deepcopy(v) for k, v in metadata_of(service).items()}
+    for key in SERVER_METADATA:
+        metadata.pop(key, None)
+    annotations = metadata.get("annotations")
+    if drop_last_applied and isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED_ANNOTATION, None)
+        if not annotations:
+            del metadata["annotations"]
+    return metadata
+
+
+def clean_for_recreate(service: Mapping[str, Any]) -> JSON:
+    """A copy of ``service`` that can be created again as a new object.
+
+    Drops the server-set metadata (resourceVersion, uid, creationTimestamp, generation,
+    managedFields, selfLink, deletion fields), the ``last-applied-configuration``
+    annotation, ``status``, ``clusterIP``/``clusterIPs``, and for NodePort and
+    LoadBalancer the node ports, ``healthCheckNodePort``, ``externalTrafficPolicy`` and
+    the load balancer fields. Keeps selector, ports and their names,
+    ``publishNotReadyAddresses``, labels and the other annotations.
+    """
+    result = _reassemble(service, _clean_metadata(service, drop_last_applied=True))
+    spec = dict(spec_of(service))
+    spec.pop("clusterIP", None)
+    spec.pop("clusterIPs", None)
+    if service_type(service) in EXPOSED_TYPES:
+        for key in EXTERNAL_SPEC_FIELDS:
+            spec.pop(key, None)
+        if "ports" in spec:
+            spec["ports"] = [
+                {k: v for k, v in p.items() if k != "nodePort"} for p in ports_of(service)
+            ]
+    result["spec"] = copy.deepcopy(spec)
+    return result
+
+
+def restore_copy(service: Mapping[str, Any], *, keep_allocations: bool = True) -> JSON:
+    """``service`` as it was, ready to create again (a rollback): only server-set metadata
+    and status are dropped. With ``keep_allocations`` it asks for its old cluster IPs and
+    node ports back; without, the API allocates new ones."""
+    result = _reassemble(service, _clean_metadata(service, drop_last_applied=False))
+    spec = copy.deepcopy(dict(spec_of(service)))
+    if not keep_allocations:
+        spec.pop("clusterIPs", None)
+        if spec.get("clusterIP") != "None":
+            spec.pop("clusterIP", None)
+        spec.pop("healthCheckNodePort", None)
+        if "ports" in spec:
+            spec["ports"] = [
+                {k: v for k, v in p.items() if k != "nodePort"} for p in ports_of(service)
+            ]
+    result["spec"] = spec
+    return result
+
+
+def _reassemble(service: Mapping[str, Any], metadata: JSON) -> JSON:
+    """A copy of ``service`` in its key order (apiVersion, kind first), with ``metadata``
+    in place of its own and without status."""
+    result: JSON = {"apiVersion": "v1", "kind": "Service"}
+    for key, value in service.items():
+        if key == "metadata":
+            result["metadata"] = metadata
+        elif key != "status":
+            result[key] = copy.deepcopy(value)
+    result.setdefault("metadata", metadata)
+    return result
+
+
+# -- an existing twin -----------------------------------------------------------------
+
+
+def check_twin_owner(existing: Mapping[str, Any], original_name: str) -> None:
+    """Raise ConversionError unless ``existing`` is a headless twin of ``original_name``."""
+    annotations = metadata_of(existing).get("annotations")
+    mirrors = annotations.get(MIRRORS_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if mirrors != original_name:
+        owner = f"is {mirrors!r}" if mirrors else "is missing"
+        raise ConversionError(
+            f"{describe(existing)} already exists and is not the twin of "
+            f"service/{original_name} (annotation {MIRRORS_ANNOTATION} {owner}): "
+            "choose another name with --twin-name, or remove that Service"
+        )
+    if not is_headless(existing):
+        raise ConversionError(
+            f"{describe(existing)} mirrors service/{original_name} but is not headless: "
+            "delete it and run again"
+        )
+
+
+def _port_key(port: Mapping[str, Any]) -> tuple[str, str, Any, Any, str]:
+    protocol = port.get("protocol") or "TCP"
+    target = port.get("targetPort")
+    return (
+        str(port.get("name") or ""),
+        str(protocol),
+        port.get("port"),
+        port.get("port") if target in (None, 0, "") else target,
+        str(port.get("appProtocol") or ""),
+    )
+
+
+def twin_differences(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
+    """The mirrored fields in which ``existing`` differs from ``desired`` ([] = up to date)."""
+    differences = []
+    if selector_of(existing) != selector_of(desired):
+        differences.append("spec.selector")
+    if sorted(map(_port_key, ports_of(existing))) != sorted(map(_port_key, ports_of(desired))):
+        differences.append("spec.ports")
+    if bool(spec_of(existing).get("publishNotReadyAddresses")) != bool(
+        spec_of(desired).get("publishNotReadyAddresses")
+    ):
+        differences.append("spec.publishNotReadyAddresses")
+    if (metadata_of(existing).get("labels") or {}) != (metadata_of(desired).get("labels") or {}):
+        differences.append("metadata.labels")
+    return differences
+
+
+def updated_twin(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> JSON:
+    """``existing`` (with its resourceVersion, for a conflict-checked update) carrying the
+    mirrored fields of ``desired``."""
+    result = copy.deepcopy(dict(existing))
+    metadata = result.setdefault("metadata", {})
+    labels = metadata_of(desired).get("labels")
+    if labels:
+        metadata["labels"] = dict(labels)
+    else:
+        metadata.pop("labels", None)
+    metadata.setdefault("annotations", {})[MIRRORS_ANNOTATION] = metadata_of(desired)[
+        "annotations"
+    ][MIRRORS_ANNOTATION]
+    spec = result.setdefault("spec", {})
+    desired_spec = spec_of(desired)
+    for key in ("selector", "ports", "publishNotReadyAddresses"):
+        if key in desired_spec:
+            spec[key] = copy.deepcopy(desired_spec[key])
+        else:
+            spec.pop(key, None)
+    result.pop("status", None)
+    return result

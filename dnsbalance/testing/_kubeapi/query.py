@@ -1,0 +1,60 @@
+"""One request's query parameters and body, parsed as kube-apiserver does (400 otherwise)."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .status import (
+    bad_request,
+)
+
+
+def client_gone(sock: socket.socket) -> bool:
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise bad_request(f"json: cannot unmarshal the request body: {exc}") from None
+
+
+def int_param(query: Mapping[str, str], name: str) -> int:
+    text = query.get(name, "")
+    if not text:
+        return 0
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise bad_request(f'invalid value for {name}: "{text}"') from None
+
+
+def selectors_of(query: Mapping[str, str]) -> tuple[Any, Any]:
+    try:
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = parse_field_selector(
+            query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
+        )
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from None
+    return labels, fields
+
+
+def dry_run_of(query: Mapping[str, str], body: Any) -> bool:
+    values = [query["dryRun"]] if "dryRun" in query else []
+    if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
+        values += [str(v) for v in body["dryRun"]]
+    for value in values:
+        if value not in ("All", ""):
+            raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+    return "All" in values
