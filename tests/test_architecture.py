@@ -92,3 +92,15 @@ def test_the_library_never_imports_the_cli_or_the_test_kits() -> None:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_is_longer_than_500_lines(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_architecture_md_names_every_module() -> None:
+    """A module ARCHITECTURE.md does not mention is a room missing from the map."""
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    named = {word.strip("`").removesuffix(".py").split("/")[-1] for word in text.split("`")}
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in _modules()
+        if path.stem not in ("__init__", "__main__", "_version") and path.stem not in named
+    ]
+    assert missing == []
