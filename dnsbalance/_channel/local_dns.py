@@ -73,8 +73,8 @@ class LocalName:
             self._server.replace([], names=[self._dns_name])
             _users -= 1
             if _users == 0 and _server is not None:
-                _server.close()
-                _server = None
+                server, _server = _server, None  # never handed out again, even if close fails
+                server.close()
 
 
 def _forget_after_fork() -> None:

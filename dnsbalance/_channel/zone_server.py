@@ -351,9 +351,9 @@ class ZoneResponder:
             name=f"dnsbalance-dns-{kind}-{self._port}",
             daemon=True,
         )
-        with self._lock:
+        with self._lock:  # started under the lock: close() never joins an unstarted one
             self._threads.add(thread)
-        thread.start()
+            thread.start()
         return True
 
     def _run(self, target: Callable[..., None], tracked: bool, *args: object) -> None:
