@@ -5,6 +5,7 @@ where the client runs (its Node's zone, its Service's traffic policy) for topolo
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -149,8 +150,9 @@ class ApiFeed:
             self._policy_answer,
             f"dnsbalance-policy-{suffix}",
         )
+        deadline = time.monotonic() + wait  # ``wait`` for both reads together, not each
         for reader in self._readers:
-            reader.wait(wait)
+            reader.wait(max(0.0, deadline - time.monotonic()))
 
     def _read(self, read: Callable[[], Answer], on: Callable[[Answer], None], name: str) -> None:
         reader = ReadOnce(read, on_answer=on, name=name)

@@ -116,9 +116,9 @@ class Answer:
     retry_after: float | None = None
 
 
-def _failed(exc: BaseException, resource: str, namespace: str | None = None) -> Answer | None:
-    """A failed read as an Answer: final for 401/403/404 (the caller words those),
-    ``None`` for those; else a retryable one."""
+def _failed(exc: BaseException, resource: str, namespace: str | None = None) -> Answer:
+    """A failed read as an Answer: final for 401/403/404 (the caller words those), else
+    retryable (with the server's Retry-After, if any)."""
     error = api_error(exc, verb="get", resource=resource, namespace=namespace)
     if error.status in (401, 403, 404):
         return Answer(None, True, str(error), error)
@@ -137,7 +137,6 @@ def read_node_zone(api_client: ApiClient, node: str) -> Answer:
         obj = client.CoreV1Api(api_client).read_node(node, _request_timeout=(5, 10))
     except Exception as exc:
         answer = _failed(exc, f'nodes "{node}"')
-        assert answer is not None
         if answer.error is not None and answer.error.status in (401, 403):
             why = f"the Node {node!r} cannot be read ({answer.error}); grant get on nodes " + (
                 "with manifests/rbac-topology.yaml"
@@ -168,7 +167,6 @@ def read_traffic_policy(api_client: ApiClient, namespace: str, service: str) -> 
         )
     except Exception as exc:
         answer = _failed(exc, f'services "{service}"', namespace)
-        assert answer is not None
         if answer.final:
             why = (
                 f"the internalTrafficPolicy of service/{service} is unknown ({answer.error}): "
