@@ -10,6 +10,10 @@
 - :class:`ServiceRegistry` and :func:`service_rrsets`: the same records as plain
   data (dnspython RRsets), to feed another DNS server or to assert on.
 - :class:`Pod`: one ready endpoint, an IP and an optional hostname.
+- :class:`ControlPlane`: a REAL control plane on loopback (etcd, kube-apiserver,
+  kube-controller-manager with the EndpointSlice controller, CoreDNS) built by
+  ``scripts/build-controlplane``, with a pod network (root) whose pods run real gRPC
+  backends; :class:`ControlPlaneError` names a component that failed.
 - :class:`FakeKubernetesAPI`: a small kube-apiserver over real HTTP(S) for Services
   and EndpointSlices (list, watch with bookmarks and 410s, CRUD, RBAC denials,
   token checks, faults), driven by the unmodified official ``kubernetes`` client.
@@ -30,6 +34,9 @@ from ._backend import AioBackend, Backend
 from ._clusterdns.bind import BindServer
 from ._clusterdns.records import Pod, ServiceRegistry, service_rrsets
 from ._clusterdns.responder import DNSResponder
+from ._controlplane.assets import ControlPlaneError
+from ._controlplane.cluster import PodRef
+from ._controlplane.server import ControlPlane
 
 if TYPE_CHECKING:
     from ._kubeapi.server import FakeKubernetesAPI, RequestRecord
@@ -38,9 +45,12 @@ __all__ = [
     "AioBackend",
     "Backend",
     "BindServer",
+    "ControlPlane",
+    "ControlPlaneError",
     "DNSResponder",
     "FakeKubernetesAPI",
     "Pod",
+    "PodRef",
     "RequestRecord",
     "ServiceRegistry",
     "service_rrsets",
