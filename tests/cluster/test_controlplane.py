@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -90,3 +91,21 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_a_new_pod_network_removes_namespaces_a_dead_run_left(cluster: ControlPlane) -> None:
+    from dnsbalance.testing._controlplane.podnet import PodNetwork
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    orphan = f"dnsb-{child.pid}-1"  # as a run killed before its close() would leave it
+    subprocess.run(["ip", "netns", "add", orphan], check=True, timeout=30)
+    network = PodNetwork()
+    try:
+        listed = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+        assert orphan not in listed
+        assert cluster.pod_network.namespace in listed  # a live run's namespace stays
+    finally:
+        network.close()

@@ -71,6 +71,18 @@ def _used_blocks() -> set[ipaddress.IPv4Network]:
     return used
 
 
+def _remove_orphans() -> None:
+    """Delete the namespaces a pod network of a process that no longer runs left
+    behind (a test run killed before it could clean up): their blocks are free again."""
+    for line in _ip("netns", "list").splitlines():
+        name = line.split()[0] if line.split() else ""
+        parts = name.split("-")
+        ours = len(parts) == 3 and parts[0] == "dnsb" and parts[1].isdigit()
+        if ours and not Path(f"/proc/{parts[1]}").exists():
+            with contextlib.suppress(ControlPlaneError):
+                _ip("netns", "del", name)
+
+
 class PodNetwork:
     """A namespace with a veth pair to the root namespace, and the pods' backends in it.
 
@@ -92,7 +104,7 @@ class PodNetwork:
                 "the pod network needs iproute2's `ip`: apt-get install -y iproute2",
                 component="pod network",
             )
-        suffix = f"{os.getpid() % 100000}-{next(_numbers)}"
+        suffix = f"{os.getpid()}-{next(_numbers)}"
         self.namespace = f"dnsb-{suffix}"
         self._host_link = f"dnsbh{suffix.replace('-', '')}"[:15]
         self._pod_link = f"dnsbp{suffix.replace('-', '')}"[:15]
@@ -102,6 +114,7 @@ class PodNetwork:
         _LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
         with _LOCK_FILE.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two runs side by side pick different blocks
+            _remove_orphans()
             used = _used_blocks()
             free = [b for b in POD_RANGE.subnets(new_prefix=_BLOCK_PREFIX) if b not in used]
             if not free:
