@@ -27,6 +27,7 @@ from ._channel.config import (
     service_config_json,
 )
 from ._channel.local_dns import LocalName
+from ._channel.outlier import outlier_config
 from ._channel.subset import Subsetting
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, TargetError
@@ -187,6 +188,7 @@ def settings_for(
     topology: bool = True,
     subset_size: int | None = None,
     subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError (also for a
@@ -227,7 +229,11 @@ def settings_for(
         if namespace is None:  # the one namespace rule: see namespace_for
             namespace = namespace_for(kubeconfig=kubeconfig, context=context)
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
-    config = service_config_json(service_config, health_check=health_check)
+    config = service_config_json(
+        service_config,
+        health_check=health_check,
+        outlier_detection=outlier_config(outlier_detection),
+    )
     return ChannelSettings(
         target=target,
         mode=mode,

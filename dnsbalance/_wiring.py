@@ -85,6 +85,7 @@ def resolve_channel(
     topology: bool = True,
     subset_size: int | None = None,
     subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> BalancedChannel:
     """A ``grpc.Channel`` balanced round-robin over the ready pods of a headless Service,
     kept up to date as pods come and go.
@@ -128,6 +129,11 @@ def resolve_channel(
       channel would otherwise call. ``subset_key`` (e.g. the pod's name) replaces the
       random salt. ``channel.endpoints`` stays the whole set, ``channel.subset`` is
       what is dialed; ``on_change`` gets the whole sets.
+    - ``outlier_detection``: ``True`` wraps round_robin in grpc's outlier detection
+      with dnsbalance's defaults (a pod failing more than 40 % of at least 10 calls in
+      a 1 s sweep is ejected for 30 s, doubling, at most half the pods); a mapping is
+      grpc's ``outlier_detection_experimental`` config in full. Ejections start afresh
+      on each rebuild (a new grpc channel).
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """
@@ -220,6 +226,7 @@ async def resolve_aio_channel(
     topology: bool = True,
     subset_size: int | None = None,
     subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> aio_channel.BalancedChannel:
     """A ``grpc.aio.Channel`` balanced over the ready pods of a headless Service
     (``dnsbalance.aio.resolve_channel``).

@@ -102,6 +102,13 @@ def test_subset_size_and_key_become_the_channels_subsetting() -> None:
         ({"subset_size": 3, "subset_key": ""}, "subset_key must be a non-empty string"),
         ({"subset_size": 3, "subset_key": 7}, "subset_key must be a non-empty string"),
         ({"subset_key": "pod-a"}, "subset_key needs subset_size"),
+        ({"outlier_detection": 1}, "outlier_detection must be True"),
+        ({"outlier_detection": "on"}, "outlier_detection must be True"),
+        ({"outlier_detection": {"interval": "1s"}}, "would eject nothing"),
+        (
+            {"outlier_detection": True, "service_config": {"loadBalancingPolicy": "pick_first"}},
+            "service_config names its own loadBalancingPolicy",
+        ),
     ],
 )
 def test_both_drivers_check_the_new_arguments_at_the_door(
