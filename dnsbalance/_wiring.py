@@ -107,7 +107,8 @@ def resolve_channel(
       server named in a ``dns://`` target); in mode ``"dns"`` grpc resolves against it.
     - ``drain_timeout``: how long an old channel's in-flight calls may run after a
       rebuild before they are cancelled (``None``: no limit).
-    - ``on_change(old, new)``: called after each rebuild with both endpoint tuples.
+    - ``on_change(old, new)``: called after each rebuild with both endpoint tuples (with
+      ``subset_size``, whenever ``channel.endpoints`` changes, rebuild or not).
     - ``api_client`` / ``kubeconfig`` / ``context``: Kubernetes API configuration
       (default: in-cluster service account, else ``KUBECONFIG``, else ``~/.kube/config``).
     - ``include_terminating``: also use endpoints that are terminating but still
