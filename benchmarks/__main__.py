@@ -9,7 +9,9 @@ endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 agains
 dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
 is built when go and Debian's sources are there, else that column is skipped),
 topology (calls that cross zones, and the spill-over when the client's zone empties),
-chart (scale-up.png).
+subset (a fleet of clients with subset_size: connections per pod, churn per change, a
+rolling replacement), outlier (a Ready pod that fails or is slow, with and without
+outlier_detection), chart (scale-up.png).
 
 ``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
@@ -42,6 +44,8 @@ SUITES = (
     "scale",
     "kube_watch",
     "topology",
+    "subset",
+    "outlier",
     "chart",
 )
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -3,7 +3,10 @@
 When ``prometheus_client`` is importable, every balanced channel reports, per
 target (label ``target``, e.g. ``kubernetes:///svc.ns:8000``):
 
-- ``dnsbalance_endpoints``: endpoints the channel uses now;
+- ``dnsbalance_endpoints``: endpoints the channel uses now (with ``subset_size``,
+  every endpoint it may use: it dials ``dnsbalance_subset_endpoints`` of them);
+- ``dnsbalance_subset_endpoints``: with ``subset_size``, the endpoints the channel
+  dials (its subset; absent without subsetting);
 - ``dnsbalance_rebuilds_total``: underlying channel rebuilds;
 - ``dnsbalance_last_update_timestamp_seconds``: when the endpoint set last changed
   (answers "is my client balanced, and since when?");
@@ -48,6 +51,11 @@ def _metric_families() -> dict[str, Any]:
             _families = {
                 "endpoints": prom.Gauge(
                     "dnsbalance_endpoints", "Endpoints the balanced channel uses now", label
+                ),
+                "subset": prom.Gauge(
+                    "dnsbalance_subset_endpoints",
+                    "Endpoints the balanced channel dials (its subset, with subset_size)",
+                    label,
                 ),
                 "rebuilds": prom.Counter(
                     "dnsbalance_rebuilds", "Rebuilds of the underlying grpc channel", label
@@ -99,6 +107,10 @@ class TargetMetrics:
             self._child("updated").set(time.time())
             if rebuilt:
                 self._child("rebuilds").inc()
+
+    def subset(self, count: int) -> None:
+        if self._on:
+            self._child("subset").set(count)
 
     def resolution_error(self) -> None:
         if self._on:

@@ -27,6 +27,8 @@ from ._channel.config import (
     service_config_json,
 )
 from ._channel.local_dns import LocalName
+from ._channel.outlier import outlier_config
+from ._channel.subset import Subsetting
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, TargetError
 from ._poll.policy import PollPolicy
@@ -45,6 +47,7 @@ class ChannelArgs(TypedDict):
     name: str
     drain_timeout: float | None
     on_change: OnChange | None
+    subsetting: Subsetting | None
 
 
 class PollerOptions(TypedDict):
@@ -77,6 +80,8 @@ class ChannelSettings:
     topology: bool = True
     placement: ZoneSource = field(default_factory=lambda: ZoneSource(None, None, "none"))
     """The client's zone, or the Node to read it from (see ``dnsbalance._kube.nodes``)."""
+    subsetting: Subsetting | None = None
+    """Dial only a subset of the endpoints (``subset_size``, ``subset_key``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -133,7 +138,12 @@ class ChannelSettings:
 
     def channel_args(self) -> ChannelArgs:
         """The BalancedChannel arguments that come straight from the settings."""
-        return {"name": self.name, "drain_timeout": self.drain_timeout, "on_change": self.on_change}
+        return {
+            "name": self.name,
+            "drain_timeout": self.drain_timeout,
+            "on_change": self.on_change,
+            "subsetting": self.subsetting,
+        }
 
     def poller_options(self) -> PollerOptions:
         """The DNS poller arguments that come straight from the settings (either driver)."""
@@ -176,6 +186,9 @@ def settings_for(
     panic_mode: bool = True,
     zone: str | None = None,
     topology: bool = True,
+    subset_size: int | None = None,
+    subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> ChannelSettings:
     """The arguments of ``resolve_channel`` (sync and asyncio), parsed and validated;
     the one place they are written down. Raises TargetError, ConfigError (also for a
@@ -193,6 +206,8 @@ def settings_for(
         context=context,
         include_terminating=include_terminating,
         topology=topology,
+        subset_size=subset_size,
+        subset_key=subset_key,
     )
     if isinstance(nameservers, str):
         nameservers = (nameservers,)  # one server given as a string
@@ -214,7 +229,11 @@ def settings_for(
         if namespace is None:  # the one namespace rule: see namespace_for
             namespace = namespace_for(kubeconfig=kubeconfig, context=context)
         target = parse_target(target, namespace=namespace, cluster_domain=cluster_domain)
-    config = service_config_json(service_config, health_check=health_check)
+    config = service_config_json(
+        service_config,
+        health_check=health_check,
+        outlier_detection=outlier_config(outlier_detection),
+    )
     return ChannelSettings(
         target=target,
         mode=mode,
@@ -235,6 +254,7 @@ def settings_for(
         topology=topology,
         # mode "dns" has no zones to choose from: zone= is checked, the environment unread
         placement=zone_source(zone, {} if mode == "dns" else None),
+        subsetting=None if subset_size is None else Subsetting.keyed(subset_size, subset_key),
     )
 
 
@@ -252,6 +272,8 @@ def _check_arguments(
     context: object,
     include_terminating: object,
     topology: object,
+    subset_size: object,
+    subset_key: object,
 ) -> None:
     """Types at the door, so a typo fails here naming the argument, not deep inside."""
     if not isinstance(target, str | Target):
@@ -296,6 +318,23 @@ def _check_arguments(
         raise ConfigError(
             f"topology must be True (follow the slices' zone hints) or False, got {topology!r}"
         )
+    if subset_size is not None and (
+        isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 1
+    ):
+        raise ConfigError(
+            "subset_size must be a whole number >= 1 (how many endpoints this client dials) "
+            f"or None (every endpoint), got {subset_size!r}"
+        )
+    if subset_key is not None:
+        if not isinstance(subset_key, str) or not subset_key:
+            raise ConfigError(
+                "subset_key must be a non-empty string (e.g. the pod's name) or None (a random "
+                f"salt), got {subset_key!r}"
+            )
+        if subset_size is None:
+            raise ConfigError(
+                "subset_key needs subset_size: without it the channel dials every endpoint"
+            )
 
 
 def _check_kubeconfig(kubeconfig: object) -> None:

@@ -37,6 +37,7 @@ from dnsbalance._channel.base import OnChange
 from ._channel import aio as aio_channel
 from ._channel.config import ChannelPlan
 from ._channel.local_dns import LocalName, local_name
+from ._channel.subset import Subsetting, dialed
 from ._channel.sync import BalancedChannel
 from ._dns import aio as aio_dns
 from ._dns import sync as sync_dns
@@ -82,6 +83,9 @@ def resolve_channel(
     panic_mode: bool = True,
     zone: str | None = None,
     topology: bool = True,
+    subset_size: int | None = None,
+    subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> BalancedChannel:
     """A ``grpc.Channel`` balanced round-robin over the ready pods of a headless Service,
     kept up to date as pods come and go.
@@ -103,7 +107,8 @@ def resolve_channel(
       server named in a ``dns://`` target); in mode ``"dns"`` grpc resolves against it.
     - ``drain_timeout``: how long an old channel's in-flight calls may run after a
       rebuild before they are cancelled (``None``: no limit).
-    - ``on_change(old, new)``: called after each rebuild with both endpoint tuples.
+    - ``on_change(old, new)``: called after each rebuild with both endpoint tuples (with
+      ``subset_size``, whenever ``channel.endpoints`` changes, rebuild or not).
     - ``api_client`` / ``kubeconfig`` / ``context``: Kubernetes API configuration
       (default: in-cluster service account, else ``KUBECONFIG``, else ``~/.kube/config``).
     - ``include_terminating``: also use endpoints that are terminating but still
@@ -119,6 +124,17 @@ def resolve_channel(
       The zone: ``zone``, else ``DNSBALANCE_ZONE``, else the Node named by ``NODE_NAME``
       (its ``topology.kubernetes.io/zone`` label; ``manifests/rbac-topology.yaml``).
       ``topology=False``: every zone. ``channel.topology`` says what was applied.
+    - ``subset_size`` / ``subset_key``: dial only ``subset_size`` of the endpoints,
+      ranked by a hash salted per client (gRFC A68's rendezvous hashing: one endpoint
+      more or less changes the subset by at most one), drawn last, from what the
+      channel would otherwise call. ``subset_key`` (e.g. the pod's name) replaces the
+      random salt. ``channel.endpoints`` stays the whole set, ``channel.subset`` is
+      what is dialed; ``on_change`` gets the whole sets.
+    - ``outlier_detection``: ``True`` wraps round_robin in grpc's outlier detection
+      with dnsbalance's defaults (a pod failing more than 40 % of at least 10 calls in
+      a 1 s sweep is ejected for 30 s, doubling, at most half the pods); a mapping is
+      grpc's ``outlier_detection_experimental`` config in full. Ejections start afresh
+      on each rebuild (a new grpc channel).
 
     Stubs made once keep working across rebuilds. Close the channel when done.
     """
@@ -135,7 +151,7 @@ def resolve_channel(
     if poller is not None and settings.mode == "dns":
         poller.poll_once()
         local = local_name()
-        local.publish(poller.endpoints)
+        local.publish(dialed(poller.endpoints, settings.subsetting))
 
         def close_dns() -> None:
             poller.stop()
@@ -148,7 +164,9 @@ def resolve_channel(
             on_close=close_dns,
             **settings.channel_args(),
         )
-        _follow_dns(poller, local, weak_callback(channel, BalancedChannel.update))
+        _follow_dns(
+            poller, local, weak_callback(channel, BalancedChannel.update), settings.subsetting
+        )
         poller.start()
         warn_empty_start(settings, channel.endpoints)
         return channel
@@ -207,6 +225,9 @@ async def resolve_aio_channel(
     panic_mode: bool = True,
     zone: str | None = None,
     topology: bool = True,
+    subset_size: int | None = None,
+    subset_key: str | None = None,
+    outlier_detection: bool | Mapping[str, Any] = False,
 ) -> aio_channel.BalancedChannel:
     """A ``grpc.aio.Channel`` balanced over the ready pods of a headless Service
     (``dnsbalance.aio.resolve_channel``).
@@ -230,7 +251,7 @@ async def resolve_aio_channel(
     if poller is not None and settings.mode == "dns":
         await poller.poll_once()
         local = local_name()
-        local.publish(poller.endpoints)
+        local.publish(dialed(poller.endpoints, settings.subsetting))
 
         async def close_dns() -> None:
             await poller.stop()
@@ -243,7 +264,12 @@ async def resolve_aio_channel(
             on_close=close_dns,
             **settings.channel_args(),
         )
-        _follow_dns(poller, local, weak_callback(channel, aio_channel.BalancedChannel.want))
+        _follow_dns(
+            poller,
+            local,
+            weak_callback(channel, aio_channel.BalancedChannel.want),
+            settings.subsetting,
+        )
         poller.start()
         warn_empty_start(settings, channel.endpoints)
         return channel
@@ -295,10 +321,13 @@ class FollowedPoller(PollerView, Protocol):
 
 
 def _follow_dns(
-    poller: FollowedPoller, local: LocalName, rebuild: Callable[[Endpoints], object]
+    poller: FollowedPoller,
+    local: LocalName,
+    rebuild: Callable[[Endpoints], object],
+    subsetting: Subsetting | None,
 ) -> None:
-    """Mode "dns": each change the poller reports is served on the local DNS, then the
-    channel is rebuilt on it.
+    """Mode "dns": each change the poller reports is served on the local DNS (the
+    client's subset of it, with subsetting), then the channel is rebuilt on it.
 
     grpc resolves the channel's name on the local DNS server, which serves the set
     the poller adopted (read as dnspython reads it, kept through errors and a single
@@ -306,7 +335,7 @@ def _follow_dns(
     messages dnspython refuses, and would see every flap."""
 
     def changed(change: Change) -> None:
-        local.publish(change.new)
+        local.publish(dialed(change.new, subsetting))
         rebuild(change.new)
 
     poller.on_change = changed
@@ -331,6 +360,7 @@ class _Merged:
             panic_mode=settings.panic_mode,
             target=settings.target,
             placement=feed.placement,
+            subsetting=settings.subsetting,
         )
         self.initial, _ = self.thread.evaluate()
         self.plan: Callable[[Sequence[Endpoint]], ChannelPlan] = settings.local_plan(self.local)

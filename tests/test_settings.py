@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from typing import Any
 
 import pytest
 
-from dnsbalance import ConfigError, PollPolicy, TargetError, parse_target
-from dnsbalance._settings import ChannelSettings
+import dnsbalance.aio
+from dnsbalance import ConfigError, PollPolicy, TargetError, parse_target, resolve_channel
+from dnsbalance._channel.subset import Subsetting
+from dnsbalance._settings import ChannelSettings, settings_for
 
 TARGET = parse_target("svc.ns:8000")
 NO_PORT = parse_target("kubernetes:///svc.ns")
@@ -28,6 +32,7 @@ def test_defaults_and_derived_values() -> None:
         "name": "kubernetes:///svc.ns:8000",
         "drain_timeout": 30.0,
         "on_change": None,
+        "subsetting": None,
     }
 
 
@@ -73,3 +78,46 @@ def test_servers_given_else_the_targets() -> None:
     assert ChannelSettings(target=TARGET, nameservers=("10.96.0.10",)).servers == ("10.96.0.10",)
     via = parse_target("dns://127.0.0.1:5353/svc.ns.svc.cluster.local:8000")
     assert ChannelSettings(target=via).servers == ("127.0.0.1:5353",)
+
+
+def test_subset_size_and_key_become_the_channels_subsetting() -> None:
+    assert settings_for("svc.ns:8000", mode="dns").subsetting is None
+    keyed = settings_for("svc.ns:8000", mode="dns", subset_size=3, subset_key="pod-a")
+    assert keyed.subsetting == Subsetting(3, b"pod-a")
+    assert keyed.channel_args()["subsetting"] == keyed.subsetting
+    salted = settings_for("svc.ns:8000", mode="dns", subset_size=3).subsetting
+    assert salted is not None
+    assert salted.size == 3
+    assert salted != settings_for("svc.ns:8000", mode="dns", subset_size=3).subsetting
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"subset_size": 0}, "subset_size must be a whole number >= 1"),
+        ({"subset_size": -2}, "subset_size must be a whole number >= 1"),
+        ({"subset_size": True}, "subset_size must be a whole number >= 1"),
+        ({"subset_size": 2.0}, "subset_size must be a whole number >= 1"),
+        ({"subset_size": "3"}, "subset_size must be a whole number >= 1"),
+        ({"subset_size": 3, "subset_key": ""}, "subset_key must be a non-empty string"),
+        ({"subset_size": 3, "subset_key": 7}, "subset_key must be a non-empty string"),
+        ({"subset_key": "pod-a"}, "subset_key needs subset_size"),
+        ({"outlier_detection": 1}, "outlier_detection must be True"),
+        ({"outlier_detection": "on"}, "outlier_detection must be True"),
+        ({"outlier_detection": {"interval": "1s"}}, "would eject nothing"),
+        (
+            {"outlier_detection": True, "service_config": {"loadBalancingPolicy": "pick_first"}},
+            "service_config names its own loadBalancingPolicy",
+        ),
+    ],
+)
+def test_both_drivers_check_the_new_arguments_at_the_door(
+    kwargs: dict[str, Any], named: str
+) -> None:
+    arguments: dict[str, Any] = {"target": "greeter.app:8000", "mode": "dns", **kwargs}
+    with pytest.raises(ConfigError, match=named):
+        settings_for(**arguments)
+    with pytest.raises(ConfigError, match=named):
+        resolve_channel(**arguments)
+    with pytest.raises(ConfigError, match=named):
+        asyncio.run(dnsbalance.aio.resolve_channel(**arguments))

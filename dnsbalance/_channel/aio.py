@@ -76,29 +76,40 @@ class BalancedChannel(BalancedBase[grpc.aio.Channel], grpc.aio.Channel):
                 log.exception("%s: rebuild failed", self._name)
 
     async def update(self, endpoints: Sequence[Endpoint], *, force: bool = False) -> bool:
-        """Rebuild onto ``endpoints`` if they differ (or ``force``); whether it did."""
-        new = tuple(endpoints)
+        """Rebuild onto ``endpoints`` if they differ (or ``force``); whether it did. With
+        subsetting, only when the subset to dial differs (``endpoints`` are adopted
+        either way)."""
+        members = tuple(endpoints)
+        new = self._dialed(members)
+        replaced: AioSlot | None = None
         async with self._rebuilding:
-            old = self._current
-            if self._closed or (not force and new == old.endpoints):
+            slot = self._current
+            if self._closed:
                 return False
-            slot = self._next_slot(new)
-            if new:
-                try:
-                    await asyncio.wait_for(slot.channel.channel_ready(), self._ready_timeout)
-                except TimeoutError:
-                    log.warning(
-                        "%s: new channel not ready after %.1f s; swapping anyway",
-                        self._name,
-                        self._ready_timeout,
-                    )
-            if self.closed:  # closed while we waited
-                await slot.channel.close()
-                return False
-            self._current = slot
-            self._drain(old)
-        self._announce(old, slot)
-        return True
+            if not force and new == slot.endpoints:
+                # With subsetting, a change outside the subset: new endpoints, same channel.
+                before = self._adopt(members)
+                if before == members:
+                    return False
+            else:
+                replaced, slot = slot, self._next_slot(new)
+                if new:
+                    try:
+                        await asyncio.wait_for(slot.channel.channel_ready(), self._ready_timeout)
+                    except TimeoutError:
+                        log.warning(
+                            "%s: new channel not ready after %.1f s; swapping anyway",
+                            self._name,
+                            self._ready_timeout,
+                        )
+                if self.closed:  # closed while we waited
+                    await slot.channel.close()
+                    return False
+                self._current = slot
+                before = self._adopt(members)
+                self._drain(replaced)
+        self._announce(replaced, slot, before, members)
+        return replaced is not None
 
     async def rebuild(self) -> None:
         await self.update(self.endpoints, force=True)

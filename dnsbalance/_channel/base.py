@@ -17,6 +17,7 @@ from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._metrics import metrics_for
 
 from .config import ChannelPlan
+from .subset import Subsetting, dialed
 
 if TYPE_CHECKING:
     from dnsbalance._kube.topology import TopologyChoice
@@ -33,7 +34,8 @@ C = TypeVar("C", grpc.Channel, grpc.aio.Channel)
 
 @dataclass(eq=False)
 class _Slot(Generic[C]):
-    """One underlying grpc channel (sync or asyncio) and the calls running on it."""
+    """One underlying grpc channel (sync or asyncio) and the calls running on it;
+    ``endpoints``: what it dials (the subset, with subsetting)."""
 
     channel: C
     plan: ChannelPlan
@@ -137,9 +139,11 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         on_close: Callable[[], Any] | None = None,
         discrepancies: Callable[[], tuple[Discrepancy, ...]] | None = None,
         topology: Callable[[], TopologyChoice | None] | None = None,
+        subsetting: Subsetting | None = None,
     ) -> None:
         """Both channels are made alike; ``_open`` then sets up the driver's own parts.
-        ``on_close`` stops the endpoint sources (a coroutine function for asyncio)."""
+        ``on_close`` stops the endpoint sources (a coroutine function for asyncio).
+        ``subsetting``: dial only a subset of the endpoints handed in."""
         self._name = name
         self._plan = plan
         self._factory: Callable[[ChannelPlan], C] = factory
@@ -149,8 +153,10 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
         self._on_close = on_close
         self._discrepancies = discrepancies
         self._topology = topology
+        self._subsetting = subsetting
         self._metrics = metrics_for(name)
-        self._open(self._first_slot(endpoints))
+        self._members: tuple[Endpoint, ...] = tuple(endpoints)
+        self._open(self._first_slot(self._members))
 
     def _open(self, first: _Slot[C]) -> None:
         """Start using ``first``: the driver's slots, threads or tasks."""
@@ -164,37 +170,79 @@ class BalancedBase(MultiCallableFactories, Generic[C]):
     def closed(self) -> bool:
         raise NotImplementedError
 
-    def _first_slot(self, endpoints: Sequence[Endpoint]) -> _Slot[C]:
-        first = tuple(endpoints)
+    def _first_slot(self, endpoints: tuple[Endpoint, ...]) -> _Slot[C]:
+        first = self._dialed(endpoints)
         plan = self._plan(first)
-        self._metrics.endpoints(len(first), rebuilt=False)
+        self._metrics.endpoints(len(endpoints), rebuilt=False)
+        if self._subsetting is not None:
+            self._metrics.subset(len(first))
         return _Slot(self._factory(plan), plan, first, 0)
 
+    def _dialed(self, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        """What a channel for ``endpoints`` dials: all of them, or this client's subset."""
+        return endpoints if self._subsetting is None else dialed(endpoints, self._subsetting)
+
     def _next_slot(self, endpoints: tuple[Endpoint, ...]) -> _Slot[C]:
-        """A new channel for ``endpoints`` (not yet in use)."""
+        """A new channel dialing ``endpoints`` (not yet in use)."""
         plan = self._plan(endpoints)
         return _Slot(self._factory(plan), plan, endpoints, self._slot.generation + 1)
 
-    def _announce(self, old: _Slot[C], new: _Slot[C]) -> None:
-        """One INFO line and the metrics per rebuild, then the user's ``on_change``."""
-        self._metrics.endpoints(len(new.endpoints), rebuilt=True)
-        log.info(
-            "%s: rebuilt channel, generation %d: %d -> %d endpoints, target %s",
-            self._name,
-            new.generation,
-            len(old.endpoints),
-            len(new.endpoints),
-            new.plan.target,
-        )
+    def _adopt(self, members: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        """Make ``members`` the channel's endpoints; returns the ones they replace.
+        Called under the driver's rebuild lock, with or without a rebuild: with
+        subsetting, a change outside the subset changes the endpoints, not the channel."""
+        old, self._members = self._members, members
+        return old
+
+    def _announce(
+        self,
+        old: _Slot[C] | None,
+        new: _Slot[C],
+        before: tuple[Endpoint, ...],
+        after: tuple[Endpoint, ...],
+    ) -> None:
+        """After a rebuild from ``old`` to ``new`` (``old`` is ``None`` when, with
+        subsetting, the endpoints changed outside the subset and ``new`` stayed): the
+        metrics, one INFO line, then the user's ``on_change(before, after)``."""
+        self._metrics.endpoints(len(after), rebuilt=old is not None)
+        subset = ""
+        if self._subsetting is not None:
+            self._metrics.subset(len(new.endpoints))
+            subset = f", dialing {len(new.endpoints)} (subset_size {self._subsetting.size})"
+        if old is not None:
+            log.info(
+                "%s: rebuilt channel, generation %d: %d -> %d endpoints%s, target %s",
+                self._name,
+                new.generation,
+                len(before),
+                len(after),
+                subset,
+                new.plan.target,
+            )
+        else:
+            log.info(
+                "%s: %d -> %d endpoints%s: subset unchanged, no rebuild",
+                self._name,
+                len(before),
+                len(after),
+                subset,
+            )
         if self._on_change is not None:
             try:
-                self._on_change(old.endpoints, new.endpoints)
+                self._on_change(before, after)
             except Exception:
                 log.exception("%s: on_change callback failed", self._name)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
-        """The endpoints the channel in use was built for."""
+        """Every endpoint the channel may use now (DNS and the API agreed, the topology
+        rules applied); with ``subset_size`` it dials :attr:`subset` of them."""
+        return self._members
+
+    @property
+    def subset(self) -> tuple[Endpoint, ...]:
+        """The endpoints the channel in use dials: its subset with ``subset_size``,
+        else every endpoint (then equal to :attr:`endpoints`)."""
         return self._slot.endpoints
 
     @property

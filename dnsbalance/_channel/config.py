@@ -22,17 +22,26 @@ from dnsbalance._endpoints import Endpoint, host_port
 from dnsbalance._exceptions import ConfigError
 from dnsbalance._target import Target
 
+from .outlier import load_balancing_config
+
 log = logging.getLogger(__name__)
 
 ROUND_ROBIN: list[dict[str, Any]] = [{"round_robin": {}}]
 GrpcOptions = tuple[tuple[str, Any], ...]
 
 
-def service_config_json(user: Mapping[str, Any] | str | None, *, health_check: bool = False) -> str:
+def service_config_json(
+    user: Mapping[str, Any] | str | None,
+    *,
+    health_check: bool = False,
+    outlier_detection: Mapping[str, Any] | None = None,
+) -> str:
     """The service config: round_robin, merged with the user's (their methodConfig,
     retryPolicy and so on survive; an explicit loadBalancingConfig of theirs wins),
-    plus ``healthCheckConfig`` when ``health_check``. Deterministic text, so the
-    channel options stay identical across rebuilds."""
+    plus ``healthCheckConfig`` when ``health_check``; with ``outlier_detection`` (a
+    config checked by :func:`~dnsbalance._channel.outlier.outlier_config`) round_robin
+    is wrapped in grpc's outlier detection policy. Deterministic text, so the channel
+    options stay identical across rebuilds."""
     if user is None:
         config: dict[str, Any] = {}
     elif isinstance(user, str):
@@ -47,8 +56,17 @@ def service_config_json(user: Mapping[str, Any] | str | None, *, health_check: b
         config = copy.deepcopy(dict(user))
     else:
         raise ConfigError(f"service_config must be a dict or JSON text, not {type(user).__name__}")
+    own = [key for key in ("loadBalancingConfig", "loadBalancingPolicy") if key in config]
+    if own and outlier_detection is not None:
+        raise ConfigError(
+            f"outlier_detection wraps dnsbalance's round_robin, but service_config names its "
+            f"own {own[0]}, which wins: put outlier_detection_experimental in your "
+            "loadBalancingConfig yourself, or drop one of the two"
+        )
     if "loadBalancingPolicy" in config and "loadBalancingConfig" not in config:
         log.debug("service_config names loadBalancingPolicy; keeping it instead of round_robin")
+    elif outlier_detection is not None:
+        config["loadBalancingConfig"] = load_balancing_config(outlier_detection, ROUND_ROBIN)
     else:
         config.setdefault("loadBalancingConfig", ROUND_ROBIN)
     if health_check:

@@ -186,26 +186,37 @@ class BalancedChannel(BalancedBase[grpc.Channel], grpc.Channel):
     # -- rebuilds -----------------------------------------------------------------
 
     def update(self, endpoints: Sequence[Endpoint], *, force: bool = False) -> bool:
-        """Rebuild onto ``endpoints`` if they differ from the current ones (or ``force``).
+        """Rebuild onto ``endpoints`` if they differ from the current ones (or ``force``);
+        with subsetting, only when the subset to dial differs (``endpoints`` are adopted
+        either way).
 
         Returns whether a rebuild happened. Blocks up to ``ready_timeout`` waiting
         for the new channel; called from the poller's thread, not the call path.
         """
-        new = tuple(endpoints)
+        members = tuple(endpoints)
+        new = self._dialed(members)
+        old: SyncSlot | None = None
         with self._rebuild_lock:
-            if self._slots.closed or (not force and new == self._slot.endpoints):
+            if self._slots.closed:
                 return False
-            slot = self._next_slot(new)
-            self._wait_ready(slot.channel, new)
-            old = self._slots.swap(slot)
-            if old is None:  # closed while we waited
-                slot.channel.close()
-                return False
-            for callback, try_to_connect in self._subscriptions:
-                old.channel.unsubscribe(callback)
-                slot.channel.subscribe(callback, try_to_connect)
-        self._announce(old, slot)
-        return True
+            if not force and new == self._slot.endpoints:
+                # With subsetting, a change outside the subset: new endpoints, same channel.
+                slot, before = self._slot, self._adopt(members)
+                if before == members:
+                    return False
+            else:
+                slot = self._next_slot(new)
+                self._wait_ready(slot.channel, new)
+                old = self._slots.swap(slot)
+                if old is None:  # closed while we waited
+                    slot.channel.close()
+                    return False
+                before = self._adopt(members)
+                for callback, try_to_connect in self._subscriptions:
+                    old.channel.unsubscribe(callback)
+                    slot.channel.subscribe(callback, try_to_connect)
+        self._announce(old, slot, before, members)
+        return old is not None
 
     def rebuild(self) -> None:
         """Rebuild onto the current endpoints (e.g. to re-resolve at once)."""

@@ -4,7 +4,9 @@ Decisions are :func:`dnsbalance._merge.agree.agree`'s. This module only runs one
 merge thread that re-evaluates when DNS or the API changes, or a deadline
 passes; re-polls DNS every 0.2 s while the API has endpoints DNS lacks; applies the
 topology rules (:mod:`dnsbalance._kube.topology`, kube-proxy's) to the agreed set;
-publishes the result on the local DNS server; and hands it to the channel.
+publishes the result on the local DNS server (with ``subset_size``, the client's subset
+of it, drawn last: :mod:`dnsbalance._channel.subset`); and hands the whole result to the
+channel (which dials the same subset of it).
 
 Topology comes after agreement, decided over the API's whole ready set: DNS publishes
 every zone, so the cross-check compares DNS with every ready endpoint and a zone's
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from dnsbalance._channel.config import channel_port
 from dnsbalance._channel.local_dns import LocalName
+from dnsbalance._channel.subset import Subsetting, dialed
 from dnsbalance._endpoints import Discrepancy, Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._kube.slices import ApiEndpoints
@@ -90,8 +93,10 @@ class MergeThread:
         panic_mode: bool = True,
         target: Target | None = None,
         placement: Placement | None = None,
+        subsetting: Subsetting | None = None,
     ) -> None:
         self._name = name
+        self._subsetting = subsetting
         self._placement = placement or Placement(enabled=False)
         self.topology: TopologyChoice | None = None
         self._rule_logged: str | None = None
@@ -189,7 +194,7 @@ class MergeThread:
             self._note_left_out(left_out)
         if endpoints != self._published:
             self._published = endpoints
-            self._local.publish(endpoints)
+            self._local.publish(dialed(endpoints, self._subsetting))
             if self.sink is not None:
                 self.sink(endpoints)
         wake: float | None = None

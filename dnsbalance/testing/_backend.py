@@ -3,7 +3,10 @@
 It speaks the wire format of ``examples/demo/demo.proto`` (so the generated
 ``DemoServiceStub`` works against it) with hand-encoded messages, which keeps
 protobuf out of dnsbalance's runtime dependencies. Each backend answers with its
-own name and records the peers (one per client TCP connection) it served.
+own name and records the peers (one per client TCP connection) it served. Faults on
+demand, for ``Demo`` calls, while the server stays up (a pod that is Ready but
+failing, or slow): ``fail_every`` (0 never, 1 every call, 2 every other call, ...)
+answers with ``fail_code`` (UNAVAILABLE), ``delay`` seconds before each answer.
 
 Methods (``/demo.DemoService/...``): ``Demo(Empty) -> Response{value}``,
 ``DemoStream(StreamRequest{count, interval_ms}) -> stream Response``,
@@ -48,6 +51,10 @@ class _DemoService:
         self.calls = 0
         self.peers: Counter[str] = Counter()
         self.port = 0
+        self.fail_every = 0
+        self.fail_code = grpc.StatusCode.UNAVAILABLE
+        self.delay = 0.0
+        self.failures = 0
 
     @property
     def address(self) -> str:
@@ -77,13 +84,28 @@ class _DemoService:
         if not self.port:
             raise OSError(f"could not bind {bind}")
 
-    def _count(self, context: _HasPeer) -> None:
+    def _count(self, context: _HasPeer) -> int:
         with self._lock:
             self.calls += 1
             self.peers[context.peer()] += 1
+            return self.calls
+
+    def _failing(self, number: int) -> str | None:
+        """Why call ``number`` fails on purpose (``fail_every``), or None."""
+        every = self.fail_every
+        if not every or number % every:
+            return None
+        with self._lock:
+            self.failures += 1
+        return f"{self.name}: failing on purpose (fail_every={every})"
 
     def _demo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        self._count(context)
+        number = self._count(context)
+        if self.delay:
+            time.sleep(self.delay)
+        why = self._failing(number)
+        if why is not None:
+            context.abort(self.fail_code, why)
         return encode_response(self.name)
 
     def _demo_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -108,8 +130,9 @@ class _DemoService:
 class Backend(_DemoService):
     """One gRPC server on ``host:port`` (port 0 picks one) named ``name``.
 
-    ``calls`` counts calls served, ``peers`` the distinct client connections seen
-    (``ipv4:127.0.0.1:PORT``: one per TCP connection). ``health=True`` adds the
+    ``calls`` counts calls served (``failures``: those failed on purpose), ``peers``
+    the distinct client connections seen (``ipv4:127.0.0.1:PORT``: one per TCP
+    connection). ``health=True`` adds the
     standard health service (needs grpcio-health-checking); ``set_serving``
     flips it. Server option ``grpc.so_reuseport`` is off, so two backends can
     never silently share one address.
@@ -212,7 +235,12 @@ class AioBackend(_DemoService):
     async def _demo_async(
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes:
-        self._count(context)
+        number = self._count(context)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        why = self._failing(number)
+        if why is not None:
+            await context.abort(self.fail_code, why)
         return encode_response(self.name)
 
     async def _demo_stream_async(

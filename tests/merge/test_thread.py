@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from dnsbalance import Endpoint, KubernetesError, parse_target
+from dnsbalance._channel.subset import Subsetting
 from dnsbalance._kube.slices import ApiEndpoints
 from dnsbalance._merge.agree import REPOLL_INTERVAL
 from dnsbalance._merge.thread import MergeThread
@@ -50,6 +51,7 @@ def merge(
     *,
     mode: str = "auto",
     error: KubernetesError | None = None,
+    subsetting: Subsetting | None = None,
 ) -> tuple[MergeThread, RecordingName]:
     name = RecordingName()
     thread = MergeThread(
@@ -61,6 +63,7 @@ def merge(
         api_endpoints=ApiEndpoints(api, api) if api is not None else None,
         api_error=error,
         target=TARGET,
+        subsetting=subsetting,
     )
     return thread, name
 
@@ -75,6 +78,18 @@ def test_agreed_set_is_published_and_handed_on_once() -> None:
     thread.evaluate()  # nothing changed: nothing published or handed on again
     assert name.published == [(E1, E2)]
     assert sunk == [(E1, E2)]
+
+
+def test_with_subsetting_the_subset_is_published_and_the_whole_set_handed_on() -> None:
+    subsetting = Subsetting.keyed(2, "client")
+    thread, name = merge(ScriptedPoller(E1, E2, E3), (E1, E2, E3), subsetting=subsetting)
+    sunk: list[tuple[Endpoint, ...]] = []
+    thread.sink = sunk.append
+    endpoints, _ = thread.evaluate()
+    assert endpoints == (E1, E2, E3)
+    assert sunk == [(E1, E2, E3)]  # the channel draws the same subset from it
+    assert name.published == [subsetting.pick((E1, E2, E3))]
+    assert len(name.published[0]) == 2
 
 
 def test_ready_in_the_api_but_not_in_dns_repolls_dns_and_waits() -> None:
