@@ -139,22 +139,33 @@ class ZoneResponder:
         return self
 
     def close(self) -> None:
-        """Stop serving, close the sockets and join the threads (1 s at most). Idempotent."""
+        """Stop serving, join the threads (1 s at most) and close the sockets.
+
+        Idempotent. The sockets are closed even when the wait is interrupted (a signal's
+        exception), and close() may run on one of the server's own threads (a channel's
+        finalizer can run on any thread): that one is not waited for.
+        """
         with self._lock:
             if self._state == "closed":
                 return
             self._state = "closed"
         self._stop.set()
+        try:
+            self._join_threads()
+        finally:
+            for sock in (self._udp, self._tcp):
+                if sock is not None:
+                    sock.close()
+
+    def _join_threads(self) -> None:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        current = threading.current_thread()
         while (remaining := deadline - time.monotonic()) > 0:
             with self._lock:
-                threads = list(self._threads)
+                threads = [t for t in self._threads if t is not current]
             if not threads:
-                break
+                return
             threads[0].join(remaining)
-        for sock in (self._udp, self._tcp):
-            if sock is not None:
-                sock.close()
 
     def __enter__(self) -> Self:
         if self._state == "new":
