@@ -4,6 +4,7 @@ load generators and a kube-proxy stand-in."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import random
@@ -422,6 +423,22 @@ def process_status() -> dict[str, int]:
             elif key == "VmRSS":
                 out["rss_kb"] = int(value.split()[0])
     return out
+
+
+def settled_status(limit: float = 10.0) -> dict[str, int]:
+    """Process status once the thread count has stopped changing for 1 s (bounded)."""
+    gc.collect()
+    last = process_status()
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.0:
+        time.sleep(0.1)
+        now = process_status()
+        if now["os_threads"] != last["os_threads"]:
+            stable_since = time.monotonic()
+        last = now
+    gc.collect()
+    return process_status()
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:
