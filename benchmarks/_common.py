@@ -456,6 +456,21 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
     return out
 
 
+def thread_wakeups() -> dict[int, tuple[str, int]]:
+    """How often each OS thread of this process has slept and been woken (voluntary
+    context switches, /proc/self/task/TID/status), by thread id, with the Python
+    thread's name ('native' for others). Linux only; empty elsewhere."""
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    out: dict[int, tuple[str, int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in open(f"/proc/self/task/{entry}/status").read().splitlines():  # noqa: SIM115
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out[int(entry)] = (names.get(int(entry), "native"), int(line.split()[1]))
+    return out
+
+
 def cpu_by_group(
     before: dict[int, tuple[str, float]],
     after: dict[int, tuple[str, float]],
