@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,38 @@ def test_close_on_one_of_its_own_threads_closes_its_sockets() -> None:
     assert closed.wait(5.0)
     assert errors == []
     _assert_sockets_closed(port)
+
+
+def _wakeups(thread: threading.Thread) -> int:
+    """How often ``thread`` has slept and been woken (Linux: voluntary context switches)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_an_idle_server_never_wakes_up() -> None:
+    """Its threads block without a timeout (they woke every 0.1 s to check for close())."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux's /proc")
+    with ZoneResponder("cluster.local") as server:
+        listeners = [t for t in threading.enumerate() if t.name.endswith(f"-{server.port}")]
+        assert len(listeners) == 2
+        time.sleep(0.1)  # both are in poll() by now
+        before = [_wakeups(t) for t in listeners]
+        time.sleep(0.5)
+        assert [_wakeups(t) for t in listeners] == before
+
+
+def test_close_ends_an_idle_tcp_connection() -> None:
+    """close() shuts down the connections it serves: the client reads EOF and the
+    connection's thread ends with the others."""
+    server = ZoneResponder("cluster.local").start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as client:
+        assert wait_until(
+            lambda: any(
+                t.name.startswith("dnsbalance-dns-tcp-conn") for t in threading.enumerate()
+            ),
+            5.0,
+        )
+        server.close()
+        assert client.recv(1) == b""
+    assert not [t for t in threading.enumerate() if t.name.endswith(f"-{server.port}")]
