@@ -5,13 +5,14 @@
 Suites: discovery (discover() latency), channel (overhead and connection churn of
 BalancedChannel), spread (calls per backend), discovery_time (how soon a new
 backend gets calls), rolling (a rolling replacement under load), scale (1000
-endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 against
-dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
-is built when go and Debian's sources are there, else that column is skipped),
-topology (calls that cross zones, and the spill-over when the client's zone empties),
-subset (a fleet of clients with subset_size: connections per pod, churn per change, a
-rolling replacement), outlier (a Ready pod that fails or is slow, with and without
-outlier_detection), chart (scale-up.png).
+endpoints, 100 idle channels, 1000 rebuilds), lifecycle (open + close of a channel
+over 1,000 cycles, and what an idle channel's local DNS wakes up for), kube_watch
+(kuberesolver v3 against dnsbalance's modes: new pods, rolling, watch faults, 1,100
+endpoints; the Go client is built when go and Debian's sources are there, else that
+column is skipped), topology (calls that cross zones, and the spill-over when the
+client's zone empties), subset (a fleet of clients with subset_size: connections per
+pod, churn per change, a rolling replacement), outlier (a Ready pod that fails or is
+slow, with and without outlier_detection), chart (scale-up.png).
 
 ``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
@@ -42,6 +43,7 @@ SUITES = (
     "discovery_time",
     "rolling",
     "scale",
+    "lifecycle",
     "kube_watch",
     "topology",
     "subset",
@@ -157,6 +159,7 @@ ORDER = (
     "a Service of",
     "overhead",
     "discover + rebuild",
+    "open + close",
     "CPU",
     "OS threads",
     "RSS",

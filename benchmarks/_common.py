@@ -4,6 +4,7 @@ load generators and a kube-proxy stand-in."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import random
@@ -424,6 +425,22 @@ def process_status() -> dict[str, int]:
     return out
 
 
+def settled_status(limit: float = 10.0) -> dict[str, int]:
+    """Process status once the thread count has stopped changing for 1 s (bounded)."""
+    gc.collect()
+    last = process_status()
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.0:
+        time.sleep(0.1)
+        now = process_status()
+        if now["os_threads"] != last["os_threads"]:
+            stable_since = time.monotonic()
+        last = now
+    gc.collect()
+    return process_status()
+
+
 def thread_cpu() -> dict[int, tuple[str, float]]:
     """CPU seconds of each OS thread of this process (the scheduler's precise run time,
     /proc/self/task/TID/schedstat), by thread id, with the Python thread's name
@@ -436,6 +453,21 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 nanoseconds = int(open(f"/proc/self/task/{entry}/schedstat").read().split()[0])  # noqa: SIM115
                 out[int(entry)] = (names.get(int(entry), "native"), nanoseconds / 1e9)
+    return out
+
+
+def thread_wakeups() -> dict[int, tuple[str, int]]:
+    """How often each OS thread of this process has slept and been woken (voluntary
+    context switches, /proc/self/task/TID/status), by thread id, with the Python
+    thread's name ('native' for others). Linux only; empty elsewhere."""
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    out: dict[int, tuple[str, int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in open(f"/proc/self/task/{entry}/status").read().splitlines():  # noqa: SIM115
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out[int(entry)] = (names.get(int(entry), "native"), int(line.split()[1]))
     return out
 
 

@@ -1,19 +1,28 @@
 """The kuberesolver contender: build the Go client in benchmarks/kuberesolver/ and run it.
 
-The client (main.go) uses kuberesolver v3.1.1 as Debian ships it, built offline in
-GOPATH mode against Debian's Go sources. One apt-get line installs what it needs::
+The client (main.go) uses kuberesolver v3.1.1 as Debian ships it (byte for byte
+upstream's v3.1.1) with Debian's grpc-go 1.33, built offline in GOPATH mode against
+Debian's Go sources, which Go 1.26 still builds (``GO111MODULE=off``). Go is the
+toolchain on PATH or at /usr/local/go; one apt-get line installs the sources::
 
-    apt-get install -y golang-go golang-github-sercand-kuberesolver-dev golang-google-grpc-dev
+    apt-get install -y golang-github-sercand-kuberesolver-dev golang-google-grpc-dev
 
-:func:`build` returns the binary, or None with the reason when go or the sources are
-missing (the suites then say so and leave the column out).
+(The Go module proxy serves kuberesolver v3.1.1's go.mod but not its source, and the
+checksum database has no entry for it, so a module-mode build cannot use v3.1.1.)
+
+:func:`build` returns the binary, built once into a cache folder per (main.go, Go
+version, Debian sources), or None with the reason when go or the sources are missing
+(the suites then say so and leave the column out; the tests fail under CI=true).
+``python -m benchmarks._kuberesolver`` builds it (scripts/check does, as a step).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,52 +34,102 @@ __all__ = ["APT_LINE", "GoClient", "build"]
 
 SOURCE = Path(__file__).resolve().parent / "kuberesolver" / "main.go"
 GOCODE = Path("/usr/share/gocode")
-PACKAGES = ("golang-go", "golang-github-sercand-kuberesolver-dev", "golang-google-grpc-dev")
+PACKAGES = ("golang-github-sercand-kuberesolver-dev", "golang-google-grpc-dev")
 APT_LINE = "apt-get install -y " + " ".join(PACKAGES)
+GO_HINT = "Go at /usr/local/go or on PATH"
+_GO_PLACES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go", "/usr/bin/go")
 _NEEDED = ("github.com/sercand/kuberesolver", "google.golang.org/grpc")
 
 
-def build(out_dir: Path | None = None) -> tuple[Path | None, str]:
-    """Build the client once (into ``out_dir``, else a temporary folder): (binary, "")
-    or (None, why not)."""
-    go = shutil.which("go") or next(
-        (p for p in ("/usr/lib/go/bin/go", "/usr/bin/go") if os.access(p, os.X_OK)), None
-    )
+def cache_dir() -> Path:
+    """Where built clients are kept: ``$XDG_CACHE_HOME`` (else ~/.cache)/dnsbalance/kuberesolver."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dnsbalance" / "kuberesolver"
+
+
+def find_go() -> str | None:
+    """The go command: on PATH, else where Go's and Debian's installs put it."""
+    return shutil.which("go") or next((p for p in _GO_PLACES if os.access(p, os.X_OK)), None)
+
+
+def build(cache: Path | None = None) -> tuple[Path | None, str]:
+    """The client, built unless ``cache`` (default :func:`cache_dir`) has it already for
+    this main.go, Go version and Debian sources: (binary, "") or (None, why not)."""
+    go = find_go()
     if go is None:
-        return None, f"go not installed ({APT_LINE})"
+        return None, f"go not found ({GO_HINT})"
     missing = [p for p in _NEEDED if not (GOCODE / "src" / p).is_dir()]
     if missing:
         return None, f"Go sources missing under {GOCODE}/src: {', '.join(missing)} ({APT_LINE})"
-    root = Path(tempfile.mkdtemp(prefix="dnsbalance-kuberesolver-"))
-    package = root / "src" / "kuberesolver-client"
+    root = cache or cache_dir()
+    try:
+        version = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.strip()
+        key = hashlib.sha256(
+            b"\0".join([SOURCE.read_bytes(), version.encode(), _sources_fingerprint()])
+        ).hexdigest()[:16]
+        binary = root / key / "kuberesolver-client"
+        if os.access(binary, os.X_OK):
+            return binary, ""
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="build-", dir=root) as tmp:
+            why = _go_build(go, Path(tmp), root / "go-build", binary)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"go build failed: {exc}"
+    return (binary, "") if why == "" else (None, why)
+
+
+def _go_build(go: str, tmp: Path, gocache: Path, binary: Path) -> str:
+    """Build in GOPATH mode (``tmp`` + Debian's tree), then move the binary into place
+    at once (another process may be building the same one); "" or why it failed."""
+    package = tmp / "src" / "kuberesolver-client"
     package.mkdir(parents=True)
     shutil.copy(SOURCE, package / "main.go")
-    binary = (out_dir or root) / "kuberesolver-client"
     env = {
         **os.environ,
         "GO111MODULE": "off",
-        "GOPATH": f"{root}:{GOCODE}",
-        "GOCACHE": str(root / "cache"),
+        "GOPATH": f"{tmp}:{GOCODE}",
+        "GOCACHE": str(gocache),  # kept: a changed main.go rebuilds in seconds
         "GOFLAGS": "",
+        "GOTOOLCHAIN": "local",
         "CGO_ENABLED": "0",
     }
-    try:
+    done = subprocess.run(
+        [go, "build", "-o", str(tmp / "client"), "."],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"go build failed: {done.stderr.strip()[-2000:]}"
+    os.replace(tmp / "client", binary)
+    return ""
+
+
+def _sources_fingerprint() -> bytes:
+    """What identifies the Go sources: the versions of Debian's golang-*-dev packages,
+    else (no dpkg) the size and time of every file under GOCODE/src."""
+    dpkg = shutil.which("dpkg-query")
+    if dpkg is not None:
         done = subprocess.run(
-            [go, "build", "-o", str(binary), "."],
-            cwd=package,
-            env=env,
+            [dpkg, "-W", "-f", "${Package} ${Version}\\n", "golang-*-dev"],
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=60,
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"go build failed: {exc}"
-    finally:
-        shutil.rmtree(root / "cache", ignore_errors=True)
-    if done.returncode != 0:
-        return None, f"go build failed: {done.stderr.strip()[-2000:]}"
-    return binary, ""
+        if done.returncode == 0:
+            return done.stdout.encode()
+    stats = []
+    for folder, _, files in os.walk(GOCODE / "src"):
+        for name in files:
+            st = os.stat(os.path.join(folder, name))
+            stats.append(f"{folder}/{name} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(sorted(stats)).encode()
 
 
 class GoClient:
@@ -158,3 +217,9 @@ class GoClient:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+if __name__ == "__main__":
+    found, reason = build()
+    print(found if found is not None else f"kuberesolver client not built: {reason}")
+    sys.exit(0 if found is not None else 1)

@@ -184,7 +184,7 @@ def run(quick: bool) -> Suite:
     suite = Suite("kube_watch")
     trials = 3 if quick else 10
     with tempfile.TemporaryDirectory(prefix="bench-kr-") as tmp:
-        binary, why = build(Path(tmp))
+        binary, why = build()
         names = [KR, API, AUTO, DNS] if binary is not None else [API, AUTO, DNS]
         if binary is None:
             suite.note(f"kuberesolver column skipped: {why}")

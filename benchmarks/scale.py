@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -51,6 +50,7 @@ from ._common import (
     median,
     percentile,
     process_status,
+    settled_status,
     thread_cpu,
     timed,
     wait_until,
@@ -170,22 +170,6 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
     suite.add("failed or unchanged updates", failed, "trials", target="0")
 
 
-def _settle(limit: float = 10.0) -> dict[str, int]:
-    """Process status once the thread count has stopped changing for 1 s (bounded)."""
-    gc.collect()
-    last = process_status()
-    stable_since = time.monotonic()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.0:
-        time.sleep(0.1)
-        now = process_status()
-        if now["os_threads"] != last["os_threads"]:
-            stable_since = time.monotonic()
-        last = now
-    gc.collect()
-    return process_status()
-
-
 def _rebuilds(suite: Suite, dns_server: Any, fleet: list[Backend], rebuilds: int) -> None:
     for b in fleet:
         dns_server.add_pod("rebuild", NS, b.host)
@@ -196,11 +180,11 @@ def _rebuilds(suite: Suite, dns_server: Any, fleet: list[Backend], rebuilds: int
         for _ in range(30):
             channel.rebuild()
             demo(b"", timeout=5)
-        before = _settle()
+        before = settled_status()
         walls, _ = timed(channel.rebuild, rebuilds)
         for _ in range(10):
             demo(b"", timeout=5)
-        after = _settle()
+        after = settled_status()
         generation = channel.generation
     suite.note(
         f"rebuilds: {rebuilds} rebuilds (generation {generation}); before/after measured once "

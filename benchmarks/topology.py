@@ -132,7 +132,7 @@ def run(quick: bool) -> Suite:
                 cell="0 (kube-proxy's rule, not measured)",
             )
             _native(suite, dns_server, port, calls)
-            _kuberesolver(suite, kube, port, calls, Path(tmp))
+            _kuberesolver(suite, kube, port, calls)
             _dnsbalance(suite, kube, kubeconfig, hosts, port, calls, trials)
         finally:
             for backend in backends:
@@ -161,8 +161,8 @@ def _native(suite: Suite, dns_server: Any, port: int, calls: int) -> None:
     )
 
 
-def _kuberesolver(suite: Suite, kube: FakeKubernetesAPI, port: int, calls: int, tmp: Path) -> None:
-    binary, why = build(tmp)
+def _kuberesolver(suite: Suite, kube: FakeKubernetesAPI, port: int, calls: int) -> None:
+    binary, why = build()
     if binary is None:
         suite.note(f"kuberesolver column skipped: {why}")
         return

@@ -6,6 +6,11 @@ short-lived daemon thread per UDP query and per TCP connection (at most
 The records live in an immutable snapshot swapped under a lock by :meth:`replace`;
 queries read the current snapshot without locking.
 
+No thread polls: the two listeners block, without a timeout, until their socket or a
+wake-up socket is readable, and a TCP connection's thread until its next bytes or its
+deadline. :meth:`close` writes to the wake-up socket and shuts the open connections
+down, so an idle server never wakes and a close returns as soon as the threads end.
+
 What it answers (no recursion, no CNAME chasing, wildcards, delegation or zone transfer):
 
 - outside the zone: REFUSED;
@@ -28,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import select
 import socket
 import struct
 import threading
@@ -64,11 +70,11 @@ __all__ = ["ZoneResponder"]
 
 logger = logging.getLogger(__name__)
 
-_POLL = 0.1  # seconds between checks of the stop event in blocking socket calls
+_ERROR_PAUSE = 0.1  # after a socket error (EMFILE, ICMP ...), cut short by close()
 _JOIN_TIMEOUT = 1.0  # close() waits this long, in total, for the threads
 _MAX_HANDLERS = 64  # concurrent UDP queries + TCP connections
 _MAX_TCP_QUERIES = 10_000  # per connection
-_TCP_READ_TIMEOUT = 2.0  # to read one message once its first byte arrived
+_TCP_READ_TIMEOUT = 2.0  # to read one message once its first byte arrived, or send a reply
 _BIND_ATTEMPTS = 20  # port=0: tries to find a port free for both UDP and TCP
 
 
@@ -113,6 +119,9 @@ class ZoneResponder:
         self._state: Literal["new", "running", "closed"] = "new"
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
+        # close() writes to the second; the listeners wait for the first to be readable
+        self._waker: tuple[socket.socket, socket.socket] | None = None
+        self._connections: set[socket.socket] = set()  # open TCP connections, under _lock
         self._threads: set[threading.Thread] = set()
         self._handlers = threading.BoundedSemaphore(_MAX_HANDLERS)
         self._serial = int(time.time()) & 0xFFFFFFFF
@@ -128,33 +137,56 @@ class ZoneResponder:
             if self._state == "running":
                 raise RuntimeError(f"{self!r} is already started")
             self._udp, self._tcp = self._bind()
+            try:
+                self._waker = socket.socketpair()
+            except OSError:
+                self._udp.close()
+                self._tcp.close()
+                raise
             self._port = self._udp.getsockname()[1]
             self._state = "running"
             self._snapshot = build_snapshot(  # the ns.dns address is known now
                 self._origin, self._ttl, self._serial, self._snapshot.user, self._ns_address()
             )
-        self._spawn(self._serve_udp, "udp", self._udp, tracked=False)
-        self._spawn(self._serve_tcp, "tcp", self._tcp, tracked=False)
+        self._spawn(self._listen, "udp", self._udp, self._receive_udp, tracked=False)
+        self._spawn(self._listen, "tcp", self._tcp, self._accept_tcp, tracked=False)
         logger.debug("serving zone %s on %s", self._origin, self.address)
         return self
 
     def close(self) -> None:
-        """Stop serving, close the sockets and join the threads (1 s at most). Idempotent."""
+        """Stop serving: wake the threads, join them (1 s at most) and close the sockets.
+
+        Idempotent. The sockets are closed even when the wait is interrupted (a signal's
+        exception), and close() may run on one of the server's own threads (a channel's
+        finalizer can run on any thread): that one is not waited for.
+        """
         with self._lock:
             if self._state == "closed":
                 return
             self._state = "closed"
-        self._stop.set()
+            self._stop.set()  # under the lock: a connection registers before, or sees it
+            if self._waker is not None:
+                with contextlib.suppress(OSError):
+                    self._waker[1].send(b"\0")  # never read: readable for every listener
+            for conn in self._connections:
+                with contextlib.suppress(OSError):  # already reset by the peer
+                    conn.shutdown(socket.SHUT_RDWR)  # its recv() or sendall() returns
+        try:
+            self._join_threads()
+        finally:
+            for sock in (self._udp, self._tcp, *(self._waker or ())):
+                if sock is not None:
+                    sock.close()
+
+    def _join_threads(self) -> None:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        current = threading.current_thread()
         while (remaining := deadline - time.monotonic()) > 0:
             with self._lock:
-                threads = list(self._threads)
+                threads = [t for t in self._threads if t is not current]
             if not threads:
-                break
+                return
             threads[0].join(remaining)
-        for sock in (self._udp, self._tcp):
-            if sock is not None:
-                sock.close()
 
     def __enter__(self) -> Self:
         if self._state == "new":
@@ -331,8 +363,8 @@ class ZoneResponder:
                 tcp.close()
                 last = exc
                 continue
-            udp.settimeout(_POLL)
-            tcp.settimeout(_POLL)
+            udp.setblocking(False)  # read only when poll() says so
+            tcp.setblocking(False)
             return udp, tcp
         assert last is not None
         raise OSError(
@@ -367,18 +399,32 @@ class ZoneResponder:
             if tracked:
                 self._handlers.release()
 
-    def _serve_udp(self, sock: socket.socket) -> None:
-        while not self._stop.is_set():
+    def _listen(self, sock: socket.socket, receive: Callable[[socket.socket], None]) -> None:
+        """``receive(sock)`` each time ``sock`` is readable, until close() wakes us.
+
+        Blocks in poll() without a timeout: an idle server never wakes up."""
+        assert self._waker is not None
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(self._waker[0], select.POLLIN)
+        while True:
+            poller.poll()
+            if self._stop.is_set():
+                return
             try:
-                wire, peer = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
+                receive(sock)
+            except (BlockingIOError, InterruptedError):
+                continue  # taken by nobody else, but a datagram or peer may be gone already
             except OSError:
                 if self._stop.is_set():
                     return
-                time.sleep(_POLL)  # e.g. ICMP errors surfacing; bounded by the stop event
-                continue
-            self._spawn(self._answer_udp, "udp-query", sock, wire, peer)
+                # e.g. ICMP errors surfacing, EMFILE: a pause, not a busy loop
+                if self._stop.wait(_ERROR_PAUSE):
+                    return
+
+    def _receive_udp(self, sock: socket.socket) -> None:
+        wire, peer = sock.recvfrom(65535)
+        self._spawn(self._answer_udp, "udp-query", sock, wire, peer)
 
     def _answer_udp(self, sock: socket.socket, wire: bytes, peer: tuple[str, int]) -> None:
         reply = self._handle(wire, tcp=False)
@@ -386,53 +432,61 @@ class ZoneResponder:
             with contextlib.suppress(OSError):
                 sock.sendto(reply, peer)
 
-    def _serve_tcp(self, sock: socket.socket) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                time.sleep(_POLL)
-                continue
-            if not self._spawn(self._serve_connection, "tcp-conn", conn):
-                conn.close()
+    def _accept_tcp(self, sock: socket.socket) -> None:
+        conn, _ = sock.accept()
+        try:
+            spawned = self._spawn(self._serve_connection, "tcp-conn", conn)
+        except BaseException:
+            conn.close()
+            raise
+        if not spawned:
+            conn.close()
 
     def _serve_connection(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(_POLL)
-            for _ in range(_MAX_TCP_QUERIES):
-                idle_deadline = time.monotonic() + self._tcp_idle_timeout
-                head = self._recv_exact(conn, 2, idle_deadline)
-                if head is None:
-                    return
-                (length,) = struct.unpack("!H", head)
-                wire = self._recv_exact(conn, length, time.monotonic() + _TCP_READ_TIMEOUT)
-                if wire is None:
-                    return
-                reply = self._handle(wire, tcp=True)
-                if reply is None:
-                    continue
+            with self._lock:
                 if self._stop.is_set():
                     return
-                try:
-                    conn.sendall(struct.pack("!H", len(reply)) + reply)
-                except OSError:
-                    return
+                self._connections.add(conn)  # close() shuts it down from now on
+            try:
+                self._converse(conn)
+            finally:
+                with self._lock:  # before the socket closes: close() never shuts a closed one
+                    self._connections.discard(conn)
+
+    def _converse(self, conn: socket.socket) -> None:
+        for _ in range(_MAX_TCP_QUERIES):
+            idle_deadline = time.monotonic() + self._tcp_idle_timeout
+            head = self._recv_exact(conn, 2, idle_deadline)
+            if head is None:
+                return
+            (length,) = struct.unpack("!H", head)
+            wire = self._recv_exact(conn, length, time.monotonic() + _TCP_READ_TIMEOUT)
+            if wire is None:
+                return
+            reply = self._handle(wire, tcp=True)
+            if reply is None:
+                continue
+            if self._stop.is_set():
+                return
+            try:
+                conn.settimeout(_TCP_READ_TIMEOUT)  # a client that never reads lets go
+                conn.sendall(struct.pack("!H", len(reply)) + reply)
+            except OSError:
+                return
 
     def _recv_exact(self, conn: socket.socket, size: int, deadline: float) -> bytes | None:
-        """``size`` bytes, or None on EOF, error, stop or deadline."""
+        """``size`` bytes, or None on EOF (close() shuts the connection down), error or
+        deadline."""
         buf = bytearray()
         while len(buf) < size:
-            if self._stop.is_set() or time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
                 return None
             try:
+                conn.settimeout(remaining)
                 chunk = conn.recv(size - len(buf))
-            except TimeoutError:
-                continue
-            except OSError:
+            except OSError:  # TimeoutError included: the deadline passed
                 return None
             if not chunk:
                 return None

@@ -1,7 +1,8 @@
 """The real kuberesolver v3.1.1 (Go, Debian's package) against FakeKubernetesAPI: the
 fake's core/v1 Endpoints are what kuberesolver needs, and the benchmark's client works.
-Needs go and Debian's Go sources (scripts/check installs them as root); skips without
-them, fails under CI=true."""
+Needs go (on PATH or in /usr/local/go) and Debian's Go sources (scripts/check installs
+them as root and builds the client into ~/.cache/dnsbalance/kuberesolver); skips
+without them, fails under CI=true."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._common import Recorder
-from benchmarks._kuberesolver import APT_LINE, GoClient, build
+from benchmarks._kuberesolver import GoClient, build
 from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits.backends import Fleet, wait_until
 
@@ -21,12 +22,12 @@ NS = "app"
 
 
 @pytest.fixture(scope="module")
-def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path, why = build(tmp_path_factory.mktemp("go"))
+def binary() -> Path:
+    path, why = build()  # cached: built once per main.go, Go version and Debian sources
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"kuberesolver client not built: {why}")
-        pytest.skip(f"kuberesolver client not built: {why} ({APT_LINE})")
+        pytest.skip(f"kuberesolver client not built: {why}")
     return path
 
 
