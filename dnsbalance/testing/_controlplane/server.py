@@ -195,9 +195,17 @@ class ControlPlane(ClusterObjects):
         return client.ApiClient(configuration)
 
     def write_kubeconfig(
-        self, path: str | Path, *, token: str, namespace: str = "default", user: str = "user"
+        self,
+        path: str | Path,
+        *,
+        token: str | None = None,
+        namespace: str = "default",
+        user: str = "user",
     ) -> Path:
-        """A kubeconfig at ``path`` that authenticates with ``token``."""
+        """A kubeconfig at ``path`` that authenticates with ``token`` (default: the admin
+        token) and whose context's namespace is ``namespace``."""
+        if token is None:
+            token = self._admin_token
         config = {
             "apiVersion": "v1",
             "kind": "Config",
