@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, CoreV1Api, DiscoveryV1Api
+from kubernetes.client import ApiClient, CoreV1Api, DiscoveryV1Api, V1DeleteOptions
 from kubernetes.client.exceptions import ApiException
 
 from dnsbalance.testing import FakeKubernetesAPI
@@ -103,3 +103,61 @@ def test_protobuf_bodies_are_refused(api: FakeKubernetesAPI) -> None:
     assert json.loads(info.value.read())["reason"] == "UnsupportedMediaType"
     info.value.close()
     assert api.objects("Service", NS) == []
+
+
+def _delete(api: FakeKubernetesAPI, name: str, *, query: str = "", body: bytes | None) -> int:
+    request = urllib.request.Request(
+        f"{api.url}/api/v1/namespaces/{NS}/services/{name}{query}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="DELETE",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+def test_delete_options_come_from_the_body_when_there_is_one(api: FakeKubernetesAPI) -> None:
+    """Issue 22 item 1: kube-apiserver's DeleteResource (handlers/delete.go) decodes
+    DeleteOptions from the body when the body is not empty (``len(body) > 0``), and
+    only from the query parameters when it is: a DELETE with a body and ``?dryRun=All``
+    really deletes."""
+    for name in ("query-only", "body-dry", "body-wins", "empty-options"):
+        api.put(api.service(name, NS, ports=[80]))
+    assert _delete(api, "query-only", query="?dryRun=All", body=None) == 200
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "dryRun": ["All"]}
+    assert _delete(api, "body-dry", body=json.dumps(options).encode()) == 200
+    plain = {"apiVersion": "v1", "kind": "DeleteOptions"}
+    assert _delete(api, "body-wins", query="?dryRun=All", body=json.dumps(plain).encode()) == 200
+    assert _delete(api, "empty-options", query="?dryRun=All", body=b"{}") == 200
+    assert sorted(s["metadata"]["name"] for s in api.objects("Service", NS)) == [
+        "body-dry",
+        "query-only",
+    ]
+    # The same through the official client: a body and dry_run= is a real delete.
+    api.put(api.service("client-body", NS, ports=[80]))
+    with api.api_client() as client:
+        CoreV1Api(client).delete_namespaced_service(
+            "client-body", NS, body=V1DeleteOptions(), dry_run="All"
+        )
+        CoreV1Api(client).delete_namespaced_service("query-only", NS, dry_run="All")
+        CoreV1Api(client).delete_namespaced_service(
+            "body-dry", NS, body=V1DeleteOptions(dry_run=["All"])
+        )
+    assert sorted(s["metadata"]["name"] for s in api.objects("Service", NS)) == [
+        "body-dry",
+        "query-only",
+    ]
+
+
+def test_a_dry_run_delete_of_a_held_object_answers_what_would_happen(
+    api: FakeKubernetesAPI,
+) -> None:
+    """A dry-run DELETE of an object with finalizers answers it with deletionTimestamp
+    set, as the registry's graceful-deletion update would, and stores nothing."""
+    before = api.put(lb_service("edge"))
+    with api.api_client() as client:
+        answer = CoreV1Api(client).delete_namespaced_service(
+            "edge", NS, body=V1DeleteOptions(dry_run=["All"])
+        )
+    assert answer.metadata.deletion_timestamp is not None
+    assert api.get_object("Service", NS, "edge") == before

@@ -43,8 +43,12 @@ Served
   ``spec.ports`` by ``port`` and honours ``$patch: delete``/``replace``; other lists are
   replaced (right for EndpointSlice ``endpoints``/``ports``, which are atomic). Server-side
   apply (``apply-patch+yaml``) answers 415.
-- ``dryRun=All`` (query, or DeleteOptions ``dryRun``) on create/update/patch/delete runs
-  defaulting, validation and allocation and answers as if done, storing nothing.
+- ``dryRun=All`` on create/update/patch/delete runs defaulting, validation and
+  allocation and answers as if done, storing nothing (a held delete answers the object
+  with ``deletionTimestamp`` set). Where it is read: the query for create, update and
+  patch; for DELETE, as ``handlers/delete.go``, the body's DeleteOptions when the body is
+  not empty (``{}`` counts: the query is then ignored, ``?dryRun=All`` included), the
+  query only when there is no body.
 - Services: defaults as the v1 defaulters; ``spec.clusterIP``/``clusterIPs`` allocated
   from 10.96.0.0/12 (sequentially from 10.96.0.11, IPv4 only) unless headless (``None``)
   or ExternalName; a requested IP must be free and in range; nodePorts 30000-32767 for

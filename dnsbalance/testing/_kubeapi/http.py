@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
-from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
+from .query import client_gone, delete_options, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
 from .status import (
@@ -274,30 +274,31 @@ class Dispatcher:
                 limit=int_param(query, "limit"),
                 continue_token=query.get("continue", ""),
             )
+        if found.verb == "delete":
+            dry_run, pre = delete_options(query, raw)
+            return 200, self.store.delete(res, ns, name, preconditions=pre, dry_run=dry_run)
         body = parse_json(raw) if raw else {}
-        dry_run = dry_run_of(query, body if found.verb == "delete" else {})
+        dry_run = dry_run_of(query)
         if found.verb == "create":
             return 201, self.store.create(res, ns, body, dry_run=dry_run)
         if found.verb == "update":
             return 200, self.store.update(res, ns, name, body, dry_run=dry_run)
-        if found.verb == "patch":
-            media = (ctype or "").split(";")[0].strip()
-            if media not in _PATCH_TYPES:
-                raise StatusError(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": f"the body of the request was in an unknown format - "
-                        f"accepted media types include: {', '.join(_PATCH_TYPES)}",
-                        "reason": "UnsupportedMediaType",
-                        "code": 415,
-                    }
-                )
-            return 200, self.store.patch(res, ns, name, media, body, dry_run=dry_run)
-        pre = body.get("preconditions") if isinstance(body, dict) else None
-        return 200, self.store.delete(res, ns, name, preconditions=pre, dry_run=dry_run)
+        # the one verb left: patch
+        media = (ctype or "").split(";")[0].strip()
+        if media not in _PATCH_TYPES:
+            raise StatusError(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f"the body of the request was in an unknown format - "
+                    f"accepted media types include: {', '.join(_PATCH_TYPES)}",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                }
+            )
+        return 200, self.store.patch(res, ns, name, media, body, dry_run=dry_run)
 
     def _review(self, body: Any) -> JSON:
         spec = body.get("spec") if isinstance(body, dict) else None

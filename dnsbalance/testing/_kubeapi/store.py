@@ -234,11 +234,13 @@ class Store:
             if current["metadata"].get("finalizers"):
                 # As the registry's Store.Delete: finalizers hold the object; DELETE only
                 # sets deletionTimestamp (once) and answers the object, not a Status.
+                # A dry run answers the object as that update would make it, storing nothing.
                 held = copy.deepcopy(current)
-                if not held["metadata"].get("deletionTimestamp") and not dry_run:
+                if not held["metadata"].get("deletionTimestamp"):
                     held["metadata"]["deletionTimestamp"] = timestamp_now()
                     held["metadata"]["deletionGracePeriodSeconds"] = 0
-                    self._commit(res, "MODIFIED", held, current)
+                    if not dry_run:
+                        self._commit(res, "MODIFIED", held, current)
                 return copy.deepcopy(held)
             gone = copy.deepcopy(current)
             if not dry_run:
