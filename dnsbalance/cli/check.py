@@ -176,7 +176,7 @@ def _check_api(
 
 def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
     try:
-        facts.service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+        facts.service = ServiceAPI(api_client, target.namespace).get(target.service)
     except KubernetesError as exc:
         if exc.status == 404:
             facts.add(

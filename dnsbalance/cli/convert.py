@@ -195,16 +195,19 @@ def _twin_port(port: Mapping[str, Any]) -> JSON:
     }
 
 
-def plan_replace(service: Any, *, force: bool = False, strict: bool = False) -> Plan:
+def plan_replace(
+    service: Any, *, force: bool = False, strict: bool = False, preview: bool = False
+) -> Plan:
     """The headless replacement of ``service``; raises ConversionError for ExternalName, and
-    for NodePort/LoadBalancer (or externalIPs) unless ``force``. ``strict``: refuse
-    unknown fields (see :func:`check_service`)."""
+    for NodePort/LoadBalancer (or externalIPs) unless ``force`` or ``preview`` (a preview
+    shows what a forced run would do, with a warning). ``strict``: refuse unknown fields
+    (see :func:`check_service`)."""
     original, unknown = _common_checks(service, strict)
     if is_headless(original):
         return _already(original, "replace")
     lost = _exposure(original)
     kind = service_type(original)
-    if lost and not force:
+    if lost and not force and not preview:
         what = (
             f"{describe(original)} is a {kind} Service"
             if kind in EXPOSED_TYPES
@@ -227,8 +230,13 @@ def plan_replace(service: Any, *, force: bool = False, strict: bool = False) -> 
     result["spec"] = spec
     warnings = _usage_warnings(original, str(original["metadata"]["name"]))
     warnings.extend(unknown)
-    if lost:
+    if lost and force:
         warnings.append(f"{describe(original)}: --force: the replacement loses {'; '.join(lost)}")
+    elif lost:
+        warnings.append(
+            f"{describe(original)}: the replacement would lose {'; '.join(lost)}; the real "
+            "run refuses this without --force"
+        )
     return Plan(
         strategy="replace",
         original=original,
@@ -289,7 +297,11 @@ class _Slot:
 
 
 def convert_documents(
-    documents: Sequence[Document], *, strategy: Strategy, force: bool = False
+    documents: Sequence[Document],
+    *,
+    strategy: Strategy,
+    force: bool = False,
+    preview: bool = False,
 ) -> ManifestResult:
     """Convert every core/v1 Service of a manifest, pass everything else through.
 
@@ -332,7 +344,9 @@ def convert_documents(
             if key in services and key[1]:
                 raise ConversionError(f"{slot.where}: {describe(slot.obj)} appears twice")
             services[key] = slot
-    plans, warnings, converted = _plans(flat, services, strategy=strategy, force=force)
+    plans, warnings, converted = _plans(
+        flat, services, strategy=strategy, force=force, preview=preview
+    )
     output: list[Any] = []
     for doc, items in slots:
         if items is None:
@@ -353,6 +367,7 @@ def _plans(
     *,
     strategy: Strategy,
     force: bool,
+    preview: bool,
 ) -> tuple[dict[int, list[Any]], list[str], int]:
     """For each slot (by id) the objects to emit instead of it; warnings; how many
     Services were converted."""
@@ -372,7 +387,7 @@ def _plans(
                 )
                 continue
             if strategy == "replace":
-                plan = plan_replace(slot.obj, force=force, strict=True)
+                plan = plan_replace(slot.obj, force=force, strict=True, preview=preview)
             else:
                 plan = plan_twin(slot.obj, strict=True)
         except ConversionError as exc:

@@ -96,7 +96,8 @@ Served
   UnsupportedMediaType: this fake decodes JSON only, and says so as the server does
   for a media type it does not accept.
 - Faults: :meth:`fail_next` (the next n matching requests get that code and a Status,
-  ``InternalError`` for 500; 429 always with ``Retry-After``), :meth:`clear_failures`,
+  ``InternalError`` for 500; 429 always with ``Retry-After``; ``dry_run=True``/``False``
+  matches only dry-run or only real writes), :meth:`clear_failures`,
   :meth:`delay` (sleep before answering). A watch denied while list is allowed:
   ``deny("watch", "endpointslices")``. Order per request:
   delay, authentication, authorization, injected failure, then the real work.

@@ -75,6 +75,7 @@ class _Failure:
     verb: str | None
     resource: str | None
     retry_after: int | None = None
+    dry_run: bool | None = None
 
 
 class Injected(NamedTuple):
@@ -153,6 +154,7 @@ class Faults:
         verb: str | None,
         resource: str | None,
         retry_after: int | None = None,
+        dry_run: bool | None = None,
     ) -> None:
         if n < 0:
             raise ValueError("n must be >= 0")
@@ -160,17 +162,21 @@ class Faults:
             retry_after = 1  # API Priority and Fairness and max-in-flight always send one
         with self._lock:
             if n:
-                self._failures.append(_Failure(n, code, verb, resource, retry_after))
+                self._failures.append(_Failure(n, code, verb, resource, retry_after, dry_run))
 
     def clear_failures(self) -> None:
         with self._lock:
             self._failures.clear()
 
-    def take_failure(self, verb: str | None, resource: str | None) -> Injected | None:
+    def take_failure(
+        self, verb: str | None, resource: str | None, *, dry_run: bool = False
+    ) -> Injected | None:
         """Consume one matching injected failure."""
         with self._lock:
             for failure in self._failures:
                 if failure.verb not in (None, verb) or failure.resource not in (None, resource):
+                    continue
+                if failure.dry_run not in (None, dry_run):
                     continue
                 failure.remaining -= 1
                 if failure.remaining <= 0:

@@ -54,6 +54,17 @@ def _dump(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _is_dry_run(found: Route, query: dict[str, str], raw: bytes) -> bool:
+    """Whether a write is a dry run, for matching injected failures (a malformed one is
+    not: it fails later with its own error)."""
+    try:
+        if found.verb == "delete":
+            return delete_options(query, raw)[0]
+        return found.verb in ("create", "update", "patch") and dry_run_of(query)
+    except StatusError:
+        return False
+
+
 class HTTPServer(ThreadingHTTPServer):
     """A threading HTTP server whose connection threads are named, tracked and joined."""
 
@@ -198,7 +209,9 @@ class Dispatcher:
             if not self.faults.authenticated(h.headers.get("Authorization")):
                 raise unauthorized()
             self._authorize(found)
-            injected = self.faults.take_failure(found.verb, found.resource)
+            injected = self.faults.take_failure(
+                found.verb, found.resource, dry_run=_is_dry_run(found, query, raw)
+            )
             if injected is not None:
                 error = status_for_code(injected.code)
                 if injected.retry_after is not None:
