@@ -501,11 +501,11 @@ def test_check_all_ok_then_failures_with_fixes(
     ]
     assert out.splitlines()[-1] == "7 ok, 0 warn, 0 fail"
 
-    kube.deny("watch", "endpointslices", namespace=NS)
+    kube.deny("list", "endpointslices", namespace=NS)
     monkeypatch.setenv("GRPC_DNS_RESOLVER", "native")
     code, out, _ = run(*args)
     assert code == 1
-    assert "fail  rbac: this identity cannot watch endpointslices.discovery.k8s.io" in out
+    assert "fail  rbac: this identity cannot list endpointslices.discovery.k8s.io" in out
     assert "      fix: apply manifests/rbac.yaml" in out
     assert "warn  grpc-resolver: native" in out
     assert "fix: unset GRPC_DNS_RESOLVER" in out
@@ -536,8 +536,8 @@ def test_check_finds_a_clusterip_service_and_unnamed_ports(
     assert "is not headless" in out
     assert f"fix: dnsbalance convert-service {unique_service} -n {NS}" in out
     assert (
-        "warn  ports: port 8000 is no target port of the Service (8000 is a Service port: "
-        "pods listen on 50051)" in out
+        "warn  ports: 8000 is the Service's port, not the pods' (targetPort 50051, the "
+        "pods'): it works through the cluster IP, but once the Service is headless" in out
     )
     code, out, _ = run("check", "nothing.app:grpc", "--nameserver", embedded_dns.address)
     assert code == 1
