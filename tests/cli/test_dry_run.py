@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dnsbalance import parse_target
 from dnsbalance.cli.service_api import ServiceAPI
 from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits import NS
@@ -225,3 +226,21 @@ def test_a_server_that_ignores_the_dry_run_gets_the_service_back(
     back = cluster.service("web")
     assert back is not None
     assert back["spec"] == original["spec"]
+
+
+def test_a_port_named_by_kubectl_create_service_converts(cluster: Cluster) -> None:
+    """Issue 22 item 5: `kubectl create service clusterip kc --tcp=8000:50051` names its
+    port 8000-50051, a valid Service port name (DNS-1123 label); convert-service takes it
+    and prints a target that parses."""
+    cluster.create_service(
+        FakeKubernetesAPI.service(
+            "kc", NS, ports=[("8000-50051", 8000, 50051)], selector={"app": "kc"}
+        )
+    )
+    code, out, err = convert(cluster.kubeconfig, "kc")
+    assert code == 0, err
+    assert "target for dnsbalance: kc-headless.app:8000-50051" in out
+    assert parse_target("kc-headless.app:8000-50051").port == "8000-50051"
+    twin = cluster.service("kc-headless")
+    assert twin is not None
+    assert twin["spec"]["ports"][0]["name"] == "8000-50051"

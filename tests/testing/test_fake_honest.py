@@ -161,3 +161,32 @@ def test_a_dry_run_delete_of_a_held_object_answers_what_would_happen(
         )
     assert answer.metadata.deletion_timestamp is not None
     assert api.get_object("Service", NS, "edge") == before
+
+
+def test_service_port_names_are_dns_labels_and_target_port_names_iana(
+    api: FakeKubernetesAPI,
+) -> None:
+    """validateServicePort: ports[].name is ValidateDNS1123Label, a string targetPort is
+    IsValidPortName (IANA_SVC_NAME: at most 15 characters, a letter, no '--')."""
+    kc = api.put(api.service("kc", NS, ports=[("8000-50051", 8000, 50051)], selector={"a": "b"}))
+    assert kc["spec"]["ports"][0]["name"] == "8000-50051"
+    api.put(api.service("long", NS, ports=[("a-rather-long-service-port-name", 80)]))
+    with pytest.raises(FakeKubernetesAPI.StatusError) as info:
+        api.put(api.service("bad", NS, ports=[("x" * 64, 80)]))
+    assert info.value.status["details"]["causes"][0] == {
+        "reason": "FieldValueInvalid",
+        "message": f'Invalid value: "{"x" * 64}": must be no more than 63 characters',
+        "field": "spec.ports[0].name",
+    }
+    with pytest.raises(FakeKubernetesAPI.StatusError) as info:
+        api.put(api.service("bad", NS, ports=[("grpc", 80, "a-very-long-name")]))
+    assert info.value.status["details"]["causes"][0] == {
+        "reason": "FieldValueInvalid",
+        "message": 'Invalid value: "a-very-long-name": must be no more than 15 characters',
+        "field": "spec.ports[0].targetPort",
+    }
+    with pytest.raises(FakeKubernetesAPI.StatusError) as info:
+        api.put(api.service("bad", NS, ports=[("grpc", 80, "8000-50051")]))
+    assert info.value.status["details"]["causes"][0]["message"] == (
+        'Invalid value: "8000-50051": must contain at least one letter (a-z)'
+    )
