@@ -3,8 +3,11 @@
 clusterIP is immutable, so there are two ways (see the ``kubernetes-facts`` notes):
 
 - **twin** (default): a second Service ``<name>-headless`` with the same selector, ports
-  (names, protocols, target ports), ``publishNotReadyAddresses`` and labels,
-  ``clusterIP: None``, and the annotation ``dnsbalance.io/mirrors: <name>``. The original
+  (names, protocols, target ports), labels and the fields that shape its endpoints
+  (``publishNotReadyAddresses``, IP families, ``trafficDistribution``,
+  ``internalTrafficPolicy``, the topology-mode annotations: see
+  :data:`.service_edits.TWIN_SPEC_FIELDS`), ``clusterIP: None``, and the annotation
+  ``dnsbalance.io/mirrors: <name>``. The original
   is untouched, so nothing ever stops resolving. :func:`plan_twin`.
 - **replace**: the Service itself, deleted and created again headless.
   :func:`plan_replace` builds the new object from
@@ -33,8 +36,10 @@ from dnsbalance._exceptions import ConversionError
 from .manifests import Document
 from .service_edits import (
     MIRRORS_ANNOTATION,
+    TWIN_SPEC_FIELDS,
     check_twin_owner,
     clean_for_recreate,
+    twin_annotations,
 )
 from .service_spec import (
     EXPOSED_TYPES,
@@ -69,8 +74,9 @@ Strategy = Literal["twin", "replace"]
 TWIN_SUFFIX = "-headless"
 
 
-# What a twin copies: the rest (node ports, load balancer, affinity) stays with the original.
-_TWIN_SPEC_FIELDS = ("publishNotReadyAddresses", "ipFamilies", "ipFamilyPolicy")
+# What a twin copies (see TWIN_SPEC_FIELDS in service_edits); the rest (node ports, load
+# balancer, session affinity: kube-proxy features a headless Service does not use) stays
+# with the original.
 _TWIN_PORT_FIELDS = ("name", "protocol", "port", "targetPort", "appProtocol")
 
 
@@ -173,14 +179,14 @@ def plan_twin(service: Any, *, twin_name: str | None = None, strict: bool = Fals
     labels = metadata_of(original).get("labels")
     if labels:
         metadata["labels"] = dict(labels)
-    metadata["annotations"] = {MIRRORS_ANNOTATION: name}
+    metadata["annotations"] = {MIRRORS_ANNOTATION: name, **twin_annotations(original)}
     spec: JSON = {"type": "ClusterIP", "clusterIP": "None"}
     for key, value in spec_of(original).items():  # in the original's order
         if key == "selector" and value:
             spec[key] = dict(value)
         elif key == "ports" and value:
             spec[key] = [_twin_port(p) for p in ports_of(original)]
-        elif key in _TWIN_SPEC_FIELDS and value is not None:
+        elif key in TWIN_SPEC_FIELDS and value is not None:
             spec[key] = copy.deepcopy(value)
     result = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
     warnings = _usage_warnings(original, twin)
