@@ -30,12 +30,20 @@ from typing import Any
 
 from dnsbalance._exceptions import ConfigError, ConversionError, KubernetesError
 
-from .backup import backup_name, can_write_into, read_backup, write_backup, write_headless
+from .backup import (
+    backup_name,
+    can_write_into,
+    read_backup,
+    write_backup,
+    write_endpoints,
+    write_headless,
+)
 from .convert import plan_replace
 from .convert_access import rbac_hint
 from .convert_run import ConvertResult, Run, target_hint
 from .service_api import JSON
 from .service_edits import restore_copy
+from .service_spec import describe, selector_of
 
 __all__ = ["replace"]
 
@@ -51,6 +59,7 @@ def replace(run: Run, original: JSON) -> ConvertResult:
         run.step(plan.message)
         return run.result(original, "unchanged", objects=(original,), before=(original,))
     run.warn(plan.warnings)
+    endpoints = _endpoints_at_stake(run, original) if not selector_of(original) else None
     replacement = plan.result
     replacement["metadata"]["namespace"] = run.namespace
     _drop_lb_finalizer(replacement)
@@ -74,6 +83,20 @@ def replace(run: Run, original: JSON) -> ConvertResult:
         run.step(f"nothing was changed: service/{name} is as it was")
         return run.result(original, "failed", ok=False, objects=(original,), **common)
     run.step(f"backup of service/{name} written to {backup}", loud=True)
+    restore_endpoints = None
+    if endpoints is not None:
+        try:
+            saved = write_endpoints(endpoints, backup)
+        except OSError as exc:
+            run.step(f"cannot save Endpoints/{name} next to the backup: {exc}")
+            run.step(f"nothing was changed: service/{name} is as it was")
+            return run.result(original, "failed", ok=False, objects=(original,), **common)
+        run.step(f"Endpoints/{name} saved to {saved}", loud=True)
+        restore_endpoints = (
+            f"Endpoints/{name}: the endpoints controller deletes it once it sees the old "
+            f"Service gone; when `kubectl get endpoints {name} -n {run.namespace}` says "
+            f"NotFound, create it again: kubectl create -f {saved}"
+        )
     run.step(
         f"warning: {name}.{run.namespace} does not resolve between the delete and the "
         "create (a short NXDOMAIN window), and clients keep the old cluster IP until "
@@ -104,6 +127,8 @@ def replace(run: Run, original: JSON) -> ConvertResult:
         run.step(f"creating the headless service/{name} failed: {exc}", loud=True)
         restored, how = _rollback(run, read_backup(backup, original))
         run.step(how, loud=True)
+        if restore_endpoints is not None:
+            run.step(restore_endpoints, loud=True)
         return run.result(
             original,
             "rolled back" if restored is not None else "failed",
@@ -116,9 +141,76 @@ def replace(run: Run, original: JSON) -> ConvertResult:
         f'service/{name} replaced by a headless Service (clusterIP: None) in namespace "'
         f'{run.namespace}"'
     )
+    if restore_endpoints is not None:
+        run.step(restore_endpoints)
     return run.result(
         original, "replaced", objects=(created,), backup=backup, target=target, **common
     )
+
+
+def _endpoints_at_stake(run: Run, original: JSON) -> JSON | None:
+    """The hand-written Endpoints a selector-less Service would lose, or None.
+
+    Deleting a Service makes the endpoints controller delete ``Endpoints/<name>``
+    (syncService: the Service is gone), whoever wrote it, and the mirroring controller
+    the slices it copied from it. Restoring them after the create is not reliable (the
+    controller may delete the restored copy if it acts late, and whoever writes them may
+    write them again), so a real run refuses without ``--force``; with it, they are
+    saved next to the backup. A preview warns."""
+    name = str(original["metadata"]["name"])
+    options = run.options
+    try:
+        endpoints = run.services.find_endpoints(name)
+    except KubernetesError as exc:
+        problem = (
+            f"{describe(original)} has no selector, and Endpoints/{name} cannot be read "
+            f"({exc}): deleting the Service makes the endpoints controller delete it, and "
+            "what it holds cannot be told"
+        )
+        if options.force or options.preview:
+            run.warn([f"{problem}; {'going on (--force)' if options.force else _REFUSES}"])
+            return None
+        raise ConversionError(
+            f"{problem}. Grant get on endpoints (manifests/rbac-convert.yaml does), or pass "
+            "--force to go on"
+        ) from exc
+    if endpoints is None:
+        return None
+    addresses = [
+        str(address.get("ip"))
+        for subset in endpoints.get("subsets") or []
+        for key in ("addresses", "notReadyAddresses")
+        for address in subset.get(key) or []
+        if isinstance(address, dict)
+    ]
+    shown = ", ".join(addresses[:3]) + (
+        f" and {len(addresses) - 3} more" if len(addresses) > 3 else ""
+    )
+    what = (
+        f"{describe(original)} has no selector, and Endpoints/{name} holds {len(addresses)} "
+        f"addresses ({shown or 'none'}) that the cluster did not make from pods: deleting the "
+        f"Service makes the endpoints controller delete Endpoints/{name} (and the mirroring "
+        "controller the EndpointSlices it copied from it), so the headless Service has no "
+        "endpoints until they are written again"
+    )
+    if options.force:
+        run.warn(
+            [
+                f"{what}; --force: they are saved next to the backup, with the command "
+                "that creates them again"
+            ]
+        )
+        return endpoints
+    if options.preview:
+        run.warn([f"{what}; {_REFUSES}"])
+        return endpoints
+    raise ConversionError(
+        f"{what}. Pass --force to accept (dnsbalance saves them next to the backup, with the "
+        "command that creates them again); nothing changed"
+    )
+
+
+_REFUSES = "the real run refuses this without --force"
 
 
 def _drop_lb_finalizer(service: JSON) -> None:

@@ -22,6 +22,8 @@ from kubernetes import client, config
 from dnsbalance.testing import FakeKubernetesAPI
 
 JSON = dict[str, Any]
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
 
 
 @dataclass
@@ -70,6 +72,44 @@ class Cluster:
                 return None
             raise
         return found
+
+    def endpoints(self, name: str) -> JSON | None:
+        """``Endpoints/<name>``, or None."""
+        try:
+            found: JSON = self._call("read_namespaced_endpoints", name, self.namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def write_endpoints(self, name: str, addresses: list[str], port: tuple[str, int]) -> None:
+        """Hand-written Endpoints for a selector-less Service ``name``, and the slices the
+        EndpointSlice mirroring controller makes of them. The fake has no mirroring
+        controller and serves Endpoints as a view of slices, so there the mirrored slice
+        is written and the Endpoints follow from it; a real server gets the Endpoints."""
+        if self.fake is not None:
+            self.fake.apply_slice(
+                f"{name}-mirrored",
+                self.namespace,
+                name,
+                endpoints=addresses,
+                ports=[(port[0], port[1], "TCP")],
+                labels={MANAGED_BY: MIRRORING_CONTROLLER},
+            )
+            return
+        body = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "subsets": [
+                {
+                    "addresses": [{"ip": ip} for ip in addresses],
+                    "ports": [{"name": port[0], "port": port[1], "protocol": "TCP"}],
+                }
+            ],
+        }
+        self._call("create_namespaced_endpoints", self.namespace, body)
 
     def services(self) -> dict[str, JSON]:
         """Every Service of the namespace by name, as listed (uid, resourceVersion and all)."""

@@ -190,3 +190,44 @@ def test_service_port_names_are_dns_labels_and_target_port_names_iana(
     assert info.value.status["details"]["causes"][0]["message"] == (
         'Invalid value: "8000-50051": must contain at least one letter (a-z)'
     )
+
+
+MIRRORED = {"endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}
+
+
+def test_a_selector_less_service_has_endpoints_only_when_written(api: FakeKubernetesAPI) -> None:
+    """No controller makes Endpoints for a Service without a selector: they are written
+    by hand, and the mirroring controller copies them into slices it labels as its own.
+    The fake serves them from those mirrored slices; deleting the Service deletes them
+    (the endpoints controller deletes Endpoints/<name>, the mirroring controller its
+    slices), and leaves other slices alone (the fake then serves an Endpoints view of
+    the slices left, its documented simplification, until they go too)."""
+    api.put(api.service("db", NS, ports=[("pg", 5432)]))
+    with api.api_client() as client:
+        core = CoreV1Api(client)
+
+        def endpoints() -> list[str] | None:
+            try:
+                found = core.read_namespaced_endpoints("db", NS)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return [a.ip for s in found.subsets or () for a in s.addresses or ()]
+
+        assert endpoints() is None
+        api.apply_slice("db-hand", NS, "db", endpoints=["10.9.0.9"], ports=[("pg", 5432, "TCP")])
+        assert endpoints() is None  # a hand-made slice makes no Endpoints
+        api.apply_slice(
+            "db-mirrored",
+            NS,
+            "db",
+            endpoints=["10.9.0.1"],
+            ports=[("pg", 5432, "TCP")],
+            labels=MIRRORED,
+        )
+        assert endpoints() == ["10.9.0.1"]
+        core.delete_namespaced_service("db", NS)
+        assert [s["metadata"]["name"] for s in api.objects("EndpointSlice", NS)] == ["db-hand"]
+        api.delete("EndpointSlice", NS, "db-hand")
+        assert endpoints() is None

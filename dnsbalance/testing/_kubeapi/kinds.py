@@ -279,6 +279,21 @@ def validate_service(obj: Mapping[str, Any]) -> list[FieldError]:
 
 # -- EndpointSlices -------------------------------------------------------------------
 
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
+
+
+def is_mirrored_slice_of(obj: Mapping[str, Any], namespace: str, service: str) -> bool:
+    """A slice the EndpointSlice mirroring controller made from ``Endpoints/<service>``."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return (
+        meta.get("namespace") == namespace
+        and labels.get("kubernetes.io/service-name") == service
+        and labels.get(MANAGED_BY) == MIRRORING_CONTROLLER
+    )
+
+
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 
 
