@@ -235,6 +235,13 @@ def plan_replace(
         spec[key] = value
     result["spec"] = spec
     warnings = _usage_warnings(original, str(original["metadata"]["name"]))
+    finalizers = metadata_of(original).get("finalizers") or []
+    if finalizers:
+        warnings.append(
+            f"{describe(original)}: finalizers not carried to the headless Service: "
+            f"{', '.join(map(str, finalizers))} (whoever set them adds them again if still "
+            "needed)"
+        )
     warnings.extend(unknown)
     if lost and force:
         warnings.append(f"{describe(original)}: --force: the replacement loses {'; '.join(lost)}")

@@ -48,7 +48,6 @@ from .service_spec import describe, selector_of
 __all__ = ["replace"]
 
 WAIT_PROGRESS = 2.0  # seconds between progress lines while a delete is held
-LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 
 
 def replace(run: Run, original: JSON) -> ConvertResult:
@@ -62,7 +61,6 @@ def replace(run: Run, original: JSON) -> ConvertResult:
     endpoints = _endpoints_at_stake(run, original) if not selector_of(original) else None
     replacement = plan.result
     replacement["metadata"]["namespace"] = run.namespace
-    _drop_lb_finalizer(replacement)
     target = target_hint(name, run.namespace, replacement)
     common: dict[str, Any] = {"before": (original,)}
     if options.dry_run == "client":
@@ -211,17 +209,6 @@ def _endpoints_at_stake(run: Run, original: JSON) -> JSON | None:
 
 
 _REFUSES = "the real run refuses this without --force"
-
-
-def _drop_lb_finalizer(service: JSON) -> None:
-    """The cloud controller's finalizer belongs to a load balancer; a headless Service
-    has none, and nothing would ever remove it."""
-    meta = service.get("metadata") or {}
-    finalizers = [f for f in meta.get("finalizers") or [] if f != LB_FINALIZER]
-    if finalizers:
-        meta["finalizers"] = finalizers
-    else:
-        meta.pop("finalizers", None)
 
 
 def _check_create(run: Run, replacement: JSON) -> None:

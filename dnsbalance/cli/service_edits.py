@@ -84,13 +84,17 @@ def clean_for_recreate(service: Mapping[str, Any]) -> JSON:
     """A copy of ``service`` that can be created again as a new object.
 
     Drops the server-set metadata (resourceVersion, uid, creationTimestamp, generation,
-    managedFields, selfLink, deletion fields), the ``last-applied-configuration``
+    managedFields, selfLink, deletion fields), the finalizers (each belongs to whoever
+    set it, for the object it was set on: the cloud controller's load-balancer-cleanup
+    would never be removed from a headless Service), the ``last-applied-configuration``
     annotation, ``status``, ``clusterIP``/``clusterIPs``, and for NodePort and
     LoadBalancer the node ports, ``healthCheckNodePort``, ``externalTrafficPolicy`` and
     the load balancer fields. Keeps selector, ports and their names,
     ``publishNotReadyAddresses``, labels and the other annotations.
     """
-    result = _reassemble(service, _clean_metadata(service, drop_last_applied=True))
+    metadata = _clean_metadata(service, drop_last_applied=True)
+    metadata.pop("finalizers", None)
+    result = _reassemble(service, metadata)
     spec = dict(spec_of(service))
     spec.pop("clusterIP", None)
     spec.pop("clusterIPs", None)

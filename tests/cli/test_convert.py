@@ -116,11 +116,10 @@ def test_clean_for_recreate_drops_exactly_the_listed_fields() -> None:
     )
     fetched["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}
     cleaned = clean_for_recreate(fetched)
-    assert cleaned["metadata"] == {
+    assert cleaned["metadata"] == {  # no finalizer: each belongs to the old object
         "name": "greeter",
         "namespace": "app",
         "labels": {"app": "greeter"},
-        "finalizers": ["service.kubernetes.io/load-balancer-cleanup"],
         "annotations": {"keep": "me"},
     }
     assert cleaned["spec"] == {
