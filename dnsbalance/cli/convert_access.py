@@ -12,7 +12,7 @@ from dnsbalance._kube.client import _kubernetes
 from .convert import (
     Strategy,
 )
-from .service_api import REQUEST_TIMEOUT
+from .service_api import FIELD_MANAGER, REQUEST_TIMEOUT
 
 RBAC_CONVERT_MANIFEST = "manifests/rbac-convert.yaml"
 VERBS: dict[Strategy, tuple[str, ...]] = {
@@ -44,6 +44,7 @@ def access_review(
             body,
             _preload_content=False,
             _request_timeout=REQUEST_TIMEOUT,
+            field_manager=FIELD_MANAGER,
         )
         try:
             answer = json.loads(resp.data)

@@ -16,6 +16,10 @@ REQUEST_TIMEOUT = (5, 30)
 
 # -- the API --------------------------------------------------------------------------
 
+FIELD_MANAGER = "dnsbalance"
+"""The ``fieldManager`` of every create and update (else the server names the writer
+after the client's User-Agent, ``OpenAPI-Generator``). A DELETE has none."""
+
 Writes = Literal["none", "dry-run", "real"]
 
 
@@ -102,6 +106,7 @@ class ServiceAPI:
             self.namespace,
             body,
             dry_run="All" if dry else None,
+            field_manager=FIELD_MANAGER,
         )
 
     def replace(self, name: str, body: JSON) -> JSON:
@@ -113,6 +118,7 @@ class ServiceAPI:
             self.namespace,
             body,
             dry_run="All" if dry else None,
+            field_manager=FIELD_MANAGER,
         )
 
     def delete(self, obj: JSON, *, dry_run: bool | None = None) -> JSON:

@@ -244,3 +244,39 @@ def test_a_port_named_by_kubectl_create_service_converts(cluster: Cluster) -> No
     twin = cluster.service("kc-headless")
     assert twin is not None
     assert twin["spec"]["ports"][0]["name"] == "8000-50051"
+
+
+def test_every_write_names_its_field_manager(cluster: Cluster, tmp_path: Path) -> None:
+    """Issue 22 item 8b: the objects dnsbalance writes are managed by "dnsbalance", not by
+    the Python client's default ("OpenAPI-Generator", from its User-Agent)."""
+    _clusterip(cluster)
+    cluster.create_service(service_body("api"))
+    managers: set[str | None] = set()
+
+    def run_convert(*argv: str) -> None:
+        if cluster.fake is not None:
+            cluster.fake.reset_log()
+        code, _, err = convert(cluster.kubeconfig, *argv)
+        assert code == 0, err
+        if cluster.fake is not None:
+            managers.update(
+                r.field_manager
+                for r in cluster.fake.requests
+                if r.verb in ("create", "update", "patch")
+            )
+
+    run_convert("web")  # twin created
+    run_convert("api")
+    api = cluster.service("api")
+    assert api is not None
+    api["spec"]["selector"] = {"app": "api-v2"}
+    cluster.replace_service(api)
+    run_convert("api")  # twin updated
+    run_convert("web", "--strategy", "replace", "--backup-dir", str(tmp_path))
+    if cluster.fake is not None:
+        assert managers == {"dnsbalance"}  # access reviews, dry runs and writes alike
+        return
+    for name in ("web", "web-headless", "api-headless"):
+        obj = cluster.service(name)
+        assert obj is not None
+        assert [m["manager"] for m in obj["metadata"]["managedFields"]] == ["dnsbalance"]

@@ -231,3 +231,20 @@ def test_a_selector_less_service_has_endpoints_only_when_written(api: FakeKubern
         assert [s["metadata"]["name"] for s in api.objects("EndpointSlice", NS)] == ["db-hand"]
         api.delete("EndpointSlice", NS, "db-hand")
         assert endpoints() is None
+
+
+def test_each_write_records_the_field_manager_the_server_would(api: FakeKubernetesAPI) -> None:
+    """managerOrUserAgent (handlers/create.go): ?fieldManager=, else the User-Agent up to
+    its first '/' (the Python client's is OpenAPI-Generator/<version>/python)."""
+    with api.api_client() as client:
+        core = CoreV1Api(client)
+        core.create_namespaced_service(NS, api.service("a", NS, ports=[80]))
+        core.create_namespaced_service(
+            NS, api.service("b", NS, ports=[80]), field_manager="dnsbalance"
+        )
+        core.read_namespaced_service("a", NS)
+    assert [(r.method, r.field_manager) for r in api.requests] == [
+        ("POST", "OpenAPI-Generator"),
+        ("POST", "dnsbalance"),
+        ("GET", None),
+    ]

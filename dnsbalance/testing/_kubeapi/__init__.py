@@ -105,11 +105,14 @@ Served
   :meth:`objects`) go through the same admission and produce the same watch events as
   HTTP writes; they raise :class:`FakeKubernetesAPI.StatusError` (``.status`` is the body).
   :attr:`requests` logs every answered request as (method, path, query, verb, resource,
-  status).
+  status, field_manager): the last, for a create, update or patch, is the manager the
+  real server would record in ``managedFields`` (``?fieldManager=``, else the
+  User-Agent before its first ``/``: ``OpenAPI-Generator`` for the Python client).
 
 Simplified or left out
 ----------------------
-Namespaces are not objects (any namespace exists); no managedFields, server-side
+Namespaces are not objects (any namespace exists); no managedFields (the request log
+says which field manager each write would be recorded under), server-side
 apply, status subresource, deletecollection, protobuf/CBOR/YAML (always JSON; protobuf
 bodies get 415), admission webhooks or Endpoints. A watch from a future RV waits for it
 instead of the real "Too large resource version" 504. Continue tokens read the current

@@ -12,13 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["DEFAULT_USER", "Faults", "RequestLog", "RequestRecord"]
+__all__ = ["DEFAULT_USER", "Faults", "RequestLog", "RequestRecord", "field_manager_of"]
 
 DEFAULT_USER = "system:serviceaccount:app:dnsbalance"
 
 
 class RequestRecord(NamedTuple):
-    """One answered request. ``verb``/``resource`` are RBAC's (``list``, ``endpointslices``)."""
+    """One answered request. ``verb``/``resource`` are RBAC's (``list``, ``endpointslices``).
+    ``field_manager``: for a create, update or patch, the manager the server records in
+    ``managedFields`` (``?fieldManager=``, else the User-Agent up to its first ``/``, as
+    kube-apiserver's managerOrUserAgent: ``OpenAPI-Generator`` for the Python client);
+    None for other requests."""
 
     method: str
     path: str
@@ -26,6 +30,22 @@ class RequestRecord(NamedTuple):
     verb: str | None
     resource: str | None
     status: int
+    field_manager: str | None = None
+
+
+def field_manager_of(query: dict[str, str], user_agent: str) -> str:
+    """managerOrUserAgent (handlers/create.go): the query's fieldManager, else the
+    printable characters of the User-Agent before its first '/', at most 128 bytes."""
+    if query.get("fieldManager"):
+        return query["fieldManager"]
+    prefix = ""
+    for char in user_agent.split("/")[0]:
+        if not char.isprintable():
+            continue
+        if len((prefix + char).encode()) > 128:
+            break
+        prefix += char
+    return prefix
 
 
 class RequestLog:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
-from .faults import Faults, RequestLog, RequestRecord
+from .faults import Faults, RequestLog, RequestRecord, field_manager_of
 from .query import client_gone, delete_options, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
@@ -176,7 +176,12 @@ class Dispatcher:
         retry_after: int | None = None
 
         def answer(code: int, body: Any) -> None:
-            self.log.add(RequestRecord(method, parts.path, query, found.verb, found.resource, code))
+            manager = None
+            if found.verb in ("create", "update", "patch"):
+                manager = field_manager_of(query, h.headers.get("User-Agent") or "")
+            self.log.add(
+                RequestRecord(method, parts.path, query, found.verb, found.resource, code, manager)
+            )
             data = _dump(body)
             h.send_response(code)
             h.send_header("Content-Type", "application/json")
