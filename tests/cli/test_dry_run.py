@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dnsbalance import parse_target
 from dnsbalance.cli.service_api import ServiceAPI
 from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits import NS
-from tests.kits.cli import convert
+from tests.kits.cli import convert, run
 from tests.kits.cluster import Cluster
 
 JSON = dict[str, Any]
@@ -280,3 +281,48 @@ def test_every_write_names_its_field_manager(cluster: Cluster, tmp_path: Path) -
         obj = cluster.service(name)
         assert obj is not None
         assert [m["manager"] for m in obj["metadata"]["managedFields"]] == ["dnsbalance"]
+
+
+def test_a_read_only_identity_can_preview(cluster: Cluster, tmp_path: Path) -> None:
+    """Issue 22 item 8c: --diff is a client-side diff: it needs get on services and
+    nothing else (not even the access reviews), sends no write, dry run or not, and a
+    NodePort replace without --force shows the diff and the warning."""
+    fake = cluster.need_fake()
+    cluster.create_service(service_body("web", type="NodePort"))
+    for verb in ("create", "update", "patch", "delete"):
+        fake.deny(verb, "services", namespace=NS)
+    fake.deny("create", "selfsubjectaccessreviews")
+    fake.reset_log()
+    for strategy in ("twin", "replace"):
+        code, out, err = convert(
+            cluster.kubeconfig,
+            "web",
+            "--strategy",
+            strategy,
+            "--diff",
+            "--backup-dir",
+            str(tmp_path),
+        )
+        assert code == 0, (strategy, out, err)
+        assert "+  clusterIP: None" in out
+    assert "the replacement would lose node ports" in err
+    assert "the real run refuses this without --force" in err
+    assert [r.method for r in fake.requests if r.resource == "services"] == ["GET"] * 3
+    # with the reviews answered, the missing verbs are named, not refused
+    fake.allow_all()
+    fake.deny("create", "services", namespace=NS)
+    code, out, err = convert(cluster.kubeconfig, "web", "--strategy", "replace", "--diff")
+    assert code == 0, err
+    assert 'the real run would be refused: not allowed to create services in namespace "app"' in err
+
+
+def test_a_manifest_diff_shows_a_forced_replace_with_its_warning(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump(service_body("web", type="NodePort")))
+    code, out, err = run("convert-service", "-f", str(path), "--strategy", "replace", "--diff")
+    assert code == 0, err
+    assert "+  clusterIP: None" in out
+    assert "the real run refuses this without --force" in err
+    code, _, err = run("convert-service", "-f", str(path), "--strategy", "replace")
+    assert code == 2
+    assert "--force" in err
