@@ -84,3 +84,9 @@ def test_supported_python_and_license_are_stated() -> None:
 
 def test_the_namespace_rule_is_written_down() -> None:
     assert "The namespace, one rule for the library and every CLI command" in README
+    # issue 22 item 8e: the target's namespace wins over namespace= and -n
+    # (parse_target; tests/cli/test_main.py::test_the_targets_namespace_wins_over_n)
+    assert (
+        "the namespace the target names (`svc.ns`, `kubernetes://ns/svc`), which wins over "
+        "`namespace=` / `-n`" in " ".join(README.split())
+    )

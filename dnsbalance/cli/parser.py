@@ -200,7 +200,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--namespace",
-        help="namespace when TARGET names none (default: the pod's, else the kubeconfig "
+        help="namespace when TARGET names none (a namespace in TARGET wins; default: the "
+        "pod's, else the kubeconfig "
         "context's, else default)",
     )
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")

@@ -181,3 +181,33 @@ def test_a_missing_kubeconfig_is_named(
     err = capsys.readouterr().err
     assert f"dnsbalance: error: --kubeconfig {missing}: no such file" in err
     assert "Invalid kube-config" not in err
+
+
+def test_the_targets_namespace_wins_over_n(embedded_dns: DNSResponder, unique_service: str) -> None:
+    """Issue 22 item 8e: -n fills in a namespace the target does not name; it does not
+    override the one it does (as namespace= in the library)."""
+    embedded_dns.add_pod(unique_service, "app", "10.9.1.1")
+    code, out = run(
+        "resolve",
+        f"{unique_service}.app:8000",
+        "-n",
+        "other",
+        "--mode",
+        "dns",
+        "--nameserver",
+        embedded_dns.address,
+    )
+    assert code == 0
+    assert f"-> {unique_service}.app.svc.cluster.local" in out.splitlines()[0]
+    code, out = run(
+        "resolve",
+        f"{unique_service}:8000",
+        "-n",
+        "app",
+        "--mode",
+        "dns",
+        "--nameserver",
+        embedded_dns.address,
+    )
+    assert code == 0
+    assert f"-> {unique_service}.app.svc.cluster.local" in out.splitlines()[0]
