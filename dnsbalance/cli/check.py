@@ -38,6 +38,12 @@ __all__ = [
 Status = Literal["ok", "warn", "fail"]
 
 RBAC_MANIFEST = "manifests/rbac.yaml"
+# The service and ports lines read the Service (get on services): not a need of the
+# library, so not in rbac.yaml (issue 22: least privilege for every client pod).
+GET_SERVICES_FIX = (
+    "dnsbalance does not need it at run time: run check as yourself (--kubeconfig), or add "
+    'get on services to the Role (apiGroups: [""], resources: ["services"], verbs: ["get"])'
+)
 
 
 # -- preflight ------------------------------------------------------------------------
@@ -61,6 +67,7 @@ class _Facts:
     dns: tuple[Endpoint, ...] | None = None
     api_view: tuple[Endpoint, ...] | None = None
     list_denied: KubernetesError | None = None
+    service_error: KubernetesError | None = None
     results: list[CheckResult] = field(default_factory=list)
 
     def add(self, name: str, status: Status, detail: str, fix: str | None = None) -> None:
@@ -202,11 +209,12 @@ def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
                 "check the name and the namespace (-n, or svc.ns in the target)",
             )
         else:
+            facts.service_error = exc
             facts.add(
                 "service",
                 "warn",
                 f"not checked: {exc}",
-                "dnsbalance does not need this at run time; `get services` lets check see it",
+                GET_SERVICES_FIX if exc.status == 403 else None,
             )
 
 
@@ -305,8 +313,22 @@ def _check_service(facts: _Facts, target: Target, api_client: Any | None) -> Non
 
 def _check_ports(facts: _Facts, target: Target) -> None:
     service = facts.service
-    if service is None or service_type(service) == "ExternalName":
-        facts.add("ports", "warn", "not checked: the Service could not be read")
+    if service is not None and service_type(service) == "ExternalName":
+        facts.add("ports", "warn", "not checked: an ExternalName Service has no ports to dial")
+        return
+    if service is None:
+        denied = facts.service_error is not None and facts.service_error.status == 403
+        facts.add(
+            "ports",
+            "warn",
+            "not checked: the Service could not be read"
+            + (
+                f" (check reads it with get on services, which {RBAC_MANIFEST} does not grant)"
+                if denied
+                else ""
+            ),
+            GET_SERVICES_FIX if denied else None,
+        )
         return
     verdict = ports_verdict(service, target)
     facts.add("ports", verdict.status, verdict.detail, verdict.fix)

@@ -194,3 +194,21 @@ def test_a_target_without_a_port_needs_the_api(embedded_dns: DNSResponder) -> No
     code, out, _ = run("check", target, "--nameserver", embedded_dns.address)
     assert code == 1
     assert lines(out)["api"].startswith("fail  no Kubernetes API configuration")
+
+
+def test_under_the_library_role_the_service_lines_say_what_they_need(
+    cluster: Cluster, embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    """Issue 22 item 8f: manifests/rbac.yaml grants endpointslices only (the library's
+    needs); the service and ports lines need get on services and say so."""
+    greeter(cluster, unique_service)
+    pods(cluster, embedded_dns, unique_service, ["10.7.7.1"])
+    cluster.need_fake().deny("get", "services", namespace=NS)
+    code, out, _ = check(cluster, embedded_dns, f"{unique_service}.{NS}:grpc")
+    assert code == 0, out
+    assert lines(out)["service"].startswith("warn  not checked: cannot get services")
+    assert lines(out)["ports"] == (
+        "warn  not checked: the Service could not be read (check reads it with get on "
+        "services, which manifests/rbac.yaml does not grant)"
+    )
+    assert out.count('add get on services to the Role (apiGroups: [""], resources: ') == 2
