@@ -57,6 +57,26 @@ class PollerOptions(TypedDict):
     name: str
 
 
+def check_port_for_mode(target: Target, mode: str) -> None:
+    """The rule for a target without a port, one for the library and every CLI command:
+    its port is the Service's first, which only the Kubernetes API can tell, so mode
+    "dns" refuses it (TargetError) and modes "auto" and "api" read the API alone."""
+    if target.port is None and mode == "dns":
+        raise TargetError(
+            'a target without a port needs the Kubernetes API (its first port); mode="dns"'
+            " cannot learn a port from A records: add a port or a port name"
+            ' (svc.ns:8000, svc.ns:grpc), or use mode="auto" or "api"',
+            target=str(target),
+            part="port",
+        )
+
+
+def api_only(target: Target, mode: str) -> bool:
+    """Whether the API alone gives the endpoints: mode "api", or a target without a port
+    (see :func:`check_port_for_mode`)."""
+    return mode == "api" or target.port is None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChannelSettings:
     """Validated settings of one balanced channel (see ``resolve_channel``)."""
@@ -88,14 +108,7 @@ class ChannelSettings:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.drain_timeout is not None and not self.drain_timeout >= 0:
             raise ConfigError(f"drain_timeout must be >= 0 or None, got {self.drain_timeout}")
-        if self.target.port is None and self.mode == "dns":
-            raise TargetError(
-                'a target without a port needs the Kubernetes API (its first port); mode="dns"'
-                " cannot learn a port from A records: add a port or a port name"
-                ' (svc.ns:8000, svc.ns:grpc), or use mode="auto" or "api"',
-                target=str(self.target),
-                part="port",
-            )
+        check_port_for_mode(self.target, self.mode)
         if not self.dns_timeout > 0:
             raise ConfigError(f"dns_timeout must be positive, got {self.dns_timeout}")
         PollPolicy(interval=self.poll_interval)  # validates the interval
@@ -104,7 +117,7 @@ class ChannelSettings:
     def api_only(self) -> bool:
         """Mode "api", or a target without a port (only the API knows the port): the
         API's view is the membership, DNS is not polled, and no API access is an error."""
-        return self.mode == "api" or self.target.port is None
+        return api_only(self.target, self.mode)
 
     @property
     def name(self) -> str:

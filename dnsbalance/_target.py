@@ -35,10 +35,12 @@ RESOLV_CONF = Path("/etc/resolv.conf")
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
-# Service names are DNS-1035 labels; namespaces DNS-1123 labels; port names IANA service names.
+# Service names are DNS-1035 labels; namespaces DNS-1123 labels; port names are a Service
+# port's name, which the API checks as a DNS-1123 label (not IANA_SVC_NAME: that is the
+# rule for container ports, e.g. a string targetPort).
 _SERVICE_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_PORT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
+_PORT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DOMAIN_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -237,10 +239,11 @@ def _parse_port(text: str, original: str) -> int | str:
     if not text:
         raise TargetError("empty port", target=original, part="port")
     name = text.lower()
-    if not _PORT_NAME_RE.fullmatch(name) or "--" in name or not any(c.isalpha() for c in name):
+    if not _PORT_NAME_RE.fullmatch(name):
         raise TargetError(
-            f"bad port {text!r}: a number 1-65535 or a port name (IANA_SVC_NAME, at most 15 "
-            "characters of a-z, 0-9 and '-')",
+            f"bad port {text[:70]!r}: a number 1-65535 or a Service port's name (a DNS-1123 "
+            "label: at most 63 characters of a-z, 0-9 and '-', starting and ending with a "
+            "letter or digit)",
             target=original,
             part="port",
         )

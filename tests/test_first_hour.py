@@ -133,6 +133,7 @@ def test_diff_with_server_dry_run_only_sends_dry_runs(
     kube: FakeKubernetesAPI, good: Path, tmp_path: Path
 ) -> None:
     original = add_service(kube)
+    rv = kube.resource_version
     kube.reset_log()
     done = cli(
         "convert-service",
@@ -147,7 +148,10 @@ def test_diff_with_server_dry_run_only_sends_dry_runs(
         str(good),
     )
     assert done.returncode == 0, done.stderr
-    assert {d for _, d in service_writes(kube)} == {"All"}
+    # create/update carry dryRun=All in the query; the DELETE in its DeleteOptions body,
+    # where the server reads it (issue 22): nothing is stored either way
+    assert {(m, d) for m, d in service_writes(kube)} == {("POST", "All"), ("DELETE", "")}
+    assert kube.resource_version == rv
     assert kube.get_object("Service", NS, "greeter") == original
     assert "+  clusterIP: None" in done.stdout
     assert "uid:" not in done.stdout

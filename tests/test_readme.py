@@ -84,3 +84,20 @@ def test_supported_python_and_license_are_stated() -> None:
 
 def test_the_namespace_rule_is_written_down() -> None:
     assert "The namespace, one rule for the library and every CLI command" in README
+    # issue 22 item 8e: the target's namespace wins over namespace= and -n
+    # (parse_target; tests/cli/test_main.py::test_the_targets_namespace_wins_over_n)
+    assert (
+        "the namespace the target names (`svc.ns`, `kubernetes://ns/svc`), which wins over "
+        "`namespace=` / `-n`" in " ".join(README.split())
+    )
+
+
+def test_the_readme_says_what_check_needs_beyond_rbac_yaml() -> None:
+    """Issue 22 item 8f: check's service and ports lines need get on services, which
+    manifests/rbac.yaml does not grant (tests/cli/test_manifests.py pins its rules)."""
+    text = " ".join(README.split())
+    assert (
+        "The `service` and `ports` lines read the Service, which takes `get` on `services`." in text
+    )
+    assert "`manifests/rbac.yaml` does not grant it" in text
+    assert "come out `warn ... not checked`" in text

@@ -54,8 +54,9 @@ def test_accepted_forms(text: str, expected: Target) -> None:
         ("svc.ns:0", "port"),
         ("svc.ns:65536", "port"),
         ("svc.ns:-1", "port"),
-        ("svc.ns:averyveryverylongportname", "port"),
-        ("svc.ns:grpc--web", "port"),
+        ("svc.ns:" + "a" * 64, "port"),
+        ("svc.ns:-grpc", "port"),
+        ("svc.ns:grpc-", "port"),
         ("svc.ns:1234x_", "port"),
         (":8000", "service"),
         ("kubernetes:///:8000", "service"),
@@ -94,6 +95,18 @@ def test_explicit_defaults_fill_gaps_but_text_wins() -> None:
     assert parse_target("svc.ns:1", namespace="app").namespace == "ns"
     assert parse_target("svc.ns:1", cluster_domain="k8s.corp").fqdn == "svc.ns.svc.k8s.corp"
     assert parse_target("svc.ns.svc.a.b:1", cluster_domain="k8s.corp").cluster_domain == "a.b"
+
+
+def test_port_names_are_service_port_names() -> None:
+    """Issue 22 item 5: a target's port name is a Service port's name, which the API
+    checks as a DNS-1123 label (``kubectl create service clusterip kc --tcp=8000:50051``
+    names its port ``8000-50051``), not as IANA_SVC_NAME (the rule for container ports:
+    at most 15 characters, a letter, no '--')."""
+    for name in ("8000-50051", "grpc--web", "a-rather-long-service-port-name", "x" * 63):
+        assert parse_target(f"kc.app:{name}").port == name
+    assert parse_target("kc.app:8000").port == 8000  # digits alone are a number
+    with pytest.raises(TargetError, match="DNS-1123 label"):
+        parse_target("kc.app:" + "x" * 64)
 
 
 def test_names() -> None:

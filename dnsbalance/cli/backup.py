@@ -69,6 +69,44 @@ def write_headless(replacement: JSON, backup: Path) -> Path:
     raise FileExistsError(f"no free file name like {backup.with_name(base)}.headless.yaml")
 
 
+def write_endpoints(endpoints: JSON, backup: Path) -> Path:
+    """A selector-less Service's Endpoints, ready for ``kubectl create -f``, next to the
+    backup (server-set metadata dropped)."""
+    meta = endpoints.get("metadata") or {}
+    clean: JSON = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    for key in ("labels", "annotations"):
+        value = {
+            k: v
+            for k, v in (meta.get(key) or {}).items()
+            if k != "kubectl.kubernetes.io/last-applied-configuration"
+        }
+        if value:
+            clean[key] = value
+    body = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": clean,
+        "subsets": endpoints.get("subsets") or [],
+    }
+    base = backup.name.removesuffix(".backup.yaml")
+    for attempt in range(100):
+        path = backup.with_name(f"{base}{'' if attempt == 0 else f'-{attempt}'}.endpoints.yaml")
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(
+                    "# dnsbalance: the Endpoints of a selector-less Service, which the endpoints\n"
+                    "# controller deletes with the Service. Once it has (kubectl get endpoints\n"
+                    "# says NotFound), create them again: kubectl create -f THIS_FILE\n"
+                    + dump_yaml([body])
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free file name like {backup.with_name(base)}.endpoints.yaml")
+
+
 def read_backup(path: Path, original: JSON) -> JSON:
     """The Service as the backup file holds it (a rollback restores what the user can
     see on disk); the copy in memory if the file cannot be read back."""

@@ -19,11 +19,13 @@ from dnsbalance._dns.sync import discover
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import DnsBalanceError, KubernetesError, ResolutionError
 from dnsbalance._kube.client import load_api_client
+from dnsbalance._settings import api_only, check_port_for_mode
 from dnsbalance._target import Target
 
+from .check_ports import ports_verdict
 from .convert_access import access_review
 from .service_api import ServiceAPI
-from .service_spec import is_headless, ports_of, selector_of, service_type
+from .service_spec import is_headless, selector_of, service_type
 from .views import compare, list_api_endpoints
 
 __all__ = [
@@ -36,6 +38,12 @@ __all__ = [
 Status = Literal["ok", "warn", "fail"]
 
 RBAC_MANIFEST = "manifests/rbac.yaml"
+# The service and ports lines read the Service (get on services): not a need of the
+# library, so not in rbac.yaml (issue 22: least privilege for every client pod).
+GET_SERVICES_FIX = (
+    "dnsbalance does not need it at run time: run check as yourself (--kubeconfig), or add "
+    'get on services to the Role (apiGroups: [""], resources: ["services"], verbs: ["get"])'
+)
 
 
 # -- preflight ------------------------------------------------------------------------
@@ -59,6 +67,7 @@ class _Facts:
     dns: tuple[Endpoint, ...] | None = None
     api_view: tuple[Endpoint, ...] | None = None
     list_denied: KubernetesError | None = None
+    service_error: KubernetesError | None = None
     results: list[CheckResult] = field(default_factory=list)
 
     def add(self, name: str, status: Status, detail: str, fix: str | None = None) -> None:
@@ -80,6 +89,7 @@ def run_checks(
     Mode dns never reads the API (``api_client`` is ignored). In modes auto and api the
     API is probed with the request the library makes (list the target's EndpointSlices):
     unreachable, 401 and 403 are ``fail`` lines whose fix matches the cause."""
+    check_port_for_mode(target, mode)
     facts = _Facts()
     usable: Any | None = None
     if mode == "dns":
@@ -93,7 +103,15 @@ def run_checks(
         usable = _check_api(facts, target, api_client, api_error, mode)
     if usable is not None:
         _fetch_service(facts, target, usable)
-    _check_dns(facts, target, resolver)
+    if target.port is None:
+        facts.add(
+            "dns",
+            "ok",
+            f"not asked: {target} names no port, so the Service's first port is used, which "
+            "only the API can tell (the library then reads the EndpointSlices alone)",
+        )
+    else:
+        _check_dns(facts, target, resolver)
     if mode != "dns":
         _check_service(facts, target, usable)
         _check_ports(facts, target)
@@ -128,9 +146,14 @@ def _check_api(
     if api_client is None:
         facts.add(
             "api",
-            "fail" if mode == "api" else "warn",
+            "fail" if api_only(target, mode) else "warn",
             "no Kubernetes API configuration (not in a pod, no KUBECONFIG): the Service "
-            "and RBAC checks are skipped; mode auto will use DNS only",
+            "and RBAC checks are skipped; "
+            + (
+                "the library needs the API for this target (mode api, or no port)"
+                if api_only(target, mode)
+                else "mode auto will use DNS only"
+            ),
             "pass --kubeconfig/--context, or run in the pod",
         )
         return None
@@ -176,7 +199,7 @@ def _check_api(
 
 def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
     try:
-        facts.service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+        facts.service = ServiceAPI(api_client, target.namespace).get(target.service)
     except KubernetesError as exc:
         if exc.status == 404:
             facts.add(
@@ -186,11 +209,12 @@ def _fetch_service(facts: _Facts, target: Target, api_client: Any) -> None:
                 "check the name and the namespace (-n, or svc.ns in the target)",
             )
         else:
+            facts.service_error = exc
             facts.add(
                 "service",
                 "warn",
                 f"not checked: {exc}",
-                "dnsbalance does not need this at run time; `get services` lets check see it",
+                GET_SERVICES_FIX if exc.status == 403 else None,
             )
 
 
@@ -289,52 +313,25 @@ def _check_service(facts: _Facts, target: Target, api_client: Any | None) -> Non
 
 def _check_ports(facts: _Facts, target: Target) -> None:
     service = facts.service
-    if service is None or service_type(service) == "ExternalName":
-        facts.add("ports", "warn", "not checked: the Service could not be read")
+    if service is not None and service_type(service) == "ExternalName":
+        facts.add("ports", "warn", "not checked: an ExternalName Service has no ports to dial")
         return
-    ports = ports_of(service)
-    shown = ", ".join(
-        f"{p.get('name') or '(unnamed)'} {p.get('port')}->{p.get('targetPort', p.get('port'))}"
-        for p in ports
-    )
-    unnamed = [str(p.get("port")) for p in ports if not p.get("name")]
-    if target.port_name is not None:
-        if target.port_name not in {p.get("name") for p in ports}:
-            facts.add(
-                "ports",
-                "fail",
-                f"the Service has no port named {target.port_name!r} (ports: {shown or 'none'})",
-                "use one of its port names in the target, or name the port in the Service",
-            )
-            return
-    elif isinstance(target.port, int):
-        targets = {p.get("targetPort", p.get("port")) for p in ports}
-        if target.port not in targets and not any(isinstance(t, str) for t in targets):
-            service_port = next((p for p in ports if p.get("port") == target.port), None)
-            hint = (
-                f" ({target.port} is a Service port: pods listen on "
-                f"{service_port.get('targetPort')})"
-                if service_port is not None
-                else ""
-            )
-            facts.add(
-                "ports",
-                "warn",
-                f"port {target.port} is no target port of the Service{hint}: a headless "
-                "name gives pod IPs, so the target needs the pods' port",
-                "use the target port number, or better a port name (svc.ns:grpc)",
-            )
-            return
-    if unnamed:
+    if service is None:
+        denied = facts.service_error is not None and facts.service_error.status == 403
         facts.add(
             "ports",
             "warn",
-            f"ports without a name: {', '.join(unnamed)} (ports: {shown})",
-            "name every port (name: grpc): named ports give SRV records and svc.ns:portname "
-            "targets",
+            "not checked: the Service could not be read"
+            + (
+                f" (check reads it with get on services, which {RBAC_MANIFEST} does not grant)"
+                if denied
+                else ""
+            ),
+            GET_SERVICES_FIX if denied else None,
         )
-    else:
-        facts.add("ports", "ok", shown or "no ports (headless without ports)")
+        return
+    verdict = ports_verdict(service, target)
+    facts.add("ports", verdict.status, verdict.detail, verdict.fix)
 
 
 def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> None:
@@ -356,7 +353,7 @@ def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> No
         denied = []
     if facts.list_denied is not None and "list" not in denied:
         denied.insert(0, "list")
-    if denied:
+    if "list" in denied:
         facts.add(
             "rbac",
             "fail",
@@ -366,6 +363,17 @@ def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> No
             f"apply {RBAC_MANIFEST} (get, list, watch on endpointslices, bound to this "
             'identity), or use mode="dns"',
         )
+        return
+    if denied:  # list without watch: the library re-lists (dnsbalance._kube.watch)
+        facts.add(
+            "rbac",
+            "warn",
+            "may list but not watch endpointslices.discovery.k8s.io in namespace "
+            f'"{target.namespace}": dnsbalance re-lists them every poll interval (5 s by '
+            "default) instead of following changes within a second, and logs one WARNING",
+            f'add "watch" to the Role\'s verbs ({RBAC_MANIFEST})',
+        )
+        _check_endpoints(facts, target, api_client)
         return
     facts.add(
         "rbac",

@@ -190,7 +190,9 @@ def _convert_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "through unchanged)",
             file=err,
         )
-    result = convert_documents(documents, strategy=args.strategy, force=args.force)
+    result = convert_documents(
+        documents, strategy=args.strategy, force=args.force, preview=args.diff
+    )
     for warning in result.warnings:
         print(f"dnsbalance: warning: {warning}", file=err)
     if args.diff:

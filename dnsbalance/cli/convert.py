@@ -3,8 +3,11 @@
 clusterIP is immutable, so there are two ways (see the ``kubernetes-facts`` notes):
 
 - **twin** (default): a second Service ``<name>-headless`` with the same selector, ports
-  (names, protocols, target ports), ``publishNotReadyAddresses`` and labels,
-  ``clusterIP: None``, and the annotation ``dnsbalance.io/mirrors: <name>``. The original
+  (names, protocols, target ports), labels and the fields that shape its endpoints
+  (``publishNotReadyAddresses``, IP families, ``trafficDistribution``,
+  ``internalTrafficPolicy``, the topology-mode annotations: see
+  :data:`.service_edits.TWIN_SPEC_FIELDS`), ``clusterIP: None``, and the annotation
+  ``dnsbalance.io/mirrors: <name>``. The original
   is untouched, so nothing ever stops resolving. :func:`plan_twin`.
 - **replace**: the Service itself, deleted and created again headless.
   :func:`plan_replace` builds the new object from
@@ -33,8 +36,10 @@ from dnsbalance._exceptions import ConversionError
 from .manifests import Document
 from .service_edits import (
     MIRRORS_ANNOTATION,
+    TWIN_SPEC_FIELDS,
     check_twin_owner,
     clean_for_recreate,
+    twin_annotations,
 )
 from .service_spec import (
     EXPOSED_TYPES,
@@ -69,8 +74,9 @@ Strategy = Literal["twin", "replace"]
 TWIN_SUFFIX = "-headless"
 
 
-# What a twin copies: the rest (node ports, load balancer, affinity) stays with the original.
-_TWIN_SPEC_FIELDS = ("publishNotReadyAddresses", "ipFamilies", "ipFamilyPolicy")
+# What a twin copies (see TWIN_SPEC_FIELDS in service_edits); the rest (node ports, load
+# balancer, session affinity: kube-proxy features a headless Service does not use) stays
+# with the original.
 _TWIN_PORT_FIELDS = ("name", "protocol", "port", "targetPort", "appProtocol")
 
 
@@ -173,14 +179,14 @@ def plan_twin(service: Any, *, twin_name: str | None = None, strict: bool = Fals
     labels = metadata_of(original).get("labels")
     if labels:
         metadata["labels"] = dict(labels)
-    metadata["annotations"] = {MIRRORS_ANNOTATION: name}
+    metadata["annotations"] = {MIRRORS_ANNOTATION: name, **twin_annotations(original)}
     spec: JSON = {"type": "ClusterIP", "clusterIP": "None"}
     for key, value in spec_of(original).items():  # in the original's order
         if key == "selector" and value:
             spec[key] = dict(value)
         elif key == "ports" and value:
             spec[key] = [_twin_port(p) for p in ports_of(original)]
-        elif key in _TWIN_SPEC_FIELDS and value is not None:
+        elif key in TWIN_SPEC_FIELDS and value is not None:
             spec[key] = copy.deepcopy(value)
     result = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
     warnings = _usage_warnings(original, twin)
@@ -195,16 +201,19 @@ def _twin_port(port: Mapping[str, Any]) -> JSON:
     }
 
 
-def plan_replace(service: Any, *, force: bool = False, strict: bool = False) -> Plan:
+def plan_replace(
+    service: Any, *, force: bool = False, strict: bool = False, preview: bool = False
+) -> Plan:
     """The headless replacement of ``service``; raises ConversionError for ExternalName, and
-    for NodePort/LoadBalancer (or externalIPs) unless ``force``. ``strict``: refuse
-    unknown fields (see :func:`check_service`)."""
+    for NodePort/LoadBalancer (or externalIPs) unless ``force`` or ``preview`` (a preview
+    shows what a forced run would do, with a warning). ``strict``: refuse unknown fields
+    (see :func:`check_service`)."""
     original, unknown = _common_checks(service, strict)
     if is_headless(original):
         return _already(original, "replace")
     lost = _exposure(original)
     kind = service_type(original)
-    if lost and not force:
+    if lost and not force and not preview:
         what = (
             f"{describe(original)} is a {kind} Service"
             if kind in EXPOSED_TYPES
@@ -226,9 +235,21 @@ def plan_replace(service: Any, *, force: bool = False, strict: bool = False) -> 
         spec[key] = value
     result["spec"] = spec
     warnings = _usage_warnings(original, str(original["metadata"]["name"]))
+    finalizers = metadata_of(original).get("finalizers") or []
+    if finalizers:
+        warnings.append(
+            f"{describe(original)}: finalizers not carried to the headless Service: "
+            f"{', '.join(map(str, finalizers))} (whoever set them adds them again if still "
+            "needed)"
+        )
     warnings.extend(unknown)
-    if lost:
+    if lost and force:
         warnings.append(f"{describe(original)}: --force: the replacement loses {'; '.join(lost)}")
+    elif lost:
+        warnings.append(
+            f"{describe(original)}: the replacement would lose {'; '.join(lost)}; the real "
+            "run refuses this without --force"
+        )
     return Plan(
         strategy="replace",
         original=original,
@@ -289,7 +310,11 @@ class _Slot:
 
 
 def convert_documents(
-    documents: Sequence[Document], *, strategy: Strategy, force: bool = False
+    documents: Sequence[Document],
+    *,
+    strategy: Strategy,
+    force: bool = False,
+    preview: bool = False,
 ) -> ManifestResult:
     """Convert every core/v1 Service of a manifest, pass everything else through.
 
@@ -332,7 +357,9 @@ def convert_documents(
             if key in services and key[1]:
                 raise ConversionError(f"{slot.where}: {describe(slot.obj)} appears twice")
             services[key] = slot
-    plans, warnings, converted = _plans(flat, services, strategy=strategy, force=force)
+    plans, warnings, converted = _plans(
+        flat, services, strategy=strategy, force=force, preview=preview
+    )
     output: list[Any] = []
     for doc, items in slots:
         if items is None:
@@ -353,6 +380,7 @@ def _plans(
     *,
     strategy: Strategy,
     force: bool,
+    preview: bool,
 ) -> tuple[dict[int, list[Any]], list[str], int]:
     """For each slot (by id) the objects to emit instead of it; warnings; how many
     Services were converted."""
@@ -372,7 +400,7 @@ def _plans(
                 )
                 continue
             if strategy == "replace":
-                plan = plan_replace(slot.obj, force=force, strict=True)
+                plan = plan_replace(slot.obj, force=force, strict=True, preview=preview)
             else:
                 plan = plan_twin(slot.obj, strict=True)
         except ConversionError as exc:

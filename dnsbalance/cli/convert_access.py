@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from dnsbalance._exceptions import ConfigError, KubernetesError, api_error
@@ -11,7 +12,7 @@ from dnsbalance._kube.client import _kubernetes
 from .convert import (
     Strategy,
 )
-from .service_api import REQUEST_TIMEOUT
+from .service_api import FIELD_MANAGER, REQUEST_TIMEOUT
 
 RBAC_CONVERT_MANIFEST = "manifests/rbac-convert.yaml"
 VERBS: dict[Strategy, tuple[str, ...]] = {
@@ -40,7 +41,10 @@ def access_review(
     }
     try:
         resp = client.AuthorizationV1Api(api_client).create_self_subject_access_review(
-            body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            body,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+            field_manager=FIELD_MANAGER,
         )
         try:
             answer = json.loads(resp.data)
@@ -62,21 +66,36 @@ def rbac_hint(strategy: Strategy, namespace: str) -> str:
     )
 
 
-def preflight(api_client: Any, namespace: str, strategy: Strategy) -> bool:
-    """Refuse (ConfigError) when a verb is denied. False when reviews cannot be asked."""
+@dataclass(frozen=True)
+class Access:
+    """What the access reviews said: ``answered`` False when they could not be asked;
+    ``denied`` the verbs this identity lacks."""
+
+    answered: bool
+    denied: tuple[str, ...] = ()
+
+    def missing(self, strategy: Strategy, namespace: str) -> str:
+        return (
+            f'not allowed to {", ".join(self.denied)} services in namespace "{namespace}"; '
+            + rbac_hint(strategy, namespace)
+        )
+
+
+def preflight(api_client: Any, namespace: str, strategy: Strategy, *, refuse: bool) -> Access:
+    """Ask a SelfSubjectAccessReview per verb ``strategy`` needs. ``refuse``: raise
+    ConfigError when one is denied (a real run or a server dry run); a client-side
+    preview only reports it."""
     denied = []
     try:
         for verb in VERBS[strategy]:
             if not access_review(api_client, verb=verb, resource="services", namespace=namespace):
                 denied.append(verb)
     except KubernetesError:
-        return False
-    if denied:
-        raise ConfigError(
-            f'not allowed to {", ".join(denied)} services in namespace "{namespace}"; '
-            + rbac_hint(strategy, namespace)
-        )
-    return True
+        return Access(answered=False)
+    access = Access(answered=True, denied=tuple(denied))
+    if denied and refuse:
+        raise ConfigError(access.missing(strategy, namespace))
+    return access
 
 
 def with_hint(exc: KubernetesError, strategy: Strategy, namespace: str) -> KubernetesError:

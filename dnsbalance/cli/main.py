@@ -52,6 +52,7 @@ def main(
         "dnsbalance %s (Python %s): %s", __version__, sys.version.split()[0], args.command
     )
     try:
+        _check_kubeconfig(getattr(args, "kubeconfig", None))
         code: int = args.handler(args, out, err)
     except (TargetError, ConfigError, ConversionError) as exc:
         print(f"dnsbalance: error: {exc}", file=err)
@@ -62,3 +63,18 @@ def main(
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _check_kubeconfig(path: str | None) -> None:
+    """An explicit --kubeconfig is not a fallback: one that cannot be read is a usage
+    error naming it (the client would only say "Invalid kube-config file. No
+    configuration found.")."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ConfigError(f"--kubeconfig {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"--kubeconfig {path}: cannot be read ({exc.strerror or exc})") from exc

@@ -157,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="client",
         default="none",
-        help="client (the value when none is given): only say what would be done; server: "
-        "send the writes with dryRun=All",
+        help="client (the value when none is given): only say what would be done, reading "
+        "only (needs get); server: send every write as a dry run (the API validates and "
+        "admits it, nothing is stored). A dry run shows what --force would do instead of "
+        "refusing",
     )
     output = convert.add_mutually_exclusive_group()
     output.add_argument(
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--diff",
         action="store_true",
         help="preview: print a unified diff of the change (YAML) and change nothing, like "
-        "kubectl diff (with --dry-run=server the API computes the result)",
+        "kubectl diff; computed here from a read (needs only get), or with "
+        "--dry-run=server from what the API answers",
     )
     convert.set_defaults(handler=cmd_convert)
     return parser
@@ -200,7 +203,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--namespace",
-        help="namespace when TARGET names none (default: the pod's, else the kubeconfig "
+        help="namespace when TARGET names none (a namespace in TARGET wins; default: the "
+        "pod's, else the kubeconfig "
         "context's, else default)",
     )
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")

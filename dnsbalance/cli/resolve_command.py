@@ -16,6 +16,7 @@ from dnsbalance._exceptions import (
     KubernetesError,
 )
 from dnsbalance._kube.client import namespace_for
+from dnsbalance._settings import api_only, check_port_for_mode
 from dnsbalance._target import Target, parse_target
 
 from .check import load_client_quietly
@@ -45,16 +46,23 @@ def cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target = target_from(args)
+    check_port_for_mode(target, args.mode)
+    need_api = api_only(target, args.mode)  # the library's rule: mode api, or no port
     resolver = None
-    if args.mode != "api":
+    if not need_api:
         resolver = make_resolver(servers_for(target, args.nameserver), timeout=args.timeout)
     client, api_error = None, None
     if args.mode != "dns":
         client, api_error = load_client_quietly(kubeconfig=args.kubeconfig, context=args.context)
-        if client is None and args.mode == "api":
+        if client is None and need_api:
+            why = (
+                "--mode api needs the Kubernetes API"
+                if args.mode == "api"
+                else "a target without a port needs the Kubernetes API (DNS cannot tell "
+                "the Service's first port)"
+            )
             raise api_error or KubernetesError(
-                "--mode api needs Kubernetes API access: pass --kubeconfig, set KUBECONFIG, "
-                "or run in a pod"
+                f"{why}: pass --kubeconfig, set KUBECONFIG, or run in a pod"
             )
     try:
         dns_view = discover(target, resolver=resolver) if resolver is not None else None
@@ -63,7 +71,7 @@ def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             try:
                 api_view = list_api_endpoints(client, target)
             except KubernetesError as exc:
-                if args.mode == "api":
+                if need_api:
                     raise
                 api_error = exc
         if api_error is not None:

@@ -27,6 +27,43 @@ JSON = dict[str, Any]
 MIRRORS_ANNOTATION = "dnsbalance.io/mirrors"
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
+# What a twin copies from the original's spec besides selector and ports, and keeps in
+# sync: what decides its endpoints and how clients pick among them.
+# - publishNotReadyAddresses: which endpoints are ready (and in DNS);
+# - ipFamilies, ipFamilyPolicy: which address families its slices hold;
+# - trafficDistribution: the EndpointSlice controller writes zone (and node) hints on
+#   the slices only when the Service asks (PreferClose, PreferSameZone, PreferSameNode);
+# - internalTrafficPolicy: Local keeps calls on the client's node (dnsbalance reads it
+#   from the Service the client dials, as kube-proxy does).
+TWIN_SPEC_FIELDS = (
+    "publishNotReadyAddresses",
+    "ipFamilies",
+    "ipFamilyPolicy",
+    "trafficDistribution",
+    "internalTrafficPolicy",
+)
+# Synced by value (the others are set once: ipFamilies cannot change on a live twin).
+_SYNCED_SPEC_FIELDS = ("publishNotReadyAddresses", "trafficDistribution", "internalTrafficPolicy")
+_SPEC_DEFAULTS: dict[str, Any] = {
+    "publishNotReadyAddresses": False,
+    "internalTrafficPolicy": "Cluster",
+}
+# The annotations that ask the controller for topology hints (the deprecated one wins
+# when both are set: endpointslice controller's hintsEnabled). Others stay with the
+# original.
+TOPOLOGY_ANNOTATIONS = (
+    "service.kubernetes.io/topology-mode",
+    "service.kubernetes.io/topology-aware-hints",
+)
+
+
+def twin_annotations(original: Mapping[str, Any]) -> dict[str, str]:
+    """The original's annotations a twin carries (the topology ones)."""
+    annotations = metadata_of(original).get("annotations")
+    if not isinstance(annotations, Mapping):
+        return {}
+    return {k: str(annotations[k]) for k in TOPOLOGY_ANNOTATIONS if k in annotations}
+
 
 # -- recreating -----------------------------------------------------------------------
 
@@ -47,13 +84,17 @@ def clean_for_recreate(service: Mapping[str, Any]) -> JSON:
     """A copy of ``service`` that can be created again as a new object.
 
     Drops the server-set metadata (resourceVersion, uid, creationTimestamp, generation,
-    managedFields, selfLink, deletion fields), the ``last-applied-configuration``
+    managedFields, selfLink, deletion fields), the finalizers (each belongs to whoever
+    set it, for the object it was set on: the cloud controller's load-balancer-cleanup
+    would never be removed from a headless Service), the ``last-applied-configuration``
     annotation, ``status``, ``clusterIP``/``clusterIPs``, and for NodePort and
     LoadBalancer the node ports, ``healthCheckNodePort``, ``externalTrafficPolicy`` and
     the load balancer fields. Keeps selector, ports and their names,
     ``publishNotReadyAddresses``, labels and the other annotations.
     """
-    result = _reassemble(service, _clean_metadata(service, drop_last_applied=True))
+    metadata = _clean_metadata(service, drop_last_applied=True)
+    metadata.pop("finalizers", None)
+    result = _reassemble(service, metadata)
     spec = dict(spec_of(service))
     spec.pop("clusterIP", None)
     spec.pop("clusterIPs", None)
@@ -140,12 +181,18 @@ def twin_differences(existing: Mapping[str, Any], desired: Mapping[str, Any]) ->
         differences.append("spec.selector")
     if sorted(map(_port_key, ports_of(existing))) != sorted(map(_port_key, ports_of(desired))):
         differences.append("spec.ports")
-    if bool(spec_of(existing).get("publishNotReadyAddresses")) != bool(
-        spec_of(desired).get("publishNotReadyAddresses")
-    ):
-        differences.append("spec.publishNotReadyAddresses")
+    for key in _SYNCED_SPEC_FIELDS:
+        default = _SPEC_DEFAULTS.get(key)
+        if spec_of(existing).get(key, default) != spec_of(desired).get(key, default):
+            differences.append(f"spec.{key}")
     if (metadata_of(existing).get("labels") or {}) != (metadata_of(desired).get("labels") or {}):
         differences.append("metadata.labels")
+    have, want = twin_annotations(existing), twin_annotations(desired)
+    differences.extend(
+        f"metadata.annotations[{key}]"
+        for key in TOPOLOGY_ANNOTATIONS
+        if have.get(key) != want.get(key)
+    )
     return differences
 
 
@@ -159,12 +206,14 @@ def updated_twin(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> JSO
         metadata["labels"] = dict(labels)
     else:
         metadata.pop("labels", None)
-    metadata.setdefault("annotations", {})[MIRRORS_ANNOTATION] = metadata_of(desired)[
-        "annotations"
-    ][MIRRORS_ANNOTATION]
+    annotations = metadata.setdefault("annotations", {})
+    annotations[MIRRORS_ANNOTATION] = metadata_of(desired)["annotations"][MIRRORS_ANNOTATION]
+    for key in TOPOLOGY_ANNOTATIONS:
+        annotations.pop(key, None)
+    annotations.update(twin_annotations(desired))
     spec = result.setdefault("spec", {})
     desired_spec = spec_of(desired)
-    for key in ("selector", "ports", "publishNotReadyAddresses"):
+    for key in ("selector", "ports", *_SYNCED_SPEC_FIELDS):
         if key in desired_spec:
             spec[key] = copy.deepcopy(desired_spec[key])
         else:

@@ -336,7 +336,26 @@ def _affinity_ok(value: Any) -> bool:
     return timeout is None or is_int(timeout)
 
 
-def _port_name_ok(name: str) -> bool:
+# Which rule the API applies to which port field (pkg/apis/core/validation,
+# validateServicePort): ports[].name is ValidateDNS1123Label; a string targetPort is
+# IsValidPortName, IANA_SVC_NAME (a container port's name).
+SERVICE_PORT_NAME_RULE = (
+    "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending "
+    "with a letter or digit"
+)
+CONTAINER_PORT_NAME_RULE = (
+    "IANA_SVC_NAME: at most 15 lowercase letters, digits and '-', at least one letter, "
+    "no '--', not starting or ending with '-'"
+)
+
+
+def service_port_name_ok(name: str) -> bool:
+    """A valid ``spec.ports[].name`` (DNS-1123 label)."""
+    return len(name) <= 63 and bool(_DNS1123.fullmatch(name))
+
+
+def container_port_name_ok(name: str) -> bool:
+    """A valid string ``targetPort`` (IANA_SVC_NAME, as a container port's name)."""
     return (
         len(name) <= 15
         and bool(_IANA_SVC_NAME.fullmatch(name))
@@ -372,8 +391,11 @@ def _ports_problems(ports: Any) -> list[str]:
         if name is not None and not isinstance(name, str):
             problems.append(f"{path}.name must be a string")
         elif name:
-            if not _port_name_ok(name):
-                problems.append(f"{path}.name {name!r} is not a valid port name (IANA_SVC_NAME)")
+            if not service_port_name_ok(name):
+                problems.append(
+                    f"{path}.name {name!r} is not a valid Service port name "
+                    f"({SERVICE_PORT_NAME_RULE})"
+                )
             if name in names:
                 problems.append(f"{path}.name {name!r} is used twice")
             names.add(name)
@@ -383,11 +405,14 @@ def _ports_problems(ports: Any) -> list[str]:
             problems.append(f"{path}: port {number}/{protocol} is used twice")
         numbers.add((number, protocol))
         target = port.get("targetPort")
-        if target is not None and not (
-            (is_int(target) and 1 <= target <= 65535)
-            or (isinstance(target, str) and _port_name_ok(target))
-        ):
-            problems.append(f"{path}.targetPort must be a port number or a port name")
+        if isinstance(target, str):
+            if not container_port_name_ok(target):
+                problems.append(
+                    f"{path}.targetPort {target!r} is not a valid container port name "
+                    f"({CONTAINER_PORT_NAME_RULE})"
+                )
+        elif target is not None and not (is_int(target) and 1 <= target <= 65535):
+            problems.append(f"{path}.targetPort must be a port number 1-65535 or a port name")
         node_port = port.get("nodePort")
         if node_port is not None and (not is_int(node_port) or not 0 <= node_port <= 65535):
             problems.append(f"{path}.nodePort must be an integer from 0 to 65535")

@@ -79,7 +79,7 @@ def empty_cause(api_client: Any, target: Target) -> str | None:
     """Why ``target`` has no ready endpoint, as the API tells it (None: the API cannot
     be read, or the Service looks right and simply has no ready pod right now)."""
     try:
-        service = ServiceAPI(api_client, target.namespace, dry_run=False).get(target.service)
+        service = ServiceAPI(api_client, target.namespace).get(target.service)
     except KubernetesError as exc:
         if exc.status == 404:
             return f'Service "{target.service}" not found in namespace "{target.namespace}"'

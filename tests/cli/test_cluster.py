@@ -150,7 +150,8 @@ def test_replace_backs_up_then_recreates_headless(
     assert now["metadata"]["labels"] == original["metadata"]["labels"]
     assert now["metadata"]["annotations"] == {"owner": "team-a"}
     assert "service/greeter replaced by a headless Service" in out
-    assert [(m, d) for m, _, d in writes(kube)] == [("DELETE", ""), ("POST", "")]
+    # the replacement is checked by a dry-run create first (issue 22)
+    assert [(m, d) for m, _, d in writes(kube)] == [("POST", "All"), ("DELETE", ""), ("POST", "")]
 
     code, out, _ = convert(kubeconfig, "greeter", "--strategy", "replace")
     assert code == 0
@@ -161,7 +162,7 @@ def test_replace_rolls_back_when_the_create_fails(
     kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
 ) -> None:
     original = add_service(kube)
-    kube.fail_next(1, code=500, verb="create", resource="services")
+    kube.fail_next(1, code=500, verb="create", resource="services", dry_run=False)
     code, _, err = convert(
         kubeconfig, "greeter", "--strategy", "replace", "--backup-dir", str(backup_dir(tmp_path))
     )
@@ -184,7 +185,7 @@ def test_rollback_says_when_the_cluster_ip_could_not_be_kept(
 ) -> None:
     original = add_service(kube, "web", type="NodePort")
     # the create fails, and so does the first try to restore with the old allocations
-    kube.fail_next(2, code=422, verb="create", resource="services")
+    kube.fail_next(2, code=422, verb="create", resource="services", dry_run=False)
     code, _, err = convert(
         kubeconfig,
         "web",
@@ -286,7 +287,7 @@ def test_no_backup_no_delete(kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path
     assert code == 1
     assert "cannot write the backup" in out
     assert "nothing was changed" in out
-    assert writes(kube) == []
+    assert writes(kube) == [("POST", "/api/v1/namespaces/app/services", "All")]
     assert service(kube, "greeter") == original
 
 
@@ -324,6 +325,7 @@ def test_dry_run_server_sends_dry_run_all_and_changes_nothing(
     kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
 ) -> None:
     original = add_service(kube)
+    rv = kube.resource_version
     kube.reset_log()
     code, out, err = convert(
         kubeconfig,
@@ -339,15 +341,18 @@ def test_dry_run_server_sends_dry_run_all_and_changes_nothing(
     assert code == 0, err
     assert "-  clusterIP: 10.96." in out
     assert "+  clusterIP: None" in out
-    assert "server dry run: validated" in err
+    assert "server dry run: the API validated it and answered AlreadyExists" in err
+    assert "would be deleted (server dry run: the API accepted the delete)" in err
     code, out, _ = convert(kubeconfig, "greeter", "--dry-run", "server", "-o", "yaml")
     assert code == 0
     assert yaml.safe_load(out)["spec"]["clusterIPs"] == ["None"]  # defaulted by the server
+    # the DELETE carries its dry run in its DeleteOptions body, where the server reads it
     assert [(m, d) for m, _, d in writes(kube)] == [
-        ("DELETE", "All"),
         ("POST", "All"),
+        ("DELETE", ""),
         ("POST", "All"),
     ]
+    assert kube.resource_version == rv  # nothing was stored
     assert service(kube, "greeter") == original
     assert service(kube, "greeter-headless") is None
     assert not any((tmp_path / "b").iterdir())
@@ -496,11 +501,11 @@ def test_check_all_ok_then_failures_with_fixes(
     ]
     assert out.splitlines()[-1] == "7 ok, 0 warn, 0 fail"
 
-    kube.deny("watch", "endpointslices", namespace=NS)
+    kube.deny("list", "endpointslices", namespace=NS)
     monkeypatch.setenv("GRPC_DNS_RESOLVER", "native")
     code, out, _ = run(*args)
     assert code == 1
-    assert "fail  rbac: this identity cannot watch endpointslices.discovery.k8s.io" in out
+    assert "fail  rbac: this identity cannot list endpointslices.discovery.k8s.io" in out
     assert "      fix: apply manifests/rbac.yaml" in out
     assert "warn  grpc-resolver: native" in out
     assert "fix: unset GRPC_DNS_RESOLVER" in out
@@ -531,8 +536,8 @@ def test_check_finds_a_clusterip_service_and_unnamed_ports(
     assert "is not headless" in out
     assert f"fix: dnsbalance convert-service {unique_service} -n {NS}" in out
     assert (
-        "warn  ports: port 8000 is no target port of the Service (8000 is a Service port: "
-        "pods listen on 50051)" in out
+        "warn  ports: 8000 is the Service's port, not the pods' (targetPort 50051, the "
+        "pods'): it works through the cluster IP, but once the Service is headless" in out
     )
     code, out, _ = run("check", "nothing.app:grpc", "--nameserver", embedded_dns.address)
     assert code == 1
@@ -627,7 +632,7 @@ def test_replace_with_rollback_tells_its_steps_in_order_on_stderr(
     """Issue 15 item 11: through a pipe, the progress of a replace that rolls back reads
     in the order it happened (backup, deleted, failed, rolled back), all on stderr."""
     add_service(kube)
-    kube.fail_next(1, code=500, verb="create", resource="services")
+    kube.fail_next(1, code=500, verb="create", resource="services", dry_run=False)
     done = cli(
         "convert-service",
         "greeter",

@@ -116,11 +116,10 @@ def test_clean_for_recreate_drops_exactly_the_listed_fields() -> None:
     )
     fetched["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}
     cleaned = clean_for_recreate(fetched)
-    assert cleaned["metadata"] == {
+    assert cleaned["metadata"] == {  # no finalizer: each belongs to the old object
         "name": "greeter",
         "namespace": "app",
         "labels": {"app": "greeter"},
-        "finalizers": ["service.kubernetes.io/load-balancer-cleanup"],
         "annotations": {"keep": "me"},
     }
     assert cleaned["spec"] == {
@@ -168,7 +167,23 @@ def test_replace_refuses_exposure_unless_forced_and_names_what_is_lost() -> None
         ({"spec": {"ports": [{"port": 0}]}}, r"spec.ports\[0\].port"),
         ({"spec": {"ports": [{"port": "80"}]}}, r"spec.ports\[0\].port"),
         ({"spec": {"ports": [{"port": 1}, {"port": 2, "name": "b"}]}}, "more than one port"),
-        ({"spec": {"ports": [{"port": 1, "name": "Bad_Name"}]}}, "not a valid port name"),
+        (
+            {"spec": {"ports": [{"port": 1, "name": "Bad_Name"}]}},
+            r"spec.ports\[0\].name 'Bad_Name' is not a valid Service port name \(a DNS-1123 label",
+        ),
+        (
+            {"spec": {"ports": [{"port": 1, "name": "x" * 64}]}},
+            r"is not a valid Service port name \(a DNS-1123 label",
+        ),
+        (
+            {"spec": {"ports": [{"port": 1, "targetPort": "a-very-long-name"}]}},
+            r"spec.ports\[0\].targetPort 'a-very-long-name' is not a valid container port name "
+            r"\(IANA_SVC_NAME",
+        ),
+        (
+            {"spec": {"ports": [{"port": 1, "targetPort": "8000-50051"}]}},
+            r"targetPort '8000-50051' is not a valid container port name \(IANA_SVC_NAME",
+        ),
         ({"spec": {"ports": []}}, "spec.ports is required"),
         ({"spec": {"selector": {"app": 1}, "ports": [{"port": 1}]}}, "spec.selector"),
         ({"spec": "nope"}, "spec must be an object"),
@@ -184,6 +199,18 @@ def test_garbage_is_a_conversion_error(change: dict[str, Any], message: str) -> 
     for plan in (plan_twin, plan_replace):
         with pytest.raises(ConversionError, match=message):
             plan(obj)
+
+
+def test_port_names_follow_the_api_rule_of_each_field() -> None:
+    """Issue 22 item 5: ports[].name is a DNS-1123 label (what `kubectl create service
+    clusterip kc --tcp=8000:50051` writes: 8000-50051); a string targetPort is a
+    container port name (IANA_SVC_NAME)."""
+    kc = service(ports=[{"name": "8000-50051", "port": 8000, "targetPort": 50051}])
+    twin = plan_twin(kc).result
+    assert twin is not None
+    assert twin["spec"]["ports"][0]["name"] == "8000-50051"
+    long_name = service(ports=[{"name": "a-rather-long-service-port-name", "port": 80}])
+    assert plan_replace(long_name).result is not None
 
 
 def test_already_headless_is_a_no_op_and_warnings_name_the_problem() -> None:

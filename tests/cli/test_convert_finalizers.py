@@ -5,11 +5,14 @@ server does (issue 14, item 9)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from dnsbalance.cli import convert_replace
 from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits.cli import convert
 
@@ -25,26 +28,52 @@ def add_lb(kube: FakeKubernetesAPI, name: str) -> dict[str, Any]:
     return kube.put(body)
 
 
+def release_after_two_looks(kube: FakeKubernetesAPI, name: str) -> threading.Thread:
+    """Play the controller that holds ``name``'s delete: drop its finalizers once the
+    delete is held and convert-service has looked at the held Service twice (so its
+    first look found it still there, whatever the machine's speed)."""
+    path = f"/api/v1/namespaces/{NS}/services/{name}"
+
+    def release() -> None:
+        for _ in range(20_000):  # bounded; convert-service polls every 50 ms to 1 s
+            held = kube.get_object("Service", NS, name)
+            if held is not None and held["metadata"].get("deletionTimestamp"):
+                requests = kube.requests
+                deleted = max(
+                    i for i, r in enumerate(requests) if r.method == "DELETE" and r.path == path
+                )
+                looks = [r for r in requests[deleted:] if r.method == "GET" and r.path == path]
+                if len(looks) >= 2:
+                    kube.remove_finalizers("Service", NS, name)
+                    return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=release, name="test-cloud-controller", daemon=True)
+    thread.start()
+    return thread
+
+
 def test_replace_waits_for_the_finalizer_with_progress(
-    kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
+    kube: FakeKubernetesAPI,
+    kubeconfig: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(convert_replace, "WAIT_PROGRESS", 0.0)  # a progress line per look
     add_lb(kube, "edge")
-    cloud = threading.Timer(4.0, kube.remove_finalizers, ("Service", NS, "edge"))
-    cloud.start()  # the cloud controller removes the load balancer, then its finalizer
-    try:
-        code, _out, err = convert(
-            kubeconfig,
-            "edge",
-            "--strategy",
-            "replace",
-            "--force",
-            "--backup-dir",
-            str(tmp_path),
-            "--delete-timeout",
-            "20",
-        )
-    finally:
-        cloud.cancel()
+    cloud = release_after_two_looks(kube, "edge")  # the cloud controller, when done
+    code, _out, err = convert(
+        kubeconfig,
+        "edge",
+        "--strategy",
+        "replace",
+        "--force",
+        "--backup-dir",
+        str(tmp_path),
+        "--delete-timeout",
+        "60",
+    )
+    cloud.join(10)
     assert code == 0, err
     assert "waiting for service/edge to go" in err
     assert f"finalizers: {LB_FINALIZER}" in err
@@ -87,3 +116,27 @@ def test_replace_times_out_with_a_ready_to_apply_manifest(
     created = kube.put(obj)
     assert created["spec"]["clusterIP"] == "None"
     assert "finalizers" not in created["metadata"]
+
+
+def test_the_replacement_carries_no_finalizer_of_the_original(
+    kube: FakeKubernetesAPI, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Issue 22 item 8a: a finalizer belongs to whoever set it, for the object it was set
+    on; the new Service inherits none, and the run names those left behind."""
+    body = kube.service("web", NS, ports=[("grpc", 8000, 50051)], selector={"app": "web"})
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    kube.put(body)
+    holder = release_after_two_looks(kube, "web")  # whoever holds the old one lets it go
+    code, _out, err = convert(
+        kubeconfig, "web", "--strategy", "replace", "--backup-dir", str(tmp_path)
+    )
+    holder.join(10)
+    assert code == 0, err
+    assert (
+        "service/web (namespace app): finalizers not carried to the headless Service: "
+        "example.com/hold" in err
+    )
+    now = kube.get_object("Service", NS, "web")
+    assert now is not None
+    assert now["spec"]["clusterIP"] == "None"
+    assert "finalizers" not in now["metadata"]

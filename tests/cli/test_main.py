@@ -156,3 +156,58 @@ def test_check_in_dns_mode_needs_no_api(embedded_dns: DNSResponder, unique_servi
     assert "ok    api: not used: mode dns never reads the Kubernetes API" in out
     assert "ok    rbac: not needed" in out
     assert out.endswith(" 0 fail\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["convert-service", "web"],
+        ["check", "web.app:grpc"],
+        ["resolve", "web.app:grpc"],
+        ["resolve", "web.app:grpc", "--mode", "dns"],
+    ],
+    ids=["convert-service", "check", "resolve", "resolve-dns"],
+)
+def test_a_missing_kubeconfig_is_named(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 8d: an explicit --kubeconfig that does not exist is a usage error
+    naming the file (not the client's "Invalid kube-config file. No configuration
+    found.")."""
+    missing = tmp_path / "nonexistent"
+    if argv[0] != "convert-service":
+        argv = [*argv, "--nameserver", "127.0.0.1:9", "--timeout", "0.2"]
+    assert main([*argv, "--kubeconfig", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"dnsbalance: error: --kubeconfig {missing}: no such file" in err
+    assert "Invalid kube-config" not in err
+
+
+def test_the_targets_namespace_wins_over_n(embedded_dns: DNSResponder, unique_service: str) -> None:
+    """Issue 22 item 8e: -n fills in a namespace the target does not name; it does not
+    override the one it does (as namespace= in the library)."""
+    embedded_dns.add_pod(unique_service, "app", "10.9.1.1")
+    code, out = run(
+        "resolve",
+        f"{unique_service}.app:8000",
+        "-n",
+        "other",
+        "--mode",
+        "dns",
+        "--nameserver",
+        embedded_dns.address,
+    )
+    assert code == 0
+    assert f"-> {unique_service}.app.svc.cluster.local" in out.splitlines()[0]
+    code, out = run(
+        "resolve",
+        f"{unique_service}:8000",
+        "-n",
+        "app",
+        "--mode",
+        "dns",
+        "--nameserver",
+        embedded_dns.address,
+    )
+    assert code == 0
+    assert f"-> {unique_service}.app.svc.cluster.local" in out.splitlines()[0]

@@ -56,9 +56,13 @@ LIBRARY_RULES = [
     }
 ]
 # What convert-service asks for (its SelfSubjectAccessReviews and its RBAC hint): the
-# union over both strategies. Nothing more: no list, no patch.
+# union over both strategies, and get on endpoints (a selector-less Service's Endpoints,
+# which a replace would lose: issue 22). Nothing more: no list, no patch.
 CONVERT_VERBS = {verb for verbs in VERBS.values() for verb in verbs}
-CONVERT_RULES = [{"apiGroups": [""], "resources": ["services"], "verbs": CONVERT_VERBS}]
+CONVERT_RULES = [
+    {"apiGroups": [""], "resources": ["services"], "verbs": CONVERT_VERBS},
+    {"apiGroups": [""], "resources": ["endpoints"], "verbs": {"get"}},
+]
 CLUSTER_SCOPED_RBAC = {"ClusterRole", "ClusterRoleBinding"}
 # The one exception (issue 18): Nodes are cluster-scoped, so reading the client's own
 # Node for its zone takes a ClusterRole; it grants get on nodes and nothing else.

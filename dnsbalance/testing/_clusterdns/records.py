@@ -84,10 +84,9 @@ class Pod:
 def _check_ports(ports: Mapping[str, int]) -> dict[str, int]:
     checked: dict[str, int] = {}
     for name, port in ports.items():
-        # IANA_SVC_NAME, as Kubernetes validates port names.
-        _check_label("port name", name, _DNS1123_LABEL, max_len=15)
-        if not any(c.isalpha() for c in name) or "--" in name:
-            raise ValueError(f"port name {name!r} needs a letter and no '--'")
+        # A Service port's name (what CoreDNS publishes SRV records for): the API checks
+        # it as a DNS-1123 label (IANA_SVC_NAME is the rule for container ports).
+        _check_label("port name", name, _DNS1123_LABEL)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValueError(f"port {name!r}: {port!r} is not a port number (1-65535)")
         checked[name] = port

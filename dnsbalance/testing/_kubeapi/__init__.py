@@ -43,8 +43,12 @@ Served
   ``spec.ports`` by ``port`` and honours ``$patch: delete``/``replace``; other lists are
   replaced (right for EndpointSlice ``endpoints``/``ports``, which are atomic). Server-side
   apply (``apply-patch+yaml``) answers 415.
-- ``dryRun=All`` (query, or DeleteOptions ``dryRun``) on create/update/patch/delete runs
-  defaulting, validation and allocation and answers as if done, storing nothing.
+- ``dryRun=All`` on create/update/patch/delete runs defaulting, validation and
+  allocation and answers as if done, storing nothing (a held delete answers the object
+  with ``deletionTimestamp`` set). Where it is read: the query for create, update and
+  patch; for DELETE, as ``handlers/delete.go``, the body's DeleteOptions when the body is
+  not empty (``{}`` counts: the query is then ignored, ``?dryRun=All`` included), the
+  query only when there is no body.
 - Services: defaults as the v1 defaulters; ``spec.clusterIP``/``clusterIPs`` allocated
   from 10.96.0.0/12 (sequentially from 10.96.0.11, IPv4 only) unless headless (``None``)
   or ExternalName; a requested IP must be free and in range; nodePorts 30000-32767 for
@@ -92,7 +96,8 @@ Served
   UnsupportedMediaType: this fake decodes JSON only, and says so as the server does
   for a media type it does not accept.
 - Faults: :meth:`fail_next` (the next n matching requests get that code and a Status,
-  ``InternalError`` for 500; 429 always with ``Retry-After``), :meth:`clear_failures`,
+  ``InternalError`` for 500; 429 always with ``Retry-After``; ``dry_run=True``/``False``
+  matches only dry-run or only real writes), :meth:`clear_failures`,
   :meth:`delay` (sleep before answering). A watch denied while list is allowed:
   ``deny("watch", "endpointslices")``. Order per request:
   delay, authentication, authorization, injected failure, then the real work.
@@ -100,11 +105,14 @@ Served
   :meth:`objects`) go through the same admission and produce the same watch events as
   HTTP writes; they raise :class:`FakeKubernetesAPI.StatusError` (``.status`` is the body).
   :attr:`requests` logs every answered request as (method, path, query, verb, resource,
-  status).
+  status, field_manager): the last, for a create, update or patch, is the manager the
+  real server would record in ``managedFields`` (``?fieldManager=``, else the
+  User-Agent before its first ``/``: ``OpenAPI-Generator`` for the Python client).
 
 Simplified or left out
 ----------------------
-Namespaces are not objects (any namespace exists); no managedFields, server-side
+Namespaces are not objects (any namespace exists); no managedFields (the request log
+says which field manager each write would be recorded under), server-side
 apply, status subresource, deletecollection, protobuf/CBOR/YAML (always JSON; protobuf
 bodies get 415), admission webhooks or Endpoints. A watch from a future RV waits for it
 instead of the real "Too large resource version" 504. Continue tokens read the current

@@ -10,7 +10,12 @@ slice view change in the same instant: there is no controller lag to model.
 What the Endpoints controller writes, and so this view:
 
 - the object exists while the Service exists or any of its slices does; it carries the
-  Service's labels;
+  Service's labels. A Service without a selector gets no Endpoints from any controller:
+  they are written by hand, and the mirroring controller copies them into slices labelled
+  ``endpointslice.kubernetes.io/managed-by: endpointslicemirroring-controller.k8s.io``;
+  here they exist while such slices do, read from those alone. Deleting the Service
+  deletes them (the endpoints controller deletes ``Endpoints/<name>`` of a deleted
+  Service, the mirroring controller its slices: :meth:`Store.delete`);
 - ``subsets``: endpoints grouped by identical port sets (``RepackSubsets``), each with
   ``addresses`` (ready), ``notReadyAddresses`` (not ready and not terminating) and
   ``ports`` (``name`` omitted when empty); addresses sorted by IP. Terminating endpoints
@@ -81,6 +86,13 @@ class EndpointsView:
             for s in self._store.objects(kinds.ENDPOINT_SLICES, namespace)
             if ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL) == name
         ]
+        if service is not None and not (service.get("spec") or {}).get("selector"):
+            # No controller writes the Endpoints of a selector-less Service: they are
+            # written by hand, and the mirroring controller copies them into slices it
+            # labels as its own. Served from those copies; other slices make none.
+            slices = [s for s in slices if kinds.is_mirrored_slice_of(s, namespace, name)]
+            if not slices:
+                return None
         if service is None and not slices:
             return None
         return self._stamp(namespace, name, endpoints_object(namespace, name, service, slices))

@@ -12,13 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["DEFAULT_USER", "Faults", "RequestLog", "RequestRecord"]
+__all__ = ["DEFAULT_USER", "Faults", "RequestLog", "RequestRecord", "field_manager_of"]
 
 DEFAULT_USER = "system:serviceaccount:app:dnsbalance"
 
 
 class RequestRecord(NamedTuple):
-    """One answered request. ``verb``/``resource`` are RBAC's (``list``, ``endpointslices``)."""
+    """One answered request. ``verb``/``resource`` are RBAC's (``list``, ``endpointslices``).
+    ``field_manager``: for a create, update or patch, the manager the server records in
+    ``managedFields`` (``?fieldManager=``, else the User-Agent up to its first ``/``, as
+    kube-apiserver's managerOrUserAgent: ``OpenAPI-Generator`` for the Python client);
+    None for other requests."""
 
     method: str
     path: str
@@ -26,6 +30,22 @@ class RequestRecord(NamedTuple):
     verb: str | None
     resource: str | None
     status: int
+    field_manager: str | None = None
+
+
+def field_manager_of(query: dict[str, str], user_agent: str) -> str:
+    """managerOrUserAgent (handlers/create.go): the query's fieldManager, else the
+    printable characters of the User-Agent before its first '/', at most 128 bytes."""
+    if query.get("fieldManager"):
+        return query["fieldManager"]
+    prefix = ""
+    for char in user_agent.split("/")[0]:
+        if not char.isprintable():
+            continue
+        if len((prefix + char).encode()) > 128:
+            break
+        prefix += char
+    return prefix
 
 
 class RequestLog:
@@ -75,6 +95,7 @@ class _Failure:
     verb: str | None
     resource: str | None
     retry_after: int | None = None
+    dry_run: bool | None = None
 
 
 class Injected(NamedTuple):
@@ -153,6 +174,7 @@ class Faults:
         verb: str | None,
         resource: str | None,
         retry_after: int | None = None,
+        dry_run: bool | None = None,
     ) -> None:
         if n < 0:
             raise ValueError("n must be >= 0")
@@ -160,17 +182,21 @@ class Faults:
             retry_after = 1  # API Priority and Fairness and max-in-flight always send one
         with self._lock:
             if n:
-                self._failures.append(_Failure(n, code, verb, resource, retry_after))
+                self._failures.append(_Failure(n, code, verb, resource, retry_after, dry_run))
 
     def clear_failures(self) -> None:
         with self._lock:
             self._failures.clear()
 
-    def take_failure(self, verb: str | None, resource: str | None) -> Injected | None:
+    def take_failure(
+        self, verb: str | None, resource: str | None, *, dry_run: bool = False
+    ) -> Injected | None:
         """Consume one matching injected failure."""
         with self._lock:
             for failure in self._failures:
                 if failure.verb not in (None, verb) or failure.resource not in (None, resource):
+                    continue
+                if failure.dry_run not in (None, dry_run):
                     continue
                 failure.remaining -= 1
                 if failure.remaining <= 0:

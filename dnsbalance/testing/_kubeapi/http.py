@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
-from .faults import Faults, RequestLog, RequestRecord
-from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
+from .faults import Faults, RequestLog, RequestRecord, field_manager_of
+from .query import client_gone, delete_options, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
 from .status import (
@@ -52,6 +52,17 @@ _POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/han
 
 def _dump(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _is_dry_run(found: Route, query: dict[str, str], raw: bytes) -> bool:
+    """Whether a write is a dry run, for matching injected failures (a malformed one is
+    not: it fails later with its own error)."""
+    try:
+        if found.verb == "delete":
+            return delete_options(query, raw)[0]
+        return found.verb in ("create", "update", "patch") and dry_run_of(query)
+    except StatusError:
+        return False
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -165,7 +176,12 @@ class Dispatcher:
         retry_after: int | None = None
 
         def answer(code: int, body: Any) -> None:
-            self.log.add(RequestRecord(method, parts.path, query, found.verb, found.resource, code))
+            manager = None
+            if found.verb in ("create", "update", "patch"):
+                manager = field_manager_of(query, h.headers.get("User-Agent") or "")
+            self.log.add(
+                RequestRecord(method, parts.path, query, found.verb, found.resource, code, manager)
+            )
             data = _dump(body)
             h.send_response(code)
             h.send_header("Content-Type", "application/json")
@@ -198,7 +214,9 @@ class Dispatcher:
             if not self.faults.authenticated(h.headers.get("Authorization")):
                 raise unauthorized()
             self._authorize(found)
-            injected = self.faults.take_failure(found.verb, found.resource)
+            injected = self.faults.take_failure(
+                found.verb, found.resource, dry_run=_is_dry_run(found, query, raw)
+            )
             if injected is not None:
                 error = status_for_code(injected.code)
                 if injected.retry_after is not None:
@@ -274,30 +292,31 @@ class Dispatcher:
                 limit=int_param(query, "limit"),
                 continue_token=query.get("continue", ""),
             )
+        if found.verb == "delete":
+            dry_run, pre = delete_options(query, raw)
+            return 200, self.store.delete(res, ns, name, preconditions=pre, dry_run=dry_run)
         body = parse_json(raw) if raw else {}
-        dry_run = dry_run_of(query, body if found.verb == "delete" else {})
+        dry_run = dry_run_of(query)
         if found.verb == "create":
             return 201, self.store.create(res, ns, body, dry_run=dry_run)
         if found.verb == "update":
             return 200, self.store.update(res, ns, name, body, dry_run=dry_run)
-        if found.verb == "patch":
-            media = (ctype or "").split(";")[0].strip()
-            if media not in _PATCH_TYPES:
-                raise StatusError(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": f"the body of the request was in an unknown format - "
-                        f"accepted media types include: {', '.join(_PATCH_TYPES)}",
-                        "reason": "UnsupportedMediaType",
-                        "code": 415,
-                    }
-                )
-            return 200, self.store.patch(res, ns, name, media, body, dry_run=dry_run)
-        pre = body.get("preconditions") if isinstance(body, dict) else None
-        return 200, self.store.delete(res, ns, name, preconditions=pre, dry_run=dry_run)
+        # the one verb left: patch
+        media = (ctype or "").split(";")[0].strip()
+        if media not in _PATCH_TYPES:
+            raise StatusError(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f"the body of the request was in an unknown format - "
+                    f"accepted media types include: {', '.join(_PATCH_TYPES)}",
+                    "reason": "UnsupportedMediaType",
+                    "code": 415,
+                }
+            )
+        return 200, self.store.patch(res, ns, name, media, body, dry_run=dry_run)
 
     def _review(self, body: Any) -> JSON:
         spec = body.get("spec") if isinstance(body, dict) else None

@@ -95,7 +95,38 @@ _SUBDOMAIN_MSG = (
     "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*"
     "[a-z0-9])?)*')"
 )
-_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+def _dns1123_label_errors(value: str) -> list[str]:
+    """apimachinery's IsDNS1123Label: what ``ValidateDNS1123Label`` reports."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _DNS1123_LABEL.match(value):
+        errors.append(_DNS1123_LABEL_MSG)
+    return errors
+
+
+def _port_name_errors(value: str) -> list[str]:
+    """apimachinery's IsValidPortName (IANA_SVC_NAME), in its order."""
+    errors = []
+    if len(value) > 15:
+        errors.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", value):
+        errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", value):
+        errors.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        errors.append("must not contain consecutive hyphens")
+    if value and (value[0] == "-" or value[-1] == "-"):
+        errors.append("must not begin or end with a hyphen")
+    return errors
 
 
 def validate_name(res: Resource, metadata: Mapping[str, Any]) -> list[FieldError]:
@@ -153,7 +184,8 @@ def default_service(obj: JSON) -> None:
     for port in spec.get("ports") or []:
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
-            if "targetPort" not in port and isinstance(port.get("port"), int):
+            # SetDefaults_Service: a missing, 0 or "" targetPort is the port
+            if port.get("targetPort") in (None, 0, "") and isinstance(port.get("port"), int):
                 port["targetPort"] = port["port"]
     if spec.get("clusterIP") and not spec.get("clusterIPs") and needs_cluster_ip(spec):
         spec["clusterIPs"] = [spec["clusterIP"]]
@@ -208,14 +240,9 @@ def validate_service(obj: Mapping[str, Any]) -> list[FieldError]:
         name = port.get("name") or ""
         if len(ports) > 1 and not name:
             errors.append(FieldError.required(f"{path}.name", ""))
-        elif name and (len(name) > 15 or not _IANA_SVC_NAME.match(name)):
-            errors.append(
-                FieldError.invalid(
-                    f"{path}.name",
-                    name,
-                    "must contain only lowercase alphanumeric characters or '-', "
-                    "and must start and end with an alphanumeric character",
-                )
+        elif name:  # validateServicePort: a DNS-1123 label (not IANA_SVC_NAME)
+            errors.extend(
+                FieldError.invalid(f"{path}.name", name, m) for m in _dns1123_label_errors(name)
             )
         if name and name in names:
             errors.append(FieldError.duplicate(f"{path}.name", name))
@@ -228,6 +255,18 @@ def validate_service(obj: Mapping[str, Any]) -> list[FieldError]:
         protocol = port.get("protocol", "TCP")
         if protocol not in PROTOCOLS:
             errors.append(FieldError.not_supported(f"{path}.protocol", protocol, PROTOCOLS))
+        target = port.get("targetPort")
+        if isinstance(target, str):  # ValidatePortNumOrName: a container port's name
+            errors.extend(
+                FieldError.invalid(f"{path}.targetPort", target, m)
+                for m in _port_name_errors(target)
+            )
+        elif isinstance(target, int) and not 1 <= target <= 65535:
+            errors.append(
+                FieldError.invalid(
+                    f"{path}.targetPort", target, "must be between 1 and 65535, inclusive"
+                )
+            )
         node_port = port.get("nodePort")
         if node_port and kind == "ClusterIP":
             errors.append(
@@ -239,6 +278,21 @@ def validate_service(obj: Mapping[str, Any]) -> list[FieldError]:
 
 
 # -- EndpointSlices -------------------------------------------------------------------
+
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
+
+
+def is_mirrored_slice_of(obj: Mapping[str, Any], namespace: str, service: str) -> bool:
+    """A slice the EndpointSlice mirroring controller made from ``Endpoints/<service>``."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return (
+        meta.get("namespace") == namespace
+        and labels.get("kubernetes.io/service-name") == service
+        and labels.get(MANAGED_BY) == MIRRORING_CONTROLLER
+    )
+
 
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 

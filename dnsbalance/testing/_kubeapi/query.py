@@ -50,10 +50,26 @@ def selectors_of(query: Mapping[str, str]) -> tuple[Any, Any]:
     return labels, fields
 
 
-def dry_run_of(query: Mapping[str, str], body: Any) -> bool:
-    values = [query["dryRun"]] if "dryRun" in query else []
-    if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
-        values += [str(v) for v in body["dryRun"]]
+def dry_run_of(query: Mapping[str, str]) -> bool:
+    """``?dryRun=All`` of a create, update or patch (400 for another value)."""
+    return _dry_run([query["dryRun"]] if "dryRun" in query else [])
+
+
+def delete_options(query: Mapping[str, str], raw: bytes) -> tuple[bool, Any]:
+    """The dry run and preconditions of a DELETE, read as handlers/delete.go reads them:
+    from the body when it is not empty (``len(body) > 0``: ``{}`` counts), the query
+    parameters then ignored; from the query parameters only when there is no body."""
+    if not raw:
+        return dry_run_of(query), None
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise bad_request("decoded object cannot be converted to DeleteOptions")
+    dry = body.get("dryRun")
+    values = [str(v) for v in dry] if isinstance(dry, list) else []
+    return _dry_run(values), body.get("preconditions")
+
+
+def _dry_run(values: list[str]) -> bool:
     for value in values:
         if value not in ("All", ""):
             raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')

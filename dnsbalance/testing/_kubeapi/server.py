@@ -364,11 +364,14 @@ class FakeKubernetesAPI:
         verb: str | None = None,
         resource: str | None = None,
         retry_after: int | None = None,
+        dry_run: bool | None = None,
     ) -> None:
         """The next ``n`` matching requests fail with ``code`` and a Status body; with a
         ``Retry-After: retry_after`` header (and ``details.retryAfterSeconds``) when given,
-        and for 429 always (1 s unless given), as API Priority and Fairness answers."""
-        self._faults.fail_next(n, code, verb, resource, retry_after)
+        and for 429 always (1 s unless given), as API Priority and Fairness answers.
+        ``dry_run``: only writes that are (True) or are not (False) dry runs match; None,
+        any request (an admission policy refuses both alike)."""
+        self._faults.fail_next(n, code, verb, resource, retry_after, dry_run)
 
     def clear_failures(self) -> None:
         """Drop every pending :meth:`fail_next` failure (an outage ends)."""

@@ -234,16 +234,20 @@ class Store:
             if current["metadata"].get("finalizers"):
                 # As the registry's Store.Delete: finalizers hold the object; DELETE only
                 # sets deletionTimestamp (once) and answers the object, not a Status.
+                # A dry run answers the object as that update would make it, storing nothing.
                 held = copy.deepcopy(current)
-                if not held["metadata"].get("deletionTimestamp") and not dry_run:
+                if not held["metadata"].get("deletionTimestamp"):
                     held["metadata"]["deletionTimestamp"] = timestamp_now()
                     held["metadata"]["deletionGracePeriodSeconds"] = 0
-                    self._commit(res, "MODIFIED", held, current)
+                    if not dry_run:
+                        self._commit(res, "MODIFIED", held, current)
                 return copy.deepcopy(held)
             gone = copy.deepcopy(current)
             if not dry_run:
                 self._free(res, current, None)
                 self._commit(res, "DELETED", gone, current)
+                if res is kinds.SERVICES:
+                    self._service_gone(namespace, name)
             if res.return_deleted_object or as_object:
                 return copy.deepcopy(gone)
             details: JSON = {"name": name}
@@ -338,6 +342,8 @@ class Store:
             # The last finalizer is gone: the deletion completes (a DELETED event).
             self._free(res, obj, None)
             self._commit(res, "DELETED", copy.deepcopy(obj), obj)
+            if res is kinds.SERVICES:
+                self._service_gone(namespace, name)
         return copy.deepcopy(obj)
 
     def _admit(self, res: Resource, obj: JSON, old: JSON | None) -> None:
@@ -366,6 +372,17 @@ class Store:
     def _free(self, res: Resource, holder: JSON | None, keep: JSON | None) -> None:
         if res is kinds.SERVICES:
             self._services.free(holder, keep)
+
+    def _service_gone(self, namespace: str, name: str) -> None:
+        """The controllers' answer to a deleted Service: the endpoints controller deletes
+        ``Endpoints/<name>`` and the mirroring controller the slices it mirrored from it
+        (Endpoints are a view of those slices here, so both go with the slices). Slices of
+        other managers stay: the EndpointSlice controller's are deleted by the garbage
+        collector through owner references, which this fake does not model."""
+        slices = self._objects[kinds.ENDPOINT_SLICES.resource]
+        for _, obj in sorted(slices.items()):
+            if kinds.is_mirrored_slice_of(obj, namespace, name):
+                self._commit(kinds.ENDPOINT_SLICES, "DELETED", copy.deepcopy(obj), obj)
 
     def _commit(self, res: Resource, kind: str, obj: JSON, prev: JSON | None) -> None:
         self._rv += 1
