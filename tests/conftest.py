@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dnsbalance.testing import BindServer, DNSResponder, FakeKubernetesAPI
+from dnsbalance.testing import (
+    BindServer,
+    ControlPlane,
+    ControlPlaneError,
+    DNSResponder,
+    FakeKubernetesAPI,
+)
 from dnsbalance.testing._clusterdns.bind import find_named
 from tests.kits import NS
 from tests.kits.backends import Fleet, new_fleet
@@ -119,3 +125,26 @@ def kube() -> Iterator[FakeKubernetesAPI]:
 def kubeconfig(kube: FakeKubernetesAPI, tmp_path: Path) -> Path:
     """A kubeconfig for ``kube`` whose namespace is ``NS``."""
     return kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+
+
+# -- the real control plane ------------------------------------------------------------
+
+ZONES = ("zone-a", "zone-b", "zone-c")
+NODES = {f"node-{zone[-1]}": zone for zone in ZONES}
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """The session's real control plane (``dnsbalance.testing.ControlPlane``), with Nodes
+    ``node-a/b/c`` in ``zone-a/b/c``. Without its binaries the tests that use it skip,
+    and fail under ``CI=true``."""
+    try:
+        plane = ControlPlane()
+    except ControlPlaneError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the real control plane must run under CI: {exc}")
+        pytest.skip(str(exc))
+    with plane:
+        for node, zone in NODES.items():
+            plane.add_node(node, zone=zone)
+        yield plane

@@ -8,9 +8,9 @@ import pytest
 from kubernetes import client
 
 from dnsbalance.testing import ControlPlane
+from tests.conftest import NODES
 from tests.kits.backends import demo_pb2_grpc, wait_until
 
-from .conftest import NODES
 from .kit import counts, open_channel, until_seen
 
 LABELS = {"app": "zonal"}
