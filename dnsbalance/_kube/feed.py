@@ -17,8 +17,9 @@ from dnsbalance._metrics import metrics_for
 
 from .client import load_api_client
 from .nodes import Answer, ReadOnce, read_node_zone, read_traffic_policy
+from .readers import ViewCallback
 from .topology import Placement
-from .watch import SliceWatcher, ViewCallback
+from .watch import SliceWatcher
 
 if TYPE_CHECKING:
     from dnsbalance._settings import ChannelSettings
