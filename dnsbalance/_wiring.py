@@ -47,6 +47,7 @@ from ._merge.thread import MergeThread, PollerView
 from ._metrics import metrics_for
 from ._poll.aio import AsyncDnsPoller
 from ._poll.policy import PollPolicy
+from ._poll.share import shared_async_poller, shared_poller
 from ._poll.sync import DnsPoller
 from ._settings import ChannelSettings, Mode, settings_for
 from ._target import Target
@@ -125,41 +126,62 @@ def resolve_channel(
     settings = settings_for(**locals())  # the parameters above, by name
     factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
     poller = None
-    if not settings.api_only:
-        resolver = sync_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = DnsPoller(
-            sync_dns.poll_lookup(settings.target, resolver),
+    if not settings.api_only:  # one poller per question in the process (_poll/share.py)
+        poller = shared_poller(
+            settings.poll_key("thread"),
+            lambda metrics: DnsPoller(
+                sync_dns.poll_lookup(
+                    settings.target,
+                    sync_dns.make_resolver(settings.servers, timeout=settings.dns_timeout),
+                ),
+                metrics=metrics,
+                **settings.poller_options(),
+            ),
             metrics=metrics_for(settings.name),
-            **settings.poller_options(),
         )
     if poller is not None and settings.mode == "dns":
-        poller.poll_once()
-        local = local_name()
+        try:
+            poller.poll_once()
+            local = local_name()
+        except BaseException:
+            poller.stop()  # leave the shared poller
+            raise
         local.publish(poller.endpoints)
 
         def close_dns() -> None:
             poller.stop()
             local.close()
 
-        channel = BalancedChannel(
-            plan=settings.local_plan(local),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=close_dns,
-            **settings.channel_args(),
-        )
+        try:
+            channel = BalancedChannel(
+                plan=settings.local_plan(local),
+                factory=factory,
+                endpoints=poller.endpoints,
+                on_close=close_dns,
+                **settings.channel_args(),
+            )
+        except BaseException:
+            close_dns()
+            raise
         _follow_dns(poller, local, weak_callback(channel, BalancedChannel.update))
         poller.start()
         warn_empty_start(settings, channel.endpoints)
         return channel
 
-    feed = ApiFeed.open(settings)
+    try:
+        feed = ApiFeed.open(settings)  # joins the Service's shared watch (_kube/share.py)
+    except BaseException:
+        if poller is not None:
+            poller.stop()
+        raise
     try:
         if poller is not None:
             poller.poll_once()
         merged = _Merged(settings, feed, poller)
     except BaseException:
         feed.close()  # its watcher may be running already (mode "auto")
+        if poller is not None:
+            poller.stop()
         raise
 
     def close_merged() -> None:
@@ -220,41 +242,62 @@ async def resolve_aio_channel(
     settings = settings_for(**locals())  # the parameters above, by name
     factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
     poller = None
-    if not settings.api_only:
-        resolver = aio_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = AsyncDnsPoller(
-            aio_dns.poll_lookup(settings.target, resolver),
+    if not settings.api_only:  # shared by the channels on this event loop (_poll/share.py)
+        poller = shared_async_poller(
+            settings.poll_key(asyncio.get_running_loop()),
+            lambda metrics: AsyncDnsPoller(
+                aio_dns.poll_lookup(
+                    settings.target,
+                    aio_dns.make_resolver(settings.servers, timeout=settings.dns_timeout),
+                ),
+                metrics=metrics,
+                **settings.poller_options(),
+            ),
             metrics=metrics_for(settings.name),
-            **settings.poller_options(),
         )
     if poller is not None and settings.mode == "dns":
-        await poller.poll_once()
-        local = local_name()
+        try:
+            await poller.poll_once()
+            local = local_name()
+        except BaseException:
+            await poller.stop()  # leave the shared poller
+            raise
         local.publish(poller.endpoints)
 
         async def close_dns() -> None:
             await poller.stop()
             local.close()
 
-        channel = aio_channel.BalancedChannel(
-            plan=settings.local_plan(local),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=close_dns,
-            **settings.channel_args(),
-        )
+        try:
+            channel = aio_channel.BalancedChannel(
+                plan=settings.local_plan(local),
+                factory=factory,
+                endpoints=poller.endpoints,
+                on_close=close_dns,
+                **settings.channel_args(),
+            )
+        except BaseException:
+            await close_dns()
+            raise
         _follow_dns(poller, local, weak_callback(channel, aio_channel.BalancedChannel.want))
         poller.start()
         warn_empty_start(settings, channel.endpoints)
         return channel
 
-    feed = await asyncio.to_thread(ApiFeed.open, settings)
+    try:
+        feed = await asyncio.to_thread(ApiFeed.open, settings)  # the shared watch
+    except BaseException:
+        if poller is not None:
+            await poller.stop()
+        raise
     try:
         if poller is not None:
             await poller.poll_once()
         merged = _Merged(settings, feed, poller)
     except BaseException:
         await asyncio.to_thread(feed.close)  # its watcher may be running (mode "auto")
+        if poller is not None:
+            await poller.stop()
         raise
 
     async def close_merged() -> None:
