@@ -2,15 +2,23 @@
 
 Every mode starts the same way: the arguments become :class:`ChannelSettings`
 (:func:`settings_for`, their one definition; both functions here repeat its parameter
-list, which ``tests/test_wiring.py`` holds equal), then a DNS poller (modes "dns" and
-"auto") polls once. Then:
+list, which ``tests/test_wiring.py`` holds equal), then the channel joins the process's
+DNS poller for its question (modes "dns" and "auto"; :mod:`dnsbalance._poll.share`: the
+first channel makes it and polls once, later ones take its state). Then:
 
 - mode "dns": the channel dials a name on the in-process local DNS server, which
   serves the poller's set; each change the poller reports is published there and
   the channel rebuilt (:func:`_follow_dns`).
-- modes "auto" and "api": :class:`~dnsbalance._kube.feed.ApiFeed` lists the
-  EndpointSlices (mode "auto" waits 5 s at most) and :class:`_Merged` runs the merge
-  thread, which decides from both views and hands each new set to the channel.
+- modes "auto" and "api": :class:`~dnsbalance._kube.feed.ApiFeed` joins the process's
+  list and watch of the Service's EndpointSlices for its API identity
+  (:mod:`dnsbalance._kube.share`; mode "auto" waits 5 s at most for the first list) and
+  :class:`_Merged` runs the channel's own merge thread, which decides from both views
+  and hands each new set to the channel.
+
+What channels share is raw: the slices as the API sent them, the DNS poller's set. What
+each decides from them (its port, ``include_terminating``, panic mode, topology, the
+cross-check, ``on_change``) is its own. A channel's ``close()`` leaves the shared parts;
+the last one stops them.
 
 The sync driver uses grpc's channels, a :class:`~dnsbalance._poll.sync.DnsPoller` on the
 shared poll clock and calls the channel's ``update`` on the deciding thread; the
