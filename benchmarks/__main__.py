@@ -9,7 +9,8 @@ endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 agains
 dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
 is built when go and Debian's sources are there, else that column is skipped),
 topology (calls that cross zones, and the spill-over when the client's zone empties),
-chart (scale-up.png).
+fleet (per-client API, DNS, memory and connection costs, measured, multiplied out to
+1,000 pods x 4 processes x 5 Services in results/fleet.md), chart (scale-up.png).
 
 ``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
@@ -42,6 +43,7 @@ SUITES = (
     "scale",
     "kube_watch",
     "topology",
+    "fleet",
     "chart",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
