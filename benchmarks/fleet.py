@@ -53,7 +53,15 @@ import dnsbalance
 from dnsbalance._dns.sync import make_resolver, poll_lookup
 from dnsbalance.testing import DNSResponder, FakeKubernetesAPI, Pod
 
-from ._common import METHOD, Suite, median, process_status, thread_cpu, wait_until
+from ._common import (
+    METHOD,
+    Suite,
+    display,
+    median,
+    process_status,
+    thread_cpu,
+    wait_until,
+)
 from .fleet_model import Measured, table
 from .scale import _ManyAddresses
 
@@ -105,7 +113,7 @@ def run(quick: bool, out: Path = RESULTS) -> Suite:
     for note in notes:
         suite.note(note)
     stem = "quick.fleet" if quick else "fleet"
-    (out / f"{stem}.md").write_text(_markdown(rows, notes, m))
+    (out / f"{stem}.md").write_text(_markdown(rows, notes, suite.figures))
     (out / f"{stem}.json").write_text(json.dumps({"measured": m.as_dict(), "rows": rows}, indent=2))
     print(f"  wrote {out / stem}.md", flush=True)
     return suite
@@ -153,7 +161,8 @@ def _api_requests(suite: Suite, m: Measured, kube: FakeKubernetesAPI, tmp: Path,
             for channel in channels:
                 channel.close()
         label = "with sharing" if shared else "without sharing"
-        suite.add(f"{n} channels, one Service, {label}: lists", lists, "", watches=watches)
+        suite.add(f"{n} channels, one Service, {label}: lists", lists, "")
+        suite.add(f"{n} channels, one Service, {label}: watches", watches, "")
         if shared:
             m.shared_lists, m.shared_watches = lists, watches
         else:
@@ -480,12 +489,13 @@ def _connection_rss(suite: Suite, m: Measured, quick: bool) -> None:
     suite.trials("RSS per connection (200 pods less 10, one channel)", slopes, "KiB")
 
 
-def _markdown(rows: list[dict[str, Any]], notes: list[str], m: Measured) -> str:
+def _markdown(rows: list[dict[str, Any]], notes: list[str], figures: list[dict[str, Any]]) -> str:
     lines = [
         "# A fleet of dnsbalance clients",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        "`python -m benchmarks fleet` on this machine; multiplied to the fleet below.",
+        "`python -m benchmarks fleet` on this machine; multiplied to the fleet below "
+        "(benchmarks/fleet_model.py).",
         "",
         "| figure | dnsbalance, no sharing | dnsbalance, sharing | dnsbalance, sharing + "
         "subsetting | kuberesolver v6 | kube-proxy (ClusterIP) | how |",
@@ -495,5 +505,5 @@ def _markdown(rows: list[dict[str, Any]], notes: list[str], m: Measured) -> str:
         cells = [row["figure"], *row["values"], row["how"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", *[f"- {note}" for note in notes], "", "Measured here:", ""]
-    lines += [f"- {key}: {value}" for key, value in m.as_dict().items()]
+    lines += [f"- {f['figure']}: {display(f)}" for f in figures]
     return "\n".join(lines) + "\n"
