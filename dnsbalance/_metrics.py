@@ -18,6 +18,10 @@ target (label ``target``, e.g. ``kubernetes:///svc.ns:8000``):
   (the client's zone, ``""`` when unknown) and ``placement`` (``in_zone``/``out_of_zone``
   by each endpoint's own zone; topology-aware routing keeps ``out_of_zone`` at 0).
 
+Channels that share a watch or a DNS poller (:mod:`dnsbalance._kube.share`,
+:mod:`dnsbalance._poll.share`) each count its watch restarts and failed polls, as they
+did with their own.
+
 Without ``prometheus_client`` nothing is imported and every call is a no-op.
 ``DNSBALANCE_METRICS=0`` turns them off even when it is installed.
 """

@@ -32,6 +32,7 @@ from ._channel.subset import Subsetting
 from ._endpoints import Endpoint
 from ._exceptions import ConfigError, TargetError
 from ._poll.policy import PollPolicy
+from ._poll.share import PollKey, poll_key
 from ._target import Target, parse_target
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,17 @@ class ChannelSettings:
     def poller_options(self) -> PollerOptions:
         """The DNS poller arguments that come straight from the settings (either driver)."""
         return {"policy": self.policy, "name": f"dnsbalance-poll-{self.thread_suffix}"}
+
+    def poll_key(self, driver: object) -> PollKey:
+        """What channels share a DNS poller by (see :mod:`dnsbalance._poll.share`):
+        ``driver`` is ``"thread"`` or the asyncio event loop."""
+        return poll_key(
+            self.target,
+            servers=self.servers,
+            timeout=self.dns_timeout,
+            policy=self.policy,
+            driver=driver,
+        )
 
     def local_plan(self, local: LocalName) -> Callable[[Sequence[Endpoint]], ChannelPlan]:
         """Every mode: grpc resolves the channel's name on the local DNS."""

@@ -2,15 +2,23 @@
 
 Every mode starts the same way: the arguments become :class:`ChannelSettings`
 (:func:`settings_for`, their one definition; both functions here repeat its parameter
-list, which ``tests/test_wiring.py`` holds equal), then a DNS poller (modes "dns" and
-"auto") polls once. Then:
+list, which ``tests/test_wiring.py`` holds equal), then the channel joins the process's
+DNS poller for its question (modes "dns" and "auto"; :mod:`dnsbalance._poll.share`: the
+first channel makes it and polls once, later ones take its state). Then:
 
 - mode "dns": the channel dials a name on the in-process local DNS server, which
   serves the poller's set; each change the poller reports is published there and
   the channel rebuilt (:func:`_follow_dns`).
-- modes "auto" and "api": :class:`~dnsbalance._kube.feed.ApiFeed` lists the
-  EndpointSlices (mode "auto" waits 5 s at most) and :class:`_Merged` runs the merge
-  thread, which decides from both views and hands each new set to the channel.
+- modes "auto" and "api": :class:`~dnsbalance._kube.feed.ApiFeed` joins the process's
+  list and watch of the Service's EndpointSlices for its API identity
+  (:mod:`dnsbalance._kube.share`; mode "auto" waits 5 s at most for the first list) and
+  :class:`_Merged` runs the channel's own merge thread, which decides from both views
+  and hands each new set to the channel.
+
+What channels share is raw: the slices as the API sent them, the DNS poller's set. What
+each decides from them (its port, ``include_terminating``, panic mode, topology, the
+cross-check, ``on_change``) is its own. A channel's ``close()`` leaves the shared parts;
+the last one stops them.
 
 The sync driver uses grpc's channels, a :class:`~dnsbalance._poll.sync.DnsPoller` on the
 shared poll clock and calls the channel's ``update`` on the deciding thread; the
@@ -48,6 +56,7 @@ from ._merge.thread import MergeThread, PollerView
 from ._metrics import metrics_for
 from ._poll.aio import AsyncDnsPoller
 from ._poll.policy import PollPolicy
+from ._poll.share import shared_async_poller, shared_poller
 from ._poll.sync import DnsPoller
 from ._settings import ChannelSettings, Mode, settings_for
 from ._target import Target
@@ -141,29 +150,43 @@ def resolve_channel(
     settings = settings_for(**locals())  # the parameters above, by name
     factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
     poller = None
-    if not settings.api_only:
-        resolver = sync_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = DnsPoller(
-            sync_dns.poll_lookup(settings.target, resolver),
+    if not settings.api_only:  # one poller per question in the process (_poll/share.py)
+        poller = shared_poller(
+            settings.poll_key("thread"),
+            lambda metrics: DnsPoller(
+                sync_dns.poll_lookup(
+                    settings.target,
+                    sync_dns.make_resolver(settings.servers, timeout=settings.dns_timeout),
+                ),
+                metrics=metrics,
+                **settings.poller_options(),
+            ),
             metrics=metrics_for(settings.name),
-            **settings.poller_options(),
         )
     if poller is not None and settings.mode == "dns":
-        poller.poll_once()
-        local = local_name()
+        try:
+            poller.poll_once()
+            local = local_name()
+        except BaseException:
+            poller.stop()  # leave the shared poller
+            raise
         local.publish(dialed(poller.endpoints, settings.subsetting))
 
         def close_dns() -> None:
             poller.stop()
             local.close()
 
-        channel = BalancedChannel(
-            plan=settings.local_plan(local),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=close_dns,
-            **settings.channel_args(),
-        )
+        try:
+            channel = BalancedChannel(
+                plan=settings.local_plan(local),
+                factory=factory,
+                endpoints=poller.endpoints,
+                on_close=close_dns,
+                **settings.channel_args(),
+            )
+        except BaseException:
+            close_dns()
+            raise
         _follow_dns(
             poller, local, weak_callback(channel, BalancedChannel.update), settings.subsetting
         )
@@ -171,13 +194,20 @@ def resolve_channel(
         warn_empty_start(settings, channel.endpoints)
         return channel
 
-    feed = ApiFeed.open(settings)
+    try:
+        feed = ApiFeed.open(settings)  # joins the Service's shared watch (_kube/share.py)
+    except BaseException:
+        if poller is not None:
+            poller.stop()
+        raise
     try:
         if poller is not None:
             poller.poll_once()
         merged = _Merged(settings, feed, poller)
     except BaseException:
         feed.close()  # its watcher may be running already (mode "auto")
+        if poller is not None:
+            poller.stop()
         raise
 
     def close_merged() -> None:
@@ -241,29 +271,43 @@ async def resolve_aio_channel(
     settings = settings_for(**locals())  # the parameters above, by name
     factory = settings.channel_factory(grpc.aio.insecure_channel, grpc.aio.secure_channel)
     poller = None
-    if not settings.api_only:
-        resolver = aio_dns.make_resolver(settings.servers, timeout=settings.dns_timeout)
-        poller = AsyncDnsPoller(
-            aio_dns.poll_lookup(settings.target, resolver),
+    if not settings.api_only:  # shared by the channels on this event loop (_poll/share.py)
+        poller = shared_async_poller(
+            settings.poll_key(asyncio.get_running_loop()),
+            lambda metrics: AsyncDnsPoller(
+                aio_dns.poll_lookup(
+                    settings.target,
+                    aio_dns.make_resolver(settings.servers, timeout=settings.dns_timeout),
+                ),
+                metrics=metrics,
+                **settings.poller_options(),
+            ),
             metrics=metrics_for(settings.name),
-            **settings.poller_options(),
         )
     if poller is not None and settings.mode == "dns":
-        await poller.poll_once()
-        local = local_name()
+        try:
+            await poller.poll_once()
+            local = local_name()
+        except BaseException:
+            await poller.stop()  # leave the shared poller
+            raise
         local.publish(dialed(poller.endpoints, settings.subsetting))
 
         async def close_dns() -> None:
             await poller.stop()
             local.close()
 
-        channel = aio_channel.BalancedChannel(
-            plan=settings.local_plan(local),
-            factory=factory,
-            endpoints=poller.endpoints,
-            on_close=close_dns,
-            **settings.channel_args(),
-        )
+        try:
+            channel = aio_channel.BalancedChannel(
+                plan=settings.local_plan(local),
+                factory=factory,
+                endpoints=poller.endpoints,
+                on_close=close_dns,
+                **settings.channel_args(),
+            )
+        except BaseException:
+            await close_dns()
+            raise
         _follow_dns(
             poller,
             local,
@@ -274,13 +318,20 @@ async def resolve_aio_channel(
         warn_empty_start(settings, channel.endpoints)
         return channel
 
-    feed = await asyncio.to_thread(ApiFeed.open, settings)
+    try:
+        feed = await asyncio.to_thread(ApiFeed.open, settings)  # the shared watch
+    except BaseException:
+        if poller is not None:
+            await poller.stop()
+        raise
     try:
         if poller is not None:
             await poller.poll_once()
         merged = _Merged(settings, feed, poller)
     except BaseException:
         await asyncio.to_thread(feed.close)  # its watcher may be running (mode "auto")
+        if poller is not None:
+            await poller.stop()
         raise
 
     async def close_merged() -> None:

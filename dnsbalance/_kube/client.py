@@ -3,12 +3,14 @@ namespace rule, and the token file a long-running client re-reads."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dnsbalance._exceptions import KubernetesError
 
@@ -30,6 +32,102 @@ def _kubernetes() -> tuple[Any, Any, Any]:
     return client, config, watch
 
 
+@dataclass(frozen=True)
+class ApiSource:
+    """Where :func:`load_api_client` takes its configuration from, named before anything
+    is loaded: the identity part of the key channels share a watch by (see
+    :mod:`dnsbalance._kube.share`). Two sources are equal only when they load the same
+    configuration:
+
+    - ``"client"``: an ``ApiClient`` the caller passed, compared by identity (two
+      clients configured alike are still two: either may carry its own headers, hooks
+      or pool);
+    - ``"kubeconfig"``: the files read (real paths, every file of ``KUBECONFIG`` when
+      the loader merges them), the context asked for (``None``: the file's current one)
+      and a SHA-256 of the files' bytes, so a rewritten kubeconfig is a new source;
+    - ``"in-cluster"``: the pod's service account: the API's host and port and the
+      account folder. The token file's contents are not part of it: a rotated token is
+      the same identity, re-read before each request.
+    """
+
+    kind: Literal["client", "kubeconfig", "in-cluster"]
+    given: _Same | None = None
+    load_path: str | None = None
+    """The kubeconfig handed to the loader (None: its default, ``KUBECONFIG``)."""
+    files: tuple[str, ...] = ()
+    context: str | None = None
+    digest: str = ""
+    server: tuple[str, str] = ("", "")
+
+
+class _Same:
+    """An object compared by identity (an ApiClient may define no equality of its own)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+def api_source(
+    *,
+    api_client: ApiClient | None = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> ApiSource | None:
+    """The configuration :func:`load_api_client` would load, in its order: an explicit
+    ``api_client``; an explicit ``kubeconfig`` and/or ``context``; the pod's service
+    account; ``KUBECONFIG``'s first file; ``~/.kube/config``. ``None``: none exists.
+    Reads the kubeconfig files (for their digest); never the network."""
+    if api_client is not None:
+        return ApiSource("client", given=_Same(api_client))
+    env = os.environ if environ is None else environ
+    if kubeconfig is not None or context is not None:
+        if kubeconfig is not None:
+            path: str | None = os.fspath(kubeconfig)
+            files = [os.fspath(kubeconfig)]
+        else:  # the loader's default: every file KUBECONFIG lists, merged
+            path = None
+            listed = env.get("KUBECONFIG") or str((home or Path.home()) / ".kube" / "config")
+            files = [p for p in listed.split(os.pathsep) if p]
+        return _kubeconfig_source(path, files, context)
+    if env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").is_file():
+        server = (env["KUBERNETES_SERVICE_HOST"], env.get("KUBERNETES_SERVICE_PORT", ""))
+        return ApiSource(
+            "in-cluster", files=(os.path.realpath(service_account_dir),), server=server
+        )
+    listed = env.get("KUBECONFIG") or str((home or Path.home()) / ".kube" / "config")
+    paths = [p for p in listed.split(os.pathsep) if p and Path(p).is_file()]
+    return _kubeconfig_source(paths[0], paths[:1], None) if paths else None
+
+
+def _kubeconfig_source(path: str | None, files: list[str], context: str | None) -> ApiSource:
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(os.path.realpath(name).encode() + b"\0")
+        try:
+            digest.update(Path(name).read_bytes())
+        except OSError as exc:  # loading will fail and say so; the key only must differ
+            digest.update(f"unreadable: {exc.errno}".encode())
+        digest.update(b"\0")
+    return ApiSource(
+        "kubeconfig",
+        load_path=path,
+        files=tuple(os.path.realpath(name) for name in files),
+        context=context,
+        digest=digest.hexdigest(),
+    )
+
+
 def load_api_client(
     *,
     api_client: ApiClient | None = None,
@@ -38,38 +136,45 @@ def load_api_client(
     service_account_dir: Path = SERVICE_ACCOUNT_DIR,
     environ: Mapping[str, str] | None = None,
 ) -> ApiClient | None:
-    """An ApiClient from the first configuration that exists, or ``None``.
+    """An ApiClient from the first configuration that exists (:func:`api_source`), or
+    ``None``.
 
     Raises KubernetesError when a configuration exists but cannot be loaded.
     """
-    if api_client is not None:
-        return api_client
+    source = api_source(
+        api_client=api_client,
+        kubeconfig=kubeconfig,
+        context=context,
+        service_account_dir=service_account_dir,
+        environ=environ,
+    )
+    return None if source is None else load_source(source)
+
+
+def load_source(source: ApiSource) -> ApiClient:
+    """A client for ``source`` (the given one, or a new one the caller closes). Raises
+    KubernetesError when the configuration cannot be loaded."""
+    if source.given is not None:
+        return source.given.value
     client, config, _ = _kubernetes()
-    env = os.environ if environ is None else environ
     try:
-        if kubeconfig is not None or context is not None:
-            return _from_kubeconfig(
-                client, config, os.fspath(kubeconfig) if kubeconfig else None, context
-            )
-        if env.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").is_file():
+        if source.kind == "in-cluster":
             configuration = _configuration(client)
-            token = service_account_dir / "token"
+            account = Path(source.files[0])
+            token = account / "token"
+            host, port = source.server
             loader = config.incluster_config.InClusterConfigLoader(
                 token_filename=str(token),
-                cert_filename=str(service_account_dir / "ca.crt"),
+                cert_filename=str(account / "ca.crt"),
                 try_refresh_token=False,
-                environ=env,
+                environ={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
             )
             loader.load_and_set(configuration)
             configuration.refresh_api_key_hook = TokenFile(token)
             return client.ApiClient(configuration)
-        path = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-        paths = [p for p in path.split(os.pathsep) if p and Path(p).is_file()]
-        if paths:
-            return _from_kubeconfig(client, config, paths[0], context)
+        return _from_kubeconfig(client, config, source.load_path, source.context)
     except config.ConfigException as exc:
         raise KubernetesError(f"cannot load Kubernetes configuration: {exc}") from exc
-    return None
 
 
 def namespace_for(

@@ -1,6 +1,8 @@
-"""The Kubernetes side of modes "auto" and "api" for one channel: the client, the
-EndpointSlice watcher, the rule for the first list (mode "auto" waits 5 s at most), and
-where the client runs (its Node's zone, its Service's traffic policy) for topology."""
+"""The Kubernetes side of modes "auto" and "api" for one channel: its part in the
+Service's EndpointSlice watch (shared with the process's other channels of the same
+Service and API identity, :mod:`dnsbalance._kube.share`), the rule for the first list
+(mode "auto" waits 5 s at most), and where the client runs (its Node's zone, its
+Service's traffic policy) for topology."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._metrics import metrics_for
 
-from .client import load_api_client
+from .client import api_source
 from .nodes import Answer, ReadOnce, read_node_zone, read_traffic_policy
+from .readers import ViewCallback
+from .share import WatchHandle, open_watch
 from .topology import Placement
-from .watch import SliceWatcher, ViewCallback
 
 if TYPE_CHECKING:
     from dnsbalance._settings import ChannelSettings
@@ -38,7 +41,7 @@ class ApiFeed:
     like any later view, so a slow or hung API never holds the caller up for long.
     """
 
-    def __init__(self, client: Any, owns_client: bool, watcher: SliceWatcher | None) -> None:
+    def __init__(self, client: Any, owns_client: bool, watcher: WatchHandle | None) -> None:
         self.client = client
         self.owns_client = owns_client
         self.watcher = watcher
@@ -54,44 +57,45 @@ class ApiFeed:
 
     @classmethod
     def open(cls, settings: ChannelSettings) -> ApiFeed:
-        """Configure and list once (blocking). Mode "api" raises KubernetesError where
-        mode "auto" records the error and goes on with DNS only."""
+        """Configure and list once (blocking), sharing the Service's watch with the other
+        channels of the process that have the same API identity
+        (:mod:`dnsbalance._kube.share`). Mode "api" raises KubernetesError where mode
+        "auto" records the error and goes on with DNS only."""
         target, strict = settings.target, settings.api_only
         error: KubernetesError | None = None
-        client = None
+        feed = cls(None, False, None)
+        handle = None
         try:
-            client = load_api_client(
+            source = api_source(
                 api_client=settings.api_client,
                 kubeconfig=settings.kubeconfig,
                 context=settings.context,
             )
+            if source is not None:
+                handle = open_watch(
+                    source,
+                    target,
+                    include_terminating=settings.include_terminating,
+                    on_view=feed._view,
+                    name=f"dnsbalance-watch-{settings.thread_suffix}",
+                    metrics=metrics_for(settings.name),
+                    relist_interval=settings.poll_interval,
+                )
         except KubernetesError as exc:
             if strict:
                 raise
             error = exc
-        if client is None:
+        if handle is None:
             if strict:
                 raise KubernetesError(
                     f'mode="{settings.mode}" with {target} needs Kubernetes API access: run in'
                     " a pod with a service account, set KUBECONFIG, or pass"
                     " api_client=/kubeconfig="
                 )
-            feed = cls(None, False, None)
             feed.error = error
             feed.placement = _placement(settings)
             return feed
-        feed = cls(client, settings.api_client is None, None)
-        feed.watcher = SliceWatcher(
-            client,
-            namespace=target.namespace,
-            service=target.service,
-            port=target.port,
-            include_terminating=settings.include_terminating,
-            on_view=feed._view,
-            name=f"dnsbalance-watch-{settings.thread_suffix}",
-            metrics=metrics_for(settings.name),
-            relist_interval=settings.poll_interval,
-        )
+        feed.client, feed.watcher = handle.client, handle  # the share owns the client
         feed.first_list(strict=strict, timeout=AUTO_FIRST_LIST_TIMEOUT)
         feed.find_placement(settings)
         return feed

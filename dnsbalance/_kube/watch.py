@@ -14,6 +14,12 @@ stream itself instead of ``kubernetes.watch.Watch``: events stay JSON dicts (no
 model deserialization of thousands of endpoints), an ``ERROR`` 410 means re-list
 (``Watch`` retries once and then raises), and a stream that ends resumes from the
 last resourceVersion seen, bookmarks included.
+
+One watcher serves every channel of the process that follows the Service with the same
+API identity (:mod:`dnsbalance._kube.share` decides who shares). It keeps the slices as
+the API sends them; each channel reads them through its own :class:`SliceReader` (its
+port, whether terminating endpoints count, where its views go, its metrics), so what a
+channel decides never leaks into another's view.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dnsbalance._endpoints import Endpoint
@@ -31,7 +37,8 @@ from dnsbalance._exceptions import KubernetesError, api_error
 from dnsbalance._metrics import TargetMetrics
 
 from .client import _kubernetes
-from .slices import SERVICE_NAME_LABEL, SliceSet, suggested_port
+from .readers import Readers, SliceReader, ViewCallback
+from .slices import SERVICE_NAME_LABEL
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
 log = logging.getLogger(__name__)
@@ -59,21 +66,22 @@ class _Failed(Exception):
         self.retry_after = retry_after
 
 
-ViewCallback = Callable[[tuple[Endpoint, ...] | None, KubernetesError | None], None]
-
-
 class SliceWatcher:
     """Lists a Service's EndpointSlices, then watches them, on a named daemon thread.
 
-    ``on_view(endpoints, None)`` after the first list and every change of the usable
-    endpoints; ``on_view(None, error)`` once when the API stops being readable
-    (forbidden, unauthorized, unreachable, failing), and the endpoints again once it
-    is. Retries follow :func:`dnsbalance._kube.watch_policy.retry_delay` over the whole
-    list-and-watch cycle; a failed watch resumes from the last resourceVersion (a
-    re-list only after 410 Expired). A watch that is forbidden while list works (a
-    Role without ``watch``) logs one WARNING and re-lists every ``relist_interval``
-    seconds instead, trying the watch again every ``WATCH_FORBIDDEN_RETRY`` seconds.
-    ``list_once()`` lists on the caller's thread and raises.
+    Each :class:`SliceReader` (the one made with the watcher, :attr:`reader`, and those
+    that :meth:`join` later) gets ``on_view(endpoints, None)`` after each list and every
+    change of its usable endpoints, ``on_view(None, error)`` once when the API stops
+    being readable (forbidden, unauthorized, unreachable, failing), and its endpoints
+    again once it is. A reader that joins a watcher that has listed gets the current
+    view (or the current error) at once. Retries follow
+    :func:`dnsbalance._kube.watch_policy.retry_delay` over the whole list-and-watch
+    cycle; a failed watch resumes from the last resourceVersion (a re-list only after
+    410 Expired). A watch that is forbidden while list works (a Role without ``watch``)
+    logs one WARNING and re-lists every ``relist_interval`` seconds (the shortest its
+    readers ask for) instead, trying the watch again every ``WATCH_FORBIDDEN_RETRY``
+    seconds. ``list_once()`` lists on the caller's thread and raises; ``first_view()``
+    is a joining reader's first view.
     """
 
     def __init__(
@@ -91,78 +99,113 @@ class SliceWatcher:
         relist_interval: float = 5.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._metrics = metrics
         client, _, _ = _kubernetes()
         self._api = client.DiscoveryV1Api(api_client)
         self.namespace = namespace
         self.service = service
-        self.on_view = on_view
         self._name = name
         self._rng = rng or random.Random()
         self._retry = retry or RetryPolicy()
-        self._relist_interval = relist_interval
-        self._slices = SliceSet(port, include_terminating=include_terminating)
+        self.reader = SliceReader(
+            port,
+            include_terminating=include_terminating,
+            on_view=on_view,
+            metrics=metrics,
+            relist_interval=relist_interval,
+        )
+        self._readers = Readers(self.reader, name=name, namespace=namespace, service=service)
+        self._default_relist = relist_interval
+        self._list_lock = threading.Lock()  # held for a whole list: one at a time
         self._selector = f"{SERVICE_NAME_LABEL}={service}"
         self._rv: str | None = None
         self._first_watch = True  # no watch has ended since the last list
-        self._reported: KubernetesError | None = None  # the error last handed to on_view
         self._watch_warned = False
-        self._port = port
-        self._port_warned = False
+        self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resp_lock = threading.Lock()
         self._resp: Any = None
         self.polling = False  # the watch is forbidden: re-listing every relist_interval
 
+    @property
+    def on_view(self) -> ViewCallback | None:
+        return self.reader.on_view
+
+    @property
+    def _relist_interval(self) -> float:
+        return self._readers.relist_interval(self._default_relist)
+
+    # -- readers ----------------------------------------------------------------------
+
+    def join(
+        self,
+        port: int | str | None,
+        *,
+        include_terminating: bool = False,
+        on_view: ViewCallback | None = None,
+        metrics: TargetMetrics | None = None,
+        relist_interval: float = 5.0,
+    ) -> SliceReader:
+        """A new reader of this watch. When the watch has listed, it gets the current
+        view (or the current error) now, on this thread; else with the first list."""
+        reader = SliceReader(
+            port,
+            include_terminating=include_terminating,
+            on_view=on_view,
+            metrics=metrics,
+            relist_interval=relist_interval,
+        )
+        self._readers.join(reader)
+        return reader
+
+    def leave(self, reader: SliceReader) -> int:
+        """``reader`` reads no more (idempotent); returns how many readers are left."""
+        return self._readers.leave(reader)
+
     # -- the caller's side ----------------------------------------------------------
 
     def list_once(self) -> tuple[Endpoint, ...]:
-        """List the slices now (raises KubernetesError) and return the usable endpoints."""
+        """List the slices now (raises KubernetesError) and return :attr:`reader`'s
+        usable endpoints. Other readers get the new view."""
+        with self._list_lock:
+            self._list_here(self.reader)
+        return self._readers.view(self.reader)
+
+    def first_view(self, reader: SliceReader) -> tuple[Endpoint, ...]:
+        """Mode "api"'s first view for ``reader``: the watch's current view when it has
+        listed, its current error (raised) while the API is not readable, else (a new
+        watch) a list now on this thread, after one in progress on the watcher's thread.
+        Raises KubernetesError."""
+        with self._list_lock:
+            view = self._readers.current(reader)
+            if view is None:
+                self._list_here(reader)
+                view = self._readers.view(reader)
+        return view
+
+    def _list_here(self, reader: SliceReader) -> None:
         try:
-            return self._list_now()
+            self._list_now(skip=reader)
         except _Failed as failed:
             raise failed.error from failed.__cause__
 
-    def _list_now(self) -> tuple[Endpoint, ...]:
-        """``list_once`` for the thread: raises _Failed."""
+    def _list_now(self, skip: SliceReader | None = None, *, only_changes: bool = False) -> None:
+        """List, and hand the readers the result (see :meth:`Readers.listed_now`). Hold
+        _list_lock. Raises _Failed."""
         try:
             items, rv = self._list()
         except KubernetesError as exc:  # a list that does not end, a body that is no object
             raise _Failed(exc, "list", None) from exc
-        self._slices.reset(items)
         self._rv = rv
         self._first_watch = True
-        self._check_port()
-        return self._slices.view()
-
-    def _check_port(self) -> None:
-        """One WARNING when a numeric target port is none of the pods' ports."""
-        if self._port_warned:
-            return
-        served = self._slices.port_mismatch()
-        if not served:
-            return
-        self._port_warned = True
-        listed = ", ".join(f"{name}={number}" if name else str(number) for name, number in served)
-        log.warning(
-            "%s: port %s is none of the ports the pods of %s.%s serve (%s): every call "
-            "will fail. A headless Service is dialed at the pods' (target) port, not the "
-            "Service port; use the target %s.%s:%s",
-            self._name,
-            self._port,
-            self.service,
-            self.namespace,
-            listed,
-            self.service,
-            self.namespace,
-            suggested_port(served),
-        )
+        self._readers.listed_now(items, skip=skip, only_changes=only_changes)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
+        """Start the thread (idempotent; never again after :meth:`stop`)."""
+        with self._start_lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop watching: closes the open stream and joins the thread. Idempotent."""
@@ -194,8 +237,7 @@ class SliceWatcher:
                         self._stop.wait(self._relist_interval)
                         continue
                 elif self._rv is None:
-                    self._list_now()
-                    self._emit()
+                    self._first_list()
                 healthy = self._watch()
                 if forbidden_since is not None:
                     log.info("%s: watching endpointslices is allowed again", self._name)
@@ -257,30 +299,26 @@ class SliceWatcher:
             self._relist_interval,
         )
 
+    def _first_list(self) -> None:
+        """List (the first time, or after 410) and hand every reader its view, unless a
+        caller's :meth:`first_view` listed meanwhile (and handed it on)."""
+        with self._list_lock:
+            if self._rv is None:
+                self._list_now()
+
     def _relist(self) -> None:
-        """Polling without a watch: list, and hand on the view when it changed (or the API
-        is readable again)."""
-        before = self._slices.view()
-        self._list_now()
-        if self._reported is not None or not self._slices.view().same(before):
-            self._emit()
+        """Polling without a watch: list, and hand on the views that changed (every view
+        when the API is readable again)."""
+        with self._list_lock:
+            self._list_now(only_changes=True)
 
     def _report(self, error: KubernetesError) -> None:
         """Hand ``error`` on once per outage (a new status counts as a new outage)."""
-        last = self._reported
+        last = self._readers.reported
         if last is not None and (last.status, last.reason) == (error.status, error.reason):
             log.debug("%s: %s", self._name, error)
             return
-        self._emit(error)
-
-    def _emit(self, error: KubernetesError | None = None) -> None:
-        self._reported = error
-        if self.on_view is None:
-            return
-        try:
-            self.on_view(None if error else self._slices.view(), error)
-        except Exception:
-            log.exception("%s: view callback failed", self._name)
+        self._readers.emit(error)
 
     def _list(self) -> tuple[list[dict[str, Any]], str]:
         items: list[dict[str, Any]] = []
@@ -349,8 +387,8 @@ class SliceWatcher:
                 resp.close()
                 return True
             self._resp = resp
-        if self._reported is not None:  # the watch is open again: the view is current
-            self._emit()
+        if self._readers.reported is not None:  # open again: the view is current
+            self._readers.emit(None)
         events = 0
         try:
             for event in _events(resp):
@@ -372,8 +410,7 @@ class SliceWatcher:
             resp.close()
             resp.release_conn()
         self._first_watch = False
-        if self._metrics is not None:
-            self._metrics.watch_restart()
+        self._readers.watch_restarted()
         up_for = time.monotonic() - started
         if watch_was_healthy(up_for, events, self._retry):
             return True
@@ -395,18 +432,8 @@ class SliceWatcher:
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self._rv = str(rv)
-        if kind == "BOOKMARK":
-            return
-        before = self._slices.view()
-        if kind in ("ADDED", "MODIFIED"):
-            self._slices.upsert(obj)
-            self._check_port()
-        elif kind == "DELETED":
-            self._slices.delete(obj)
-        else:
-            return
-        if not self._slices.view().same(before):
-            self._emit()
+        if kind in ("ADDED", "MODIFIED", "DELETED"):  # not BOOKMARK, nor unknown types
+            self._readers.event(kind, obj)
 
 
 def _events(resp: Any) -> Iterator[dict[str, Any]]:

@@ -7,11 +7,10 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from dnsbalance._endpoints import Change, Endpoint
 from dnsbalance._exceptions import DnsBalanceError
-from dnsbalance._metrics import TargetMetrics
 
 from .policy import PollPolicy, PollResult, PollState, on_answer, on_error
 
@@ -22,6 +21,13 @@ L = TypeVar("L")
 
 
 ChangeCallback = Callable[[Change], None]
+
+
+class ErrorCounter(Protocol):
+    """Where a poller counts its failed polls (a channel's metrics, or every channel's of
+    a shared poller)."""
+
+    def resolution_error(self) -> None: ...
 
 
 class PollTracker(Generic[L]):
@@ -38,7 +44,7 @@ class PollTracker(Generic[L]):
         on_change: ChangeCallback | None = None,
         name: str = "dnsbalance-poller",
         rng: random.Random | None = None,
-        metrics: TargetMetrics | None = None,
+        metrics: ErrorCounter | None = None,
     ) -> None:
         self.policy = policy or PollPolicy()
         self._metrics = metrics
@@ -53,6 +59,11 @@ class PollTracker(Generic[L]):
 
     def _start_driver(self) -> None:
         """The driver's own state (events, thread or task handles)."""
+
+    @property
+    def name(self) -> str:
+        """The poller's name (its thread's; its log lines start with it)."""
+        return self._name
 
     @property
     def state(self) -> PollState:
