@@ -118,6 +118,8 @@ def replace(run: Run, original: JSON) -> ConvertResult:
             f"&& kubectl create -f {headless}",
             loud=True,
         )
+        if restore_endpoints is not None:
+            run.step(restore_endpoints, loud=True)
         return run.result(original, "failed", ok=False, backup=backup, **common)
     try:
         created = run.services.create(replacement)
