@@ -78,6 +78,18 @@ def until_seen(
     return seen
 
 
+def until_only(
+    stub: demo_pb2_grpc.DemoServiceStub, want: set[str], *, timeout: float, batch: int = 40
+) -> set[str]:
+    """Call in batches until one batch is answered by exactly ``want`` (or ``timeout``);
+    the last batch's backends."""
+    deadline = time.monotonic() + timeout
+    seen = set(counts(stub, batch))
+    while seen != want and time.monotonic() < deadline:
+        seen = set(counts(stub, batch))
+    return seen
+
+
 def until_absent(
     stub: demo_pb2_grpc.DemoServiceStub, gone: str, *, timeout: float, streak: int = 30
 ) -> bool:

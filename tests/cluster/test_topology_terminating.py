@@ -11,7 +11,7 @@ from dnsbalance.testing import ControlPlane
 from tests.conftest import NODES
 from tests.kits.backends import demo_pb2_grpc, wait_until
 
-from .kit import counts, open_channel, until_seen
+from .kit import counts, open_channel, until_only
 
 LABELS = {"app": "zonal"}
 _pods = itertools.count(1)
@@ -47,7 +47,7 @@ def test_calls_stay_in_zone_then_spill_over(
             if pod.backend in by_zone["zone-a"]:
                 cluster.set_ready(namespace, pod.name, False)
         spilled = everyone - by_zone["zone-a"]
-        assert until_seen(stub, spilled, timeout=20) == spilled
+        assert until_only(stub, spilled, timeout=20) == spilled
 
 
 @pytest.mark.parametrize("include_terminating", [False, True])
