@@ -78,8 +78,9 @@ def test_authority_without_slash_is_not_a_kuberesolver_target(
     binary: Path, kube: FakeKubernetesAPI, fleet: Fleet, unique_service: str
 ) -> None:
     """grpc-go 1.33 hands kubernetes://svc.ns:port (no '/') to its default resolver, as
-    kuberesolver's TestParseTargets expects: no call succeeds, the API is never asked;
-    dnsbalance's parse_target refuses the form too."""
+    kuberesolver v3's TestParseTargets expects: no call succeeds, the API is never
+    asked. A current grpc-go parses targets as URLs and kuberesolver v6 reads this form
+    (tests/cluster/test_kuberesolver6_targets.py), so dnsbalance accepts it, as v6 does."""
     fleet.add()
     publish(kube, unique_service, fleet, sorted(fleet.backends))
     recorder = Recorder()
