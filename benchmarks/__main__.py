@@ -5,13 +5,17 @@
 Suites: discovery (discover() latency), channel (overhead and connection churn of
 BalancedChannel), spread (calls per backend), discovery_time (how soon a new
 backend gets calls), rolling (a rolling replacement under load), scale (1000
-endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v3 against
-dnsbalance's modes: new pods, rolling, watch faults, 1,100 endpoints; the Go client
-is built when go and Debian's sources are there, else that column is skipped),
+endpoints, 100 idle channels, 1000 rebuilds), kube_watch (kuberesolver v6 and v3
+against dnsbalance's modes on the fake API: new pods, rolling, watch faults, 1,100
+endpoints), cluster_watch (every contender on a real control plane: kube-apiserver,
+the EndpointSlice and Endpoints controllers, CoreDNS, pods on a pod network; needs
+root and scripts/build-controlplane, else skipped, and an error under CI=true),
 topology (calls that cross zones, and the spill-over when the client's zone empties),
 chart (scale-up.png).
 
-``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
+The v6 Go client is built from the module proxy (cached in ~/.cache/dnsbalance); the v3
+one when go and Debian's sources are there; a column that cannot be built is skipped.
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 8 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
 machine is slow.
 """
@@ -41,6 +45,7 @@ SUITES = (
     "rolling",
     "scale",
     "kube_watch",
+    "cluster_watch",
     "topology",
     "chart",
 )
