@@ -197,7 +197,7 @@ def _connections(ips: set[str]) -> set[tuple[str, str]]:
 
 def run(quick: bool) -> Suite:
     suite = Suite("cluster_watch")
-    trials = 3 if quick else 10
+    trials = 3 if quick else 20
     wide = 150 if quick else 1100
     if os.geteuid() != 0:
         return _unavailable(suite, "the pod network needs root")
