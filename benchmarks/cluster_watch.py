@@ -505,9 +505,9 @@ def _not_ready(suite: Suite, plane: ControlPlane, lanes: list[Lane]) -> None:
 
 
 @contextlib.contextmanager
-def _wide_service(plane: ControlPlane, count: int) -> Iterator[tuple[PodListeners, int]]:
-    """A Service of ``count`` ready pods with no gRPC server: TCP listeners at their IPs
-    count connection attempts. Yields the listeners and the number of slices."""
+def _wide_service(plane: ControlPlane, count: int) -> Iterator[tuple[PodListeners, list[set[str]]]]:
+    """A Service of ``count`` ready pods with no gRPC server: HTTP/2 listeners at their
+    IPs. Yields the listeners and each slice's addresses."""
     from kubernetes import client
 
     listeners = PodListeners(plane.pod_network.namespace)
@@ -524,7 +524,7 @@ def _wide_service(plane: ControlPlane, count: int) -> Iterator[tuple[PodListener
         slices = client.DiscoveryV1Api(plane.admin).list_namespaced_endpoint_slice(
             NS, label_selector="kubernetes.io/service-name=wide"
         )
-        yield listeners, len(slices.items)
+        yield listeners, [{a for e in x.endpoints or () for a in e.addresses} for x in slices.items]
     finally:
         listeners.close()
 
@@ -533,10 +533,12 @@ def _wide(
     suite: Suite, plane: ControlPlane, binaries: dict[str, Path], flags: list[str], count: int
 ) -> None:
     begin = time.monotonic()
-    with _wide_service(plane, count) as (listeners, slices):
+    with _wide_service(plane, count) as (listeners, sets):
+        slices = len(sets)
         suite.note(
             f"a Service of {count} ready pods: the controller wrote {slices} EndpointSlices "
-            f"(made and ready in {time.monotonic() - begin:.0f} s)"
+            f"of {', '.join(str(len(x)) for x in sets)} endpoints (made and ready in "
+            f"{time.monotonic() - begin:.0f} s)"
         )
         names = [NATIVE_DNS, *[n for n in (KR6, KR3) if n in binaries], API, AUTO, DNS]
         for name in names:
@@ -573,7 +575,14 @@ def _wide(
                 now_open = len(listeners.open())
                 if now_open != last:
                     last, stable_since = now_open, time.monotonic()
-            used, ever = len(listeners.open()), len(listeners.seen())
+            held = listeners.open()
+            used, ever = len(held), len(listeners.seen())
+            if used < count:
+                best = max(sets, key=lambda x: len(x & held))
+                suite.note(
+                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
+                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
+                )
             client.stop()
             if channel is not None:
                 channel.close()

@@ -508,7 +508,15 @@ def _wide(
                 now_open = len(wide.open())
                 if now_open != last:
                     last, stable_since = now_open, time.monotonic()
-            used, ever = len(wide.open()), len(wide.seen())
+            held = wide.open()
+            used, ever = len(held), len(wide.seen())
+            if used < count:
+                sets = [set(hosts[n * 100 : (n + 1) * 100]) for n in range(11)]
+                best = max(sets, key=lambda x: len(x & held))
+                suite.note(
+                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
+                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
+                )
             client.stop()
             if channel is not None:
                 channel.close()
