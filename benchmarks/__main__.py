@@ -100,7 +100,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# dnsbalance benchmarks" + (" (quick mode)" if report["quick"] else ""),
         "",
         f"Measured {report['date']} in {report['seconds']} s on {describe(m)}.",
-        "All servers on loopback; one run; medians, with (min-max) over repeated trials.",
+        "All servers on this machine (loopback; cluster_watch's pods on a pod network); one run;"
+        " medians, with (min-max) over repeated trials.",
         "",
     ]
     lines += summary(report["suites"])
