@@ -7,16 +7,20 @@ BalancedChannel), spread (calls per backend), discovery_time (how soon a new
 backend gets calls), rolling (a rolling replacement under load), scale (1000
 endpoints, 100 idle channels, 1000 rebuilds), lifecycle (open + close of a channel
 over 1,000 cycles, and what an idle channel's local DNS wakes up for), kube_watch
-(kuberesolver v3 against dnsbalance's modes: new pods, rolling, watch faults, 1,100
-endpoints; the Go client is built when go and Debian's sources are there, else that
-column is skipped), topology (calls that cross zones, and the spill-over when the
+(kuberesolver v6 and v3 against dnsbalance's modes on the fake API: new pods, rolling,
+watch faults, 1,100 endpoints), cluster_watch (every contender on a real control plane:
+kube-apiserver, the EndpointSlice and Endpoints controllers, CoreDNS, pods on a pod
+network; needs root and scripts/build-controlplane, else skipped, and an error under
+CI=true), topology (calls that cross zones, and the spill-over when the
 client's zone empties), subset (a fleet of clients with subset_size: connections per
 pod, churn per change, a rolling replacement), outlier (a Ready pod that fails or is
 slow, with and without outlier_detection), fleet (per-client API, DNS, memory and
 connection costs, measured, multiplied out to 1,000 pods x 4 processes x 5 Services in
 results/fleet.md), chart (scale-up.png).
 
-``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 3 minutes on
+The v6 Go client is built from the module proxy (cached in ~/.cache/dnsbalance); the v3
+one when go and Debian's sources are there; a column that cannot be built is skipped.
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 8 minutes on
 2 cores) and writes results/quick.*; it fails only on errors, never because a
 machine is slow.
 """
@@ -47,6 +51,7 @@ SUITES = (
     "scale",
     "lifecycle",
     "kube_watch",
+    "cluster_watch",
     "topology",
     "subset",
     "outlier",
@@ -104,7 +109,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# dnsbalance benchmarks" + (" (quick mode)" if report["quick"] else ""),
         "",
         f"Measured {report['date']} in {report['seconds']} s on {describe(m)}.",
-        "All servers on loopback; one run; medians, with (min-max) over repeated trials.",
+        "All servers on this machine (loopback; cluster_watch's pods on a pod network); one run;"
+        " medians, with (min-max) over repeated trials.",
         "",
     ]
     lines += summary(report["suites"])

@@ -30,9 +30,10 @@ ROUND_ROBIN = (("grpc.service_config", '{"loadBalancingConfig":[{"round_robin":{
 # The contenders, as the summary table's columns.
 CLUSTER_IP = "ClusterIP"
 NATIVE = "gRPC dns: + round_robin"
+KUBERESOLVER6 = "kuberesolver v6 (Go)"
 KUBERESOLVER = "kuberesolver v3 (Go)"
 DNSBALANCE = "dnsbalance"
-COLUMNS = (CLUSTER_IP, NATIVE, KUBERESOLVER, DNSBALANCE)
+COLUMNS = (CLUSTER_IP, NATIVE, KUBERESOLVER6, KUBERESOLVER, DNSBALANCE)
 
 
 def fmt(value: Any) -> str:

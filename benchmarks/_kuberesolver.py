@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._common import Call, Recorder
@@ -133,8 +134,12 @@ def _sources_fingerprint() -> bytes:
 
 
 class GoClient:
-    """One run of the Go client: its per-call lines go into ``recorder`` (times on this
-    process's time.monotonic() clock). Stopped by closing its stdin."""
+    """One run of a Go client (v3 here, v6 from benchmarks/kuberesolver6/, which speaks
+    the same protocol): its per-call lines go into ``recorder`` (times on this
+    process's time.monotonic() clock). ``flags`` are added to its command line (v6's
+    ``-ca-file``, ``-token-file``, ``-events``); the v6 client's watch-event lines are
+    kept in ``events`` as (time.monotonic(), type, ready addresses). Stopped by closing
+    its stdin."""
 
     def __init__(
         self,
@@ -147,8 +152,10 @@ class GoClient:
         interval_ms: int = 10,
         limit: float = 300.0,
         timeout: float = 5.0,
+        flags: Sequence[str] = (),
     ) -> None:
         self.recorder = recorder
+        self.events: list[tuple[float, str, int]] = []
         self._argv = [
             str(binary),
             f"-api={api_url}",
@@ -157,6 +164,7 @@ class GoClient:
             f"-interval={interval_ms}ms",
             f"-duration={limit}s",
             f"-timeout={timeout}s",
+            *flags,
         ]
         self._proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
@@ -195,6 +203,8 @@ class GoClient:
                     Call(end - seconds, seconds, words[5] if ok else "", "" if ok else words[4])
                 )
                 self.lines += 1
+            elif words[:1] == ["event"] and len(words) >= 4:
+                self.events.append((int(words[1]) / 1e9 - offset, words[2], int(words[3])))
 
     def stop(self) -> None:
         if self._proc is None:

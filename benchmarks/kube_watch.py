@@ -1,12 +1,16 @@
-"""kuberesolver v3 side by side with dnsbalance: same backends, same changes, one run.
+"""kuberesolver v6 and v3 side by side with dnsbalance on the fake API: same backends,
+same changes, one run. The fault figures live here, since only FakeKubernetesAPI can
+inject them; cluster_watch measures the rest against a real kube-apiserver.
 
 Lanes, each with its own Service and its own real gRPC backends (so connections and
 calls are counted per client), all fed by one FakeKubernetesAPI and one DNS server;
 every change is written to every lane's Service in the same loop (within ~1 ms):
 
-- kuberesolver v3.1.1 (Go, benchmarks/kuberesolver/main.go): ``kubernetes:///svc.ns:port``,
-  round_robin, ``NewInsecureK8sClient``; it watches core/v1 Endpoints, which the fake
-  derives from the EndpointSlices in the same instant;
+- kuberesolver v6.0.1 (Go, benchmarks/kuberesolver6/main.go): ``kubernetes:///svc.ns:port``,
+  round_robin, ``NewInsecureK8sClient``; it watches EndpointSlices on the deprecated
+  ``/apis/discovery.k8s.io/v1/watch/...`` path, without a resourceVersion;
+- kuberesolver v3.1.1 (Go, benchmarks/kuberesolver/main.go), the same way; it watches
+  core/v1 Endpoints, which the fake derives from the EndpointSlices in the same instant;
 - dnsbalance ``mode="api"`` and ``mode="auto"`` (the DNS records change with the
   slices, no lag), and ``mode="dns"`` (poll_interval 1 s) where the API plays no part.
 
@@ -16,8 +20,9 @@ replacement of 5 pods under 8 callers; recovery (write to first call on a new po
 after a watch cut, after an ERROR 410 event (history compacted, then the watches cut:
 a resuming watcher is told 410), after an HTTP 410, and after 5 s of HTTP 500 (from
 the API's return); failed calls while every pod is not ready with its server up; and
-how many of a Service's 1,100 endpoints each client connects to (plain TCP listeners
-that count connections; kuberesolver v3 reads Endpoints, which hold at most 1,000).
+how many of a Service's 1,100 endpoints (11 slices of 100) each client connects to
+(plain TCP listeners that count connections; kuberesolver v3 reads Endpoints, which
+hold at most 1,000).
 
 ClusterIP and gRPC's ``dns:`` resolver do not talk to the API: their spread, new-pod
 and rolling figures are the spread, discovery_time and rolling suites' (same run).
@@ -26,12 +31,9 @@ and rolling figures are the spread, discovery_time and rolling suites' (same run
 from __future__ import annotations
 
 import contextlib
-import selectors
-import socket
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from dnsbalance.testing import Backend, FakeKubernetesAPI
 from ._common import (
     DNSBALANCE,
     KUBERESOLVER,
+    KUBERESOLVER6,
     Callers,
     Recorder,
     Suite,
@@ -51,10 +54,28 @@ from ._common import (
     wait_until,
 )
 from ._kuberesolver import GoClient, build
+from ._kuberesolver6 import build as build_v6
+from ._podlisten import PodListeners
 
 NS = "bench"
-KR, API, AUTO, DNS = "kuberesolver", "dnsbalance api", "dnsbalance auto", "dnsbalance dns"
-BLOCKS = {KR: "127.0.70", API: "127.0.71", AUTO: "127.0.72", DNS: "127.0.73"}
+KR, KR6 = "kuberesolver v3", "kuberesolver v6"
+API, AUTO, DNS = "dnsbalance api", "dnsbalance auto", "dnsbalance dns"
+BLOCKS = {KR: "127.0.70", API: "127.0.71", AUTO: "127.0.72", DNS: "127.0.73", KR6: "127.0.74"}
+GO = (KR6, KR)
+API_SERVER = "fake API"  # said in every summary row: cluster_watch's rows ran on a real one
+# Seconds to wait for a new pod's first call: v6 re-watches after 1, 2, 4, 8 or 16 s
+# (its back-off doubles after every watch end, then starts over), so 20 s sees it all.
+BOUND = 20.0
+
+
+def _column(name: str) -> str:
+    return {KR: KUBERESOLVER, KR6: KUBERESOLVER6}.get(name, DNSBALANCE)
+
+
+def _mode(name: str) -> str:
+    return "" if name in GO else f"{name.split()[-1]}: "
+
+
 WIDE = "127.0.80"  # the 1,100 listeners: 127.0.80.1 - 127.0.84.100
 
 
@@ -63,7 +84,7 @@ class Lane:
 
     def __init__(self, name: str, dns_server: Any) -> None:
         self.name = name
-        self.service = "kr" if name == KR else name.split()[-1]
+        self.service = {KR: "kr", KR6: "kr6"}.get(name) or name.split()[-1]
         self.dns = dns_server
         self.backends: dict[str, Backend] = {}
         self.ready: set[str] = set()
@@ -121,13 +142,18 @@ class Lane:
 
 
 def _start(
-    lane: Lane, kube: FakeKubernetesAPI, binary: Path | None, kubeconfig: Path, callers: int
+    lane: Lane, kube: FakeKubernetesAPI, binaries: dict[str, Path], kubeconfig: Path, callers: int
 ) -> None:
     target = f"kubernetes:///{lane.service}.{NS}:{lane.port}"
-    if lane.name == KR:
-        assert binary is not None
+    if lane.name in GO:
         lane.client = GoClient(
-            binary, kube.url, target, lane.recorder, callers=callers, interval_ms=40, limit=600
+            binaries[lane.name],
+            kube.url,
+            target,
+            lane.recorder,
+            callers=callers,
+            interval_ms=40,
+            limit=600,
         ).start()
         return
     mode = lane.name.split()[-1]
@@ -184,10 +210,13 @@ def run(quick: bool) -> Suite:
     suite = Suite("kube_watch")
     trials = 3 if quick else 10
     with tempfile.TemporaryDirectory(prefix="bench-kr-") as tmp:
-        binary, why = build()
-        names = [KR, API, AUTO, DNS] if binary is not None else [API, AUTO, DNS]
-        if binary is None:
-            suite.note(f"kuberesolver column skipped: {why}")
+        binaries: dict[str, Path] = {}
+        for name, (binary, why) in ((KR6, build_v6()), (KR, build())):
+            if binary is None:
+                suite.note(f"{name} column skipped: {why}")
+            else:
+                binaries[name] = binary
+        names = [n for n in GO if n in binaries] + [API, AUTO, DNS]
         with cluster_dns() as (dns_server, label), FakeKubernetesAPI() as kube:
             kubeconfig = kube.write_kubeconfig(Path(tmp) / "kubeconfig", namespace=NS)
             suite.note(
@@ -196,21 +225,21 @@ def run(quick: bool) -> Suite:
             )
             lanes = [Lane(n, dns_server) for n in names]
             try:
-                _measure(suite, lanes, kube, binary, kubeconfig, trials)
+                _measure(suite, lanes, kube, binaries, kubeconfig, trials)
             finally:
                 for lane in lanes:
                     lane.stop()
-            _wide(suite, kube, binary, kubeconfig, dns_server, names)
+            _wide(suite, kube, binaries, kubeconfig, dns_server, names)
     return suite
 
 
 def _cell(values: list[float | None], unit: str = "s") -> str:
     got = [v for v in values if v is not None]
     if not got:
-        return "not within 10 s"
+        return f"not within {BOUND:.0f} s"
     text = f"p50 {percentile(got, 50):.3f} / p95 {percentile(got, 95):.3f} {unit}"
     if len(got) < len(values):
-        text += f" ({len(values) - len(got)} of {len(values)} not within 10 s)"
+        text += f" ({len(values) - len(got)} of {len(values)} not within {BOUND:.0f} s)"
     return text
 
 
@@ -218,8 +247,8 @@ def _report(
     suite: Suite, label: str, name: str, values: list[float | None], target: str = "", **extra: Any
 ) -> None:
     got = [v for v in values if v is not None]
-    column = KUBERESOLVER if name == KR else DNSBALANCE
-    mode = "" if name == KR else f"{name.split()[-1]}: "
+    column = _column(name)
+    mode = _mode(name)
     suite.add(
         f"{name}: {label}",
         percentile(got, 95) if got else None,
@@ -228,7 +257,7 @@ def _report(
         shown=_cell(values),
         cell=mode + _cell(values),
         column=column,
-        summary=label,
+        summary=f"{label} ({API_SERVER})",
         trials=[None if v is None else round(v, 4) for v in values],
         **extra,
     )
@@ -238,7 +267,7 @@ def _measure(
     suite: Suite,
     lanes: list[Lane],
     kube: FakeKubernetesAPI,
-    binary: Path | None,
+    binaries: dict[str, Path],
     kubeconfig: Path,
     trials: int,
 ) -> None:
@@ -247,7 +276,7 @@ def _measure(
             lane.add()
         lane.publish(kube, set(lane.backends))
     for lane in lanes:
-        _start(lane, kube, binary, kubeconfig, callers=8)
+        _start(lane, kube, binaries, kubeconfig, callers=8)
     wait_until(
         lambda: all(lane.used_since(time.monotonic() - 1) == set(lane.backends) for lane in lanes),
         15,
@@ -262,8 +291,8 @@ def _measure(
                 counts[c.backend] = counts.get(c.backend, 0) + 1
         per = [counts.get(h, 0) for h in lane.backends]
         ratio = max(per) / min(per) if min(per) else None
-        column = KUBERESOLVER if lane.name == KR else DNSBALANCE
-        mode = "" if lane.name == KR else f"{lane.name.split()[-1]}: "
+        column = _column(lane.name)
+        mode = _mode(lane.name)
         suite.add(
             f"{lane.name}: spread max/min over 5 backends (8 callers, 3 s)",
             ratio,
@@ -271,7 +300,7 @@ def _measure(
             shown=None if ratio else f"{sum(1 for n in per if n)} of 5 used",
             cell=mode + (f"{ratio:.3f} x" if ratio else "unbounded"),
             column=column,
-            summary="spread: max/min calls per backend (5 backends, 8 callers; kube_watch)",
+            summary=f"spread: max/min calls per backend (5 backends, 8 callers; {API_SERVER})",
         )
 
     # a new pod: write to first call, and the connections it cost
@@ -279,15 +308,16 @@ def _measure(
     conns: dict[str, list[int]] = {lane.name: [] for lane in lanes}
     for _ in range(trials):
         before = {lane.name: lane.connections() for lane in lanes}
-        for name, value in _first_calls(lanes, kube, 10.0).items():
+        for name, value in _first_calls(lanes, kube, BOUND).items():
             latencies[name].append(value)
         time.sleep(0.5)
         for lane in lanes:
             conns[lane.name].append(lane.connections() - before[lane.name])
         _retire_newest(lanes, kube, keep=5)
     kr95 = None
-    if KR in latencies and [v for v in latencies[KR] if v is not None]:
-        kr95 = percentile([v for v in latencies[KR] if v is not None], 95)
+    headline = next((n for n in GO if [v for v in latencies.get(n, []) if v is not None]), None)
+    if headline is not None:
+        kr95 = percentile([v for v in latencies[headline] if v is not None], 95)
     target = f"<= {max(1.5 * kr95, 0.020):.3f} s (1.5x kuberesolver p95 or 20 ms)" if kr95 else ""
     for name, values in latencies.items():
         _report(
@@ -298,10 +328,9 @@ def _measure(
             f"{name}: new connections per added pod",
             values,
             "connections",
-            column=KUBERESOLVER if name == KR else DNSBALANCE,
-            summary="new connections per added pod (kube_watch)",
-            cell=("" if name == KR else f"{name.split()[-1]}: ")
-            + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
+            column=_column(name),
+            summary=f"new connections per added pod ({API_SERVER})",
+            cell=_mode(name) + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
         )
 
     # rolling replacement of all 5 under 8 callers
@@ -328,10 +357,9 @@ def _measure(
             failed,
             "calls",
             target="0 where kuberesolver has 0" if lane.name == API else "",
-            cell=("" if lane.name == KR else f"{lane.name.split()[-1]}: ")
-            + f"{failed} of {len(window)}",
-            column=KUBERESOLVER if lane.name == KR else DNSBALANCE,
-            summary="rolling replacement of 5 pods, 8 callers: failed calls (kube_watch)",
+            cell=_mode(lane.name) + f"{failed} of {len(window)}",
+            column=_column(lane.name),
+            summary=f"rolling replacement of 5 pods, 8 callers: failed calls ({API_SERVER})",
         )
 
     # recovery after faults: write a new pod right after the fault, time to its first call
@@ -353,7 +381,7 @@ def _measure(
     for label, fault in faults:
         values: dict[str, list[float | None]] = {lane.name: [] for lane in watchers}
         for _ in range(trials):
-            for name, value in _first_calls(watchers, kube, 10.0, before=fault).items():
+            for name, value in _first_calls(watchers, kube, BOUND, before=fault).items():
                 values[name].append(value)
             kube.expired_as_http_410 = False
             _retire_newest(watchers, kube, keep=5)
@@ -381,7 +409,9 @@ def _measure(
         kube.clear_failures()
         back = time.monotonic()
         for lane in watchers:
-            first = lane.recorder.wait_first(new[lane.name], max(0.1, back + 10 - time.monotonic()))
+            first = lane.recorder.wait_first(
+                new[lane.name], max(0.1, back + BOUND - time.monotonic())
+            )
             if first is not None and first < back:
                 early.add(lane.name)
             outage[lane.name].append(None if first is None else max(0.0, first - back))
@@ -412,86 +442,48 @@ def _measure(
             f"{lane.name}: failed calls while every pod is not ready (3 s)",
             failed,
             "calls",
-            cell=("" if lane.name == KR else f"{lane.name.split()[-1]}: ")
-            + f"{failed} of {len(window)}",
-            column=KUBERESOLVER if lane.name == KR else DNSBALANCE,
-            summary="every pod not ready, servers up: failed calls (3 s)",
+            cell=_mode(lane.name) + f"{failed} of {len(window)}",
+            column=_column(lane.name),
+            summary=f"every pod not ready, servers up: failed calls (3 s; {API_SERVER})",
         )
-
-
-class Listeners:
-    """Plain TCP listeners on many addresses that count who connected (and hang up)."""
-
-    def __init__(self, hosts: list[str]) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.sockets: list[socket.socket] = []
-        self.port = 0
-        for host in hosts:
-            sock = socket.create_server((host, self.port), backlog=64)
-            self.port = sock.getsockname()[1]
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ, host)
-            self.sockets.append(sock)
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-listeners", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self.selector.select(0.1):
-                with contextlib.suppress(OSError):
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    conn.close()
-                    self.seen.add(key.data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        for sock in self.sockets:
-            sock.close()
-        self.selector.close()
-
-
-@contextlib.contextmanager
-def _listeners(count: int) -> Iterator[Listeners]:
-    hosts = [f"127.0.{80 + i // 250}.{i % 250 + 1}" for i in range(count)]
-    listeners = Listeners(hosts)
-    try:
-        yield listeners
-    finally:
-        listeners.close()
 
 
 def _wide(
     suite: Suite,
     kube: FakeKubernetesAPI,
-    binary: Path | None,
+    binaries: dict[str, Path],
     kubeconfig: Path,
     dns_server: Any,
     names: list[str],
 ) -> None:
     count = 1100
-    with _listeners(count) as wide:
-        hosts = [s.getsockname()[0] for s in wide.sockets]
+    hosts = [f"127.0.{80 + i // 250}.{i % 250 + 1}" for i in range(count)]
+    wide = PodListeners()
+    try:
+        port = wide.listen(hosts)
         for n in range(11):
             kube.apply_slice(
                 f"wide-{n:02d}",
                 NS,
                 "wide",
                 [(h, True, True, False) for h in hosts[n * 100 : (n + 1) * 100]],
-                [("grpc", wide.port, "TCP")],
+                [("grpc", port, "TCP")],
             )
         for name in names:
             if name == DNS:
                 continue  # 1,100 A records: the scale suite's subject, not the API's
-            wide.seen = set()
+            wide.reset()
             recorder = Recorder()
-            target = f"kubernetes:///wide.{NS}:{wide.port}"
-            if name == KR:
-                assert binary is not None
+            target = f"kubernetes:///wide.{NS}:{port}"
+            if name in GO:
                 client: Any = GoClient(
-                    binary, kube.url, target, recorder, interval_ms=50, limit=60, timeout=0.5
+                    binaries[name],
+                    kube.url,
+                    target,
+                    recorder,
+                    interval_ms=50,
+                    limit=120,
+                    timeout=0.5,
                 ).start()
                 channel = None
             else:
@@ -506,24 +498,39 @@ def _wide(
                     suite.note(f"{name}: 1,100 endpoints: {type(exc).__name__}: {exc}")
                     continue
                 client = Callers(
-                    channel, recorder, rate=20.0, timeout=0.5, limit=60, name="wide"
+                    channel, recorder, rate=20.0, timeout=0.5, limit=120, name="wide"
                 ).start()
-            last, stable_since = 0, time.monotonic()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and time.monotonic() - stable_since < 3:
-                time.sleep(0.2)
-                if len(wide.seen) != last:
-                    last, stable_since = len(wide.seen), time.monotonic()
+            # settled: the same number of endpoints with an open connection for 5 s
+            last, stable_since = -1, time.monotonic()
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and time.monotonic() - stable_since < 5:
+                time.sleep(0.5)
+                now_open = len(wide.open())
+                if now_open != last:
+                    last, stable_since = now_open, time.monotonic()
+            held = wide.open()
+            used, ever = len(held), len(wide.seen())
+            if used < count:
+                sets = [set(hosts[n * 100 : (n + 1) * 100]) for n in range(11)]
+                best = max(sets, key=lambda x: len(x & held))
+                suite.note(
+                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
+                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
+                )
             client.stop()
             if channel is not None:
                 channel.close()
+            wait_until(lambda: not wide.open(), 15, step=0.2)  # the next starts clean
             suite.add(
-                f"{name}: endpoints connected to, of a Service's {count}",
-                len(wide.seen),
+                f"{name}: endpoints with an open connection, of a Service's {count}",
+                used,
                 "endpoints",
+                ever_connected=ever,
                 target=f"{count}" if name == API else "",
-                cell=("" if name == KR else f"{name.split()[-1]}: ")
-                + f"{len(wide.seen)} of {count}",
-                column=KUBERESOLVER if name == KR else DNSBALANCE,
-                summary=f"a Service of {count} endpoints: endpoints each client connects to",
+                cell=_mode(name) + f"{used} of {count}",
+                column=_column(name),
+                summary=f"a Service of {count} endpoints: endpoints each client connects to "
+                f"({API_SERVER})",
             )
+    finally:
+        wide.close()

@@ -3,21 +3,28 @@
 Accepted forms (``PORT`` is a number or a port name)::
 
     kubernetes:///svc.ns:PORT      kubernetes:///svc:PORT      kubernetes://ns/svc:PORT
-    kubernetes://svc.ns:PORT/      kubernetes://svc:PORT/
+    kubernetes://svc.ns:PORT/      kubernetes://svc:PORT/      kubernetes://svc.ns:PORT
     kubernetes:///svc.ns           kubernetes://ns/svc         kubernetes://svc.ns/   (no port)
+    kubernetes://svc.ns            kubernetes:svc.ns:PORT      kubernetes:/svc.ns:PORT
     dns:///svc.ns.svc.cluster.local:PORT
     dns://10.96.0.10:53/svc.ns.svc.cluster.local:PORT   (DNS server in the authority)
     svc.ns:PORT      svc:PORT      svc.ns.svc.cluster.local:PORT
 
-The kubernetes forms are kuberesolver v3's (its ``parseResolverTarget``): the path
-names the Service, and when the path is empty (``kubernetes://svc.ns:30/``) the
-authority does; otherwise the authority is the namespace. Without a port, the
-Service's first port is used (``port`` is ``None``; see ``_slices.first_port``),
-which only the Kubernetes API can tell: mode "dns" refuses such a target. Like
-grpc-go, a kubernetes target needs the ``/`` after the authority:
-``kubernetes://svc.ns:30`` is an error there (kuberesolver's own test says so) and
-here. Beyond kuberesolver, ``svc.ns.svc.<cluster domain>`` is read as a Service's
-DNS name everywhere (kuberesolver would take ``ns.svc.<domain>`` as the namespace).
+The kubernetes forms are kuberesolver's (v6's ``parseResolverTarget``, which v3's
+forms are a part of): a current grpc-go parses the target as a URL and hands
+kuberesolver every ``kubernetes:`` URL. The path names the Service, and the
+authority is the namespace; when the path is empty (``kubernetes://svc.ns:30/``,
+``kubernetes://svc.ns``) or the authority has a port (``kubernetes://a:30``), the
+authority names the Service. A URL without an authority (``kubernetes:svc.ns:30``,
+``kubernetes:/svc.ns:30``) is read as ``kubernetes:///svc.ns:30``. Without a port,
+the Service's first port is used (``port`` is ``None``; see ``_slices.first_port``),
+which only the Kubernetes API can tell: mode "dns" refuses such a target.
+
+Where kuberesolver would read one thing two ways, this refuses the target: a path
+after an authority with a port (v6 reads ``kubernetes://ns:80/svc`` as the Service
+``ns``), and a namespace in both the authority and the path. Beyond kuberesolver,
+``svc.ns.svc.<cluster domain>`` is read as a Service's DNS name everywhere (v6 drops
+what follows the namespace; v3 took ``ns.svc.<domain>`` as the namespace).
 """
 
 from __future__ import annotations
@@ -116,6 +123,11 @@ def parse_target(
 
     authority: str | None = None
     scheme: str | None = None
+    if "://" not in text and text[:11].lower() == "kubernetes:":
+        # A URL without an authority (kubernetes:svc.ns:80, kubernetes:/svc.ns:80):
+        # grpc-go hands kuberesolver v6 its path, read as in kubernetes:///svc.ns:80.
+        rest = text[11:]
+        text = "kubernetes:///" + (rest[1:] if rest.startswith("/") else rest)
     if "://" in text:
         scheme, rest = text.split("://", 1)
         scheme = scheme.lower()
@@ -126,13 +138,26 @@ def parse_target(
                 part="scheme",
             )
         if "/" not in rest:
-            raise TargetError(
-                f"{scheme}:// must be followed by an authority and '/' (e.g. {scheme}:///svc.ns:8000)",
-                target=original,
-                part="authority",
-            )
+            if scheme == "dns":
+                raise TargetError(
+                    "dns:// must be followed by an authority and '/' (e.g. dns:///svc.ns:8000)",
+                    target=original,
+                    part="authority",
+                )
+            rest += "/"  # kuberesolver v6: kubernetes://svc.ns:30 is kubernetes://svc.ns:30/
         authority_text, text = rest.split("/", 1)
         authority = authority_text
+        if scheme == "kubernetes" and _has_port(authority_text):
+            # kuberesolver: an authority with a port names the Service (v6 drops any path).
+            if text:
+                raise TargetError(
+                    f"a path after {authority_text!r}: the authority names the Service "
+                    "when it has a port (kubernetes://svc.ns:8000) and the namespace when "
+                    "the path names the Service (kubernetes://ns/svc:8000)",
+                    target=original,
+                    part="target",
+                )
+            authority, text = None, authority_text
         if scheme == "kubernetes" and not text:
             # kuberesolver: an empty path means the authority names the Service.
             authority, text = None, authority_text
@@ -170,6 +195,12 @@ def parse_target(
     return Target(
         service=service, namespace=ns, port=port, cluster_domain=domain, dns_server=dns_server
     )
+
+
+def _has_port(authority: str) -> bool:
+    """Whether a kubernetes target's authority carries ``:PORT`` (as Go's url.Parse
+    sees it; a port name is taken too, as kuberesolver v3 did)."""
+    return ":" in authority and not authority.startswith("[")
 
 
 def default_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:

@@ -61,9 +61,7 @@ def test_accepted_forms(text: str, expected: Target) -> None:
         (":8000", "service"),
         ("kubernetes:///:8000", "service"),
         ("http://svc.ns:8000", "scheme"),
-        ("kubernetes:svc.ns:8000", "scheme"),
         ("dns:svc.ns:8000", "scheme"),
-        ("kubernetes://svc.ns:8000", "authority"),
         ("[::1]:8000", "service"),
         ("dns:///[fd00::1]:8000", "service"),
         ("dns:///fd00::1:8000", "service"),
@@ -189,6 +187,95 @@ KUBERESOLVER_PARSE_RESOLVER_TARGET = [
     ("kubernetes://b.a:port/", "b", "a", "port"),
     ("kubernetes://b.a:80/", "b", "a", 80),
 ]
+# kuberesolver v6.0.1: every target its README lists (``service-name``, ``namespace``
+# and ``cluster_name`` filled in), and its builder_test.go rows, as (target, service,
+# namespace, port). A current grpc-go parses a target as a URL and hands kuberesolver
+# every kubernetes: URL, so v6 reads ``kubernetes://a:30`` too: when the URL has no
+# path, or its authority has a port, the authority names the Service.
+# TestParseResolverTarget's rows are URLs without a scheme ("a", "/a.b:80",
+# "//a/b"): grpc-go gives kuberesolver the same URL for "kubernetes:" + row.
+KUBERESOLVER6_README = [
+    ("kubernetes:///web:8080", "web", None, 8080),
+    ("kubernetes:///web:grpc", "web", None, "grpc"),
+    ("kubernetes:///web.app:8080", "web", "app", 8080),
+    ("kubernetes:///web.app.svc.cluster.local", "web", "app", None),
+    ("kubernetes:///web.app.svc.cluster.local:8080", "web", "app", 8080),
+    ("kubernetes://app/web:8080", "web", "app", 8080),
+    ("kubernetes://web:8080/", "web", None, 8080),
+    ("kubernetes://web.app:8080/", "web", "app", 8080),
+    ("kubernetes://web.app.svc.cluster.local", "web", "app", None),
+    ("kubernetes://web.app.svc.cluster.local:8080", "web", "app", 8080),
+]
+KUBERESOLVER6_PARSE_TARGETS = [
+    ("kubernetes://a:30", "a", None, 30),
+    ("kubernetes://a/", "a", None, None),
+    ("kubernetes:///a", "a", None, None),
+    ("kubernetes://a/b", "b", "a", None),
+    ("kubernetes://a.b/", "a", "b", None),
+    ("kubernetes:///a.b:80", "a", "b", 80),
+    ("kubernetes:///a.b:port", "a", "b", "port"),
+    ("kubernetes:///a:port", "a", None, "port"),
+    ("kubernetes://x/a:port", "a", "x", "port"),
+    ("kubernetes://a.x:30/", "a", "x", 30),
+    ("kubernetes://a.b.svc.cluster.local", "a", "b", None),
+    ("kubernetes://a.b.svc.cluster.local:80", "a", "b", 80),
+    ("kubernetes:///a.b.svc.cluster.local", "a", "b", None),
+    ("kubernetes:///a.b.svc.cluster.local:80", "a", "b", 80),
+    ("kubernetes:///a.b.svc.cluster.local:port", "a", "b", "port"),
+    ("kubernetes://kube-dns.kube-system:53", "kube-dns", "kube-system", 53),  # TestBuilder
+]
+KUBERESOLVER6_PARSE_RESOLVER_TARGET = [
+    ("kubernetes:a", "a", None, None),
+    ("kubernetes:/a", "a", None, None),
+    ("kubernetes://a/b", "b", "a", None),
+    ("kubernetes:a.b", "a", "b", None),
+    ("kubernetes:/a.b", "a", "b", None),
+    ("kubernetes:/a.b:80", "a", "b", 80),
+    ("kubernetes:/a.b:port", "a", "b", "port"),
+    ("kubernetes://a/b:port", "b", "a", "port"),
+    ("kubernetes://a/b:80", "b", "a", 80),
+    ("kubernetes:a.b.svc.cluster.local", "a", "b", None),
+    ("kubernetes:/a.b.svc.cluster.local:80", "a", "b", 80),
+    ("kubernetes:/a.b.svc.cluster.local:port", "a", "b", "port"),
+    ("kubernetes://a.b.svc.cluster.local", "a", "b", None),
+    ("kubernetes://a.b.svc.cluster.local:80", "a", "b", 80),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "service", "namespace", "port"),
+    KUBERESOLVER6_README + KUBERESOLVER6_PARSE_TARGETS + KUBERESOLVER6_PARSE_RESOLVER_TARGET,
+)
+def test_kuberesolver6_forms(
+    text: str, service: str, namespace: str | None, port: int | str | None
+) -> None:
+    target = parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert (target.service, target.namespace, target.port) == (
+        service,
+        namespace or "default",
+        port,
+    )
+    again = parse_target(str(target), namespace="default", cluster_domain="cluster.local")
+    assert again == target
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        # v6 would take the Service from the authority and drop the path; two names
+        # for one thing are refused here, as ``kubernetes://a/svc.b:80`` is.
+        ("kubernetes://svc.ns:80/other", "target"),
+        # v6 would read "ns" as the Service and 80 as its port.
+        ("kubernetes://ns:80/svc", "target"),
+        ("kubernetes:svc.ns:80/x", "port"),
+    ],
+)
+def test_a_path_after_an_authority_with_a_port_is_refused(text: str, part: str) -> None:
+    with pytest.raises(TargetError) as info:
+        parse_target(text, namespace="default", cluster_domain="cluster.local")
+    assert info.value.part == part
+
+
 # Beyond the tables: the issue's examples with real-looking names, and the FQDN forms
 # (dnsbalance reads svc.ns.svc.<domain> as a DNS name; kuberesolver would not).
 MORE_KUBERNETES_FORMS = [
@@ -227,11 +314,9 @@ def test_kuberesolver_forms(
     [
         "",  # TestParseTargets / TestParseResolverTarget: "target is empty"
         "kubernetes:///",
-        # TestParseTargets: an error (grpc-go 1.33 needs the '/' after the authority and
-        # dials the whole string with its default resolver).
-        "kubernetes://a:30",
-        "kubernetes://svc.ns.svc.cluster.local:80",
-        "kubernetes://svc.ns.svc.cluster.local",
+        "kubernetes:/",  # v6's TestParseResolverTarget: "/" is an error
+        "kubernetes:",
+        "kubernetes://",
         "kubernetes:///svc.ns:",
         "kubernetes:///[::1]",
     ],

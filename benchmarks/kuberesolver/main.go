@@ -7,7 +7,10 @@
 //	call <caller> <end unix ns> <latency us> <OK|grpc code> <value>
 //
 // It starts with "ready" once the ClientConn exists and stops after -duration or when
-// stdin is closed, ending with "done". The stubs are hand-written: Demo takes an
+// stdin is closed, ending with "done". For an https API server (a real kube-apiserver),
+// -ca-file names its CA bundle and -token-file a file holding a bearer token (apiClient,
+// an implementation of kuberesolver's K8sClient interface); without them the client is
+// kuberesolver's NewInsecureK8sClient (plain http, no token). The stubs are hand-written: Demo takes an
 // empty message (zero bytes) and answers Response{string value = 1}, so a raw codec
 // and a ten-line decoder stand in for generated code.
 package main
@@ -15,11 +18,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,8 +100,56 @@ func uvarint(b []byte) (uint64, int) {
 	return 0, 0
 }
 
+// apiClient is kuberesolver's K8sClient over https with a CA bundle and a bearer token
+// read from a file on every request.
+type apiClient struct {
+	host      string
+	tokenFile string
+	http      *http.Client
+}
+
+func newAPIClient(host, caFile, tokenFile string) (*apiClient, error) {
+	transport := &http.Transport{}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", caFile)
+		}
+		transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	return &apiClient{host: host, tokenFile: tokenFile, http: &http.Client{Transport: transport}}, nil
+}
+
+func (c *apiClient) GetRequest(url string) (*http.Request, error) {
+	if !strings.HasPrefix(url, c.host) {
+		url = fmt.Sprintf("%s/%s", c.host, url)
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.tokenFile != "" {
+		token, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	}
+	return req, nil
+}
+
+func (c *apiClient) Do(req *http.Request) (*http.Response, error) { return c.http.Do(req) }
+
+func (c *apiClient) Host() string { return c.host }
+
 func main() {
-	api := flag.String("api", "http://127.0.0.1:8001", "Kubernetes API URL (no auth: NewInsecureK8sClient)")
+	api := flag.String("api", "http://127.0.0.1:8001", "Kubernetes API URL")
+	caFile := flag.String("ca-file", "", "CA bundle of an https API server")
+	tokenFile := flag.String("token-file", "", "file holding a bearer token")
 	target := flag.String("target", "", "kubernetes:///svc.ns:port")
 	callers := flag.Int("callers", 1, "concurrent callers")
 	interval := flag.Duration("interval", 10*time.Millisecond, "pause after each call, per caller")
@@ -105,7 +160,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: -target kubernetes:///svc.ns:port [-callers 1..64]")
 		os.Exit(2)
 	}
-	resolverBuilder := kuberesolver.NewBuilder(kuberesolver.NewInsecureK8sClient(*api), "kubernetes")
+	var client kuberesolver.K8sClient = kuberesolver.NewInsecureK8sClient(*api)
+	if *caFile != "" || *tokenFile != "" {
+		c, err := newAPIClient(*api, *caFile, *tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "api client:", err)
+			os.Exit(1)
+		}
+		client = c
+	}
+	resolverBuilder := kuberesolver.NewBuilder(client, "kubernetes")
 	conn, err := grpc.Dial(
 		*target,
 		grpc.WithInsecure(),

@@ -12,6 +12,7 @@ import datetime
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -819,3 +820,29 @@ def test_close_ends_watches_and_joins_threads() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("fake-kube-api")]
     with pytest.raises(RuntimeError):
         api.start()
+
+
+def test_deprecated_slice_watch_path_as_kuberesolver6_calls_it(kube: FakeKubernetesAPI) -> None:
+    """kuberesolver v6 watches ``/apis/discovery.k8s.io/v1/watch/namespaces/{ns}/
+    endpointslices?labelSelector=...`` (the deprecated watch path a real server still
+    serves), with no resourceVersion: every slice ADDED, then the changes."""
+    kube.apply_slice(
+        "k-a", "app", "k", endpoints=[("10.0.0.1", True, True, False)], ports=[("g", 80, "TCP")]
+    )
+    kube.apply_slice(
+        "o-a", "app", "o", endpoints=[("10.0.0.9", True, True, False)], ports=[("g", 80, "TCP")]
+    )
+    url = (
+        f"{kube.url}/apis/discovery.k8s.io/v1/watch/namespaces/app/endpointslices"
+        "?labelSelector=kubernetes.io/service-name=k"
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:
+        first = json.loads(response.readline())
+        assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "k-a")
+        kube.apply_slice(
+            "k-a", "app", "k", endpoints=[("10.0.0.7", True, True, False)], ports=[("g", 80, "TCP")]
+        )
+        second = json.loads(response.readline())
+        assert second["type"] == "MODIFIED"
+        assert second["object"]["endpoints"][0]["addresses"] == ["10.0.0.7"]
+        assert kube.cut_watches() >= 1

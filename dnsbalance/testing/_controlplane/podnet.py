@@ -7,7 +7,8 @@ networks, on a network this class makes and removes itself:
 - a network namespace ``dnsb-<pid>-<n>`` and a veth pair, one end in it;
 - a /20 block of 198.18.0.0/15 that no other address of this machine uses (chosen
   under a file lock, so two test runs side by side get different blocks): the root
-  end holds ``.1``, the namespace end ``.2`` and every pod IP handed out;
+  end holds ``.1``, the namespace end ``.2`` and every pod IP handed out; the root
+  namespace routes the block through ``.2`` (one neighbour entry, however many pods);
 - the pods' gRPC backends in one process inside the namespace (``ip netns exec``,
   :mod:`.podserver`), serving the demo service at the pods' IPs.
 
@@ -127,17 +128,24 @@ class PodNetwork:
         self._free = hosts
 
     def _create(self) -> None:
-        hosts = list(itertools.islice(self.block.hosts(), 2))
+        # The block is routed through the namespace's end, not on-link: the root
+        # namespace then keeps one neighbour (ARP) entry for the whole pod network
+        # instead of one per pod IP. Its table is shared by every process of the
+        # machine and holds 1,024 entries by default (gc_thresh3): a Service of 1,100
+        # on-link pods overflowed it.
+        outer, inner = (str(h) for h in itertools.islice(self.block.hosts(), 2))
         _ip("netns", "add", self.namespace)
         try:
             veth = ("type", "veth", "peer", "name", self._pod_link, "netns", self.namespace)
             _ip("link", "add", self._host_link, *veth)
-            _ip("addr", "add", f"{hosts[0]}/{_BLOCK_PREFIX}", "dev", self._host_link)
+            _ip("addr", "add", f"{outer}/32", "dev", self._host_link)
             _ip("link", "set", self._host_link, "up")
+            _ip("route", "add", f"{inner}/32", "dev", self._host_link, "src", outer)
+            _ip("route", "add", str(self.block), "via", inner, "dev", self._host_link)
             _ip("-n", self.namespace, "link", "set", "lo", "up")
-            inner = f"{hosts[1]}/{_BLOCK_PREFIX}"
-            _ip("-n", self.namespace, "addr", "add", inner, "dev", self._pod_link)
+            _ip("-n", self.namespace, "addr", "add", f"{inner}/32", "dev", self._pod_link)
             _ip("-n", self.namespace, "link", "set", self._pod_link, "up")
+            _ip("-n", self.namespace, "route", "add", f"{outer}/32", "dev", self._pod_link)
         except ControlPlaneError:
             with contextlib.suppress(ControlPlaneError):
                 _ip("netns", "del", self.namespace)

@@ -17,8 +17,9 @@ Served
 ------
 - ``/api/v1/namespaces/{ns}/services[/{name}]``, ``/api/v1/services`` (all namespaces,
   list and watch), and the same for ``discovery.k8s.io/v1`` ``endpointslices``.
-  Verbs: get, list, watch (``?watch=true`` or ``1``), create (POST, 201), update (PUT),
-  patch (PATCH) and delete. Also ``POST
+  Verbs: get, list, watch (``?watch=true`` or ``1``; for slices also the deprecated
+  ``/apis/discovery.k8s.io/v1/watch/...`` path kuberesolver v6 uses), create (POST,
+  201), update (PUT), patch (PATCH) and delete. Also ``POST
   /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``, ``/version``, ``/api``,
   ``/apis``, the group and group-version discovery documents and ``/healthz``.
 - ``/api/v1/nodes[/{name}]``: cluster-scoped Nodes with labels (same verbs; see

@@ -148,6 +148,9 @@ def route(method: str, path: str, *, watch: bool) -> Route:
     if parts[:2] == ["api", "v1"]:
         return _resource_route(method, clean, kinds.SERVICES, parts[2:], watch)
     if parts[:3] == ["apis", "discovery.k8s.io", "v1"]:
+        if parts[3:4] == ["watch"] and method == "GET":
+            # The deprecated watch path a real server still serves (kuberesolver v6's).
+            return _resource_route(method, clean, kinds.ENDPOINT_SLICES, parts[4:], True)
         return _resource_route(method, clean, kinds.ENDPOINT_SLICES, parts[3:], watch)
     if parts == ["apis", _SSAR_GROUP, "v1", "selfsubjectaccessreviews"]:
         allowed = method == "POST"
