@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._common import Recorder
-from benchmarks._kuberesolver import APT_LINE, GoClient, build
+from benchmarks._kuberesolver import GoClient, build
 from benchmarks._kuberesolver6 import build as build6
 from dnsbalance.testing import FakeKubernetesAPI
 from tests.kits.backends import Fleet, wait_until
