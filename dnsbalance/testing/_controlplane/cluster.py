@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from .assets import ControlPlaneError
+from .process import wait_until
 
 if TYPE_CHECKING:
     import kubernetes.client
@@ -99,15 +98,12 @@ class ClusterObjects:
         name = name or f"test-{next(_namespaces)}"
         core = self._core()
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-        def has_default() -> bool:
-            try:
-                core.read_namespaced_service_account("default", name)
-            except client.ApiException:
-                return False
-            return True
-
-        _wait(f"the default ServiceAccount of namespace {name}", has_default, timeout)
+        wait_until(
+            f"the default ServiceAccount of namespace {name}",
+            lambda: has_default_account(core, name),
+            timeout=timeout,
+            interval=0.02,
+        )
         return name
 
     def add_node(
@@ -251,17 +247,20 @@ class ClusterObjects:
         """Wait until the slices' ready addresses are exactly ``addresses``; the seconds
         it took."""
         want = set(addresses)
-        return _wait(
+        return wait_until(
             f"slices of {namespace}/{service} with ready {sorted(want)}",
             lambda: self.ready_addresses(namespace, service) == want,
-            timeout,
+            timeout=timeout,
+            interval=0.02,
         )
 
 
-def _wait(what: str, ready: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not ready():
-        if time.monotonic() - start > timeout:
-            raise ControlPlaneError(f"{what}: not after {timeout:.0f} s")
-        time.sleep(0.02)
-    return time.monotonic() - start
+def has_default_account(core: kubernetes.client.CoreV1Api, namespace: str) -> bool:
+    """Whether the serviceaccount controller has made ``namespace``'s default account."""
+    from kubernetes import client
+
+    try:
+        core.read_namespaced_service_account("default", namespace)
+    except client.ApiException:
+        return False
+    return True

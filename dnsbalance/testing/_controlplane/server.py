@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from .assets import ControlPlaneError, find_assets
-from .cluster import ClusterObjects
+from .cluster import ClusterObjects, has_default_account
 from .process import Component, free_port, wait_until
 
 if TYPE_CHECKING:
@@ -355,17 +355,9 @@ class ControlPlane(ClusterObjects):
             ],
         )
         core = client.CoreV1Api(self.admin)
-
-        def default_account() -> bool:
-            try:
-                core.read_namespaced_service_account("default", "default")
-            except client.ApiException:
-                return False
-            return True
-
         self.startup_seconds["kube-controller-manager"] = wait_until(
             "kube-controller-manager (the default ServiceAccount)",
-            default_account,
+            lambda: has_default_account(core, "default"),
             timeout=self._start_timeout,
             components=[self._components[1], manager],
         )
