@@ -11,6 +11,7 @@ from .kinds import Resource
 from .status import bad_request, conflict
 
 JSON = dict[str, Any]
+_OMIT_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
 def prepare_body(res: Resource, namespace: str, body: Any, *, name: str | None) -> JSON:
@@ -44,6 +45,9 @@ def prepare_body(res: Resource, namespace: str, body: Any, *, name: str | None) 
     meta["namespace"] = namespace
     if not res.namespaced:
         del meta["namespace"]
+    for key in _OMIT_EMPTY:  # empty maps and lists are not written (omitempty)
+        if meta.get(key) in ({}, []):
+            del meta[key]
     return obj
 
 

@@ -48,6 +48,7 @@ class Resource:
     return_deleted_object: bool  # DELETE answers the object (else a Status Success)
     name_rule: str  # "dns1035" or "subdomain"
     namespaced: bool = True  # False: cluster-scoped (Nodes), stored under namespace ""
+    generation: bool = False  # metadata.generation kept (its strategy sets one)
 
     @property
     def api_version(self) -> str:
@@ -63,8 +64,9 @@ class Resource:
 
 
 SERVICES = Resource("services", "Service", "", "v1", True, "dns1035")
+# Services and Nodes have no metadata.generation: their strategies never set one.
 ENDPOINT_SLICES = Resource(
-    "endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", False, "subdomain"
+    "endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", False, "subdomain", generation=True
 )
 # Node: no ReturnDeletedObject in pkg/registry/core/node/storage (DELETE answers a Status)
 NODES = Resource("nodes", "Node", "", "v1", False, "subdomain", namespaced=False)

@@ -181,7 +181,8 @@ class Store:
                 raise already_exists(res.resource, res.group, name)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = timestamp_now()
-            meta["generation"] = 1
+            if res.generation:
+                meta["generation"] = 1
             if dry_run:
                 self._free(res, obj, None)
                 return copy.deepcopy(obj)
@@ -323,7 +324,7 @@ class Store:
                     ],
                 )
         self._admit(res, obj, current)
-        if spec_changed(res, obj, current):
+        if res.generation and spec_changed(res, obj, current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if obj == current:  # a no-op write is not written: no new resourceVersion, no event
