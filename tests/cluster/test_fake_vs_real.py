@@ -748,10 +748,6 @@ ROWS = [
 # Rows the fake failed when this test was written; each fix removes its rows here.
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
-    "service-defaults",
-    "service-headless-selectorless",
-    "service-requested-ip",
-    "service-type-changes",
     "slice-crud",
     "slice-validation",
     "slice-addresstype-immutable",
@@ -761,7 +757,6 @@ DIFFERS = {
     "patch-strategic-slice-lists",
     "delete-preconditions",
     "405-and-415",
-    "dry-run-writes",
 }
 ROWS = [replace(r, marks=(*r.marks, FAKE_DIFFERS)) if r.id in DIFFERS else r for r in ROWS]
 

@@ -22,7 +22,12 @@ from .metadata import CONFLICT_MESSAGE, NAME_CHARS, go_strings, spec_changed, ti
 from .paging import decode_continue, encode_continue, parse_rv
 from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
-from .services import ServiceAllocator, carry_allocations, validate_service_update
+from .services import (
+    ServiceAllocator,
+    carry_allocations,
+    init_ip_families,
+    validate_service_update,
+)
 from .status import (
     FieldError,
     StatusError,
@@ -347,6 +352,7 @@ class Store:
         if res is kinds.SERVICES:
             if old is not None:
                 carry_allocations(obj, old)
+            init_ip_families(obj, old)
             kinds.default_service(obj)
             if old is not None:  # status is not written through the main resource
                 obj["status"] = copy.deepcopy(old.get("status", {"loadBalancer": {}}))
