@@ -748,13 +748,9 @@ ROWS = [
 # Rows the fake failed when this test was written; each fix removes its rows here.
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
-    "slice-crud",
-    "slice-validation",
-    "slice-addresstype-immutable",
     "node-crud",
     "patch-json",
     "patch-strategic-ports",
-    "patch-strategic-slice-lists",
     "delete-preconditions",
     "405-and-415",
 }
