@@ -749,10 +749,6 @@ ROWS = [
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
     "node-crud",
-    "patch-json",
-    "patch-strategic-ports",
-    "delete-preconditions",
-    "405-and-415",
 }
 ROWS = [replace(r, marks=(*r.marks, FAKE_DIFFERS)) if r.id in DIFFERS else r for r in ROWS]
 

@@ -48,6 +48,7 @@ _PATCH_TYPES = (
     "application/strategic-merge-patch+json",
 )
 _POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/hang-up is seen
+_DECODES = ("create", "update", "delete")  # verbs whose JSON body is decoded (patch: below)
 
 
 def _dump(body: Any) -> bytes:
@@ -176,7 +177,9 @@ class Dispatcher:
             h.wfile.write(data)
 
         ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
-        if raw and ctype == "application/vnd.kubernetes.protobuf":
+        decodes = found.kind in ("resource", "ssar") and found.verb in _DECODES
+        if raw and decodes and ctype not in ("application/json", ""):
+            # protobuf, YAML, text...: this fake decodes JSON only, and says so
             answer(
                 415,
                 {
@@ -185,7 +188,7 @@ class Dispatcher:
                     "metadata": {},
                     "status": "Failure",
                     "message": "the body of the request was in an unknown format - accepted "
-                    "media types include: application/json, application/yaml",
+                    "media types include: application/json",
                     "reason": "UnsupportedMediaType",
                     "code": 415,
                 },
