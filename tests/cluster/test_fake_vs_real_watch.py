@@ -579,8 +579,6 @@ ROWS = [
 # Rows the fake failed when this test was written; each fix removes its rows here.
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
-    "label-selector-errors",
-    "field-selectors",
     "list-exact",
     "watch-bookmarks-flag",
     "watch-send-initial-events",

@@ -264,7 +264,9 @@ def test_field_selectors(disc: client.DiscoveryV1Api) -> None:
     assert [s.metadata.name for s in other.items] == ["s4"]
     with pytest.raises(ApiException) as exc:
         disc.list_namespaced_endpoint_slice(NS, field_selector="spec.x=1")
-    assert status_of(exc)["message"] == "field label not supported: spec.x"
+    assert status_of(exc)["message"] == (
+        '"spec.x" is not a known field selector: only "metadata.name", "metadata.namespace"'
+    )
 
 
 # -- watch ----------------------------------------------------------------------------

@@ -261,7 +261,7 @@ class Dispatcher:
         if found.verb == "get":
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
-            labels, fields = selectors_of(query)
+            labels, fields = selectors_of(query, res.resource)
             if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
                 raise bad_request(
                     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
@@ -332,7 +332,7 @@ class Dispatcher:
     def _serve_watch(self, h: _Handler, found: Route, query: dict[str, str], path: str) -> None:
         res = found.res
         assert res is not None
-        labels, fields = selectors_of(query)
+        labels, fields = selectors_of(query, res.resource)
         rv_text = query.get("resourceVersion", "")
         initial = query.get("sendInitialEvents", "") in _TRUE
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .kinds import Resource
-from .selectors import FieldSelector, LabelSelector
+from .selectors import FieldSelector, LabelSelector, field_value
 
 __all__ = ["MAX_QUEUED_EVENTS", "Event", "Watcher"]
 
@@ -49,7 +49,7 @@ class Watcher:
             return False
         if not self.labels.matches(meta.get("labels")):
             return False
-        return self.fields.matches(lambda f: str(meta.get(f.split(".", 1)[1], "")))
+        return self.fields.matches(lambda f: field_value(obj, f))
 
     def convert(self, event: Event) -> tuple[str, JSON] | None:
         """The event as this watcher sees it through its filter (the cacher's rules)."""
