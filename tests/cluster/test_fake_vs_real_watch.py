@@ -579,10 +579,6 @@ ROWS = [
 # Rows the fake failed when this test was written; each fix removes its rows here.
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
-    "list-exact",
-    "watch-bookmarks-flag",
-    "watch-send-initial-events",
-    "watch-bookmark-before-timeout",
     "watch-finalizer-delete",
     "watch-expired",
     "watch-expired-client",

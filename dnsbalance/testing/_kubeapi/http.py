@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
+from .paging import validate_list_options
 from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
@@ -34,7 +35,7 @@ from .status import (
     unauthorized,
 )
 from .store import Store
-from .watch import Watcher
+from .watch import Watcher, bookmark
 
 __all__ = ["Dispatcher", "HTTPServer"]
 
@@ -49,6 +50,7 @@ _PATCH_TYPES = (
 )
 _POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/hang-up is seen
 _DECODES = ("create", "update", "delete")  # verbs whose JSON body is decoded (patch: below)
+_PRE_TIMEOUT = 2.0  # the cacher bookmarks a watch this long before its timeoutSeconds
 
 
 def _dump(body: Any) -> bytes:
@@ -262,11 +264,7 @@ class Dispatcher:
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
             labels, fields = selectors_of(query, res.resource)
-            if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
-                raise bad_request(
-                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
-                    "resourceVersion is provided"
-                )
+            validate_list_options(query, watch=False)
             return 200, self.store.list_collection(
                 res,
                 found.namespace,
@@ -333,8 +331,10 @@ class Dispatcher:
         res = found.res
         assert res is not None
         labels, fields = selectors_of(query, res.resource)
+        validate_list_options(query, watch=True)
         rv_text = query.get("resourceVersion", "")
-        initial = query.get("sendInitialEvents", "") in _TRUE
+        send = query.get("sendInitialEvents")
+        initial = send in _TRUE
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
         timeout = float(int_param(query, "timeoutSeconds") or self.max_watch_timeout)
         timeout = min(timeout, self.max_watch_timeout)
@@ -342,6 +342,8 @@ class Dispatcher:
             rv = None if initial or rv_text in ("", "0") else int(rv_text)
         except ValueError:
             raise bad_request(f'invalid resource version "{rv_text}"') from None
+        if rv is None and send is not None and not initial:  # sendInitialEvents=false: from now
+            rv = int(self.store.resource_version)
 
         def log(code: int) -> None:
             self.log.add(RequestRecord("GET", path, query, "watch", res.resource, code))
@@ -360,8 +362,13 @@ class Dispatcher:
             self._end_stream(h)
             return
         log(200)
+        since = int(self.store.resource_version) if rv is None else rv
         try:
-            self._stream(h, watcher, bookmarks=bookmarks, initial=initial, timeout=timeout)
+            # the initial events (no resourceVersion, or sendInitialEvents=true) end with a
+            # bookmark when bookmarks are allowed, as the cacher's watches do
+            self._stream(
+                h, watcher, bookmarks=bookmarks, initial=rv is None, since=since, timeout=timeout
+            )
         finally:
             self.store.unwatch(watcher)
 
@@ -400,21 +407,33 @@ class Dispatcher:
             self._end_stream(h)
 
     def _stream(
-        self, h: _Handler, watcher: Watcher, *, bookmarks: bool, initial: bool, timeout: float
+        self,
+        h: _Handler,
+        watcher: Watcher,
+        *,
+        bookmarks: bool,
+        initial: bool,
+        since: int,
+        timeout: float,
     ) -> None:
-        res = watcher.resource
+        """Events until the timeout, a cut or a hang-up. Bookmarks (``bookmarks``): one
+        ending the initial events; one every ``bookmark_interval``; and one 2 s before
+        the timeout when the resourceVersion moved past what the stream has sent (the
+        cacher's nextBookmarkTime; ``since`` is where the stream starts)."""
         self._start_stream(h)
         start = time.monotonic()
         end_at = start + timeout
         interval = max(0.01, self.bookmark_interval)
         next_bookmark = start + interval if bookmarks else math.inf
+        pre_timeout = end_at - _PRE_TIMEOUT if bookmarks and timeout > _PRE_TIMEOUT else math.inf
         initial_pending = initial and bookmarks
+        sent = since
         rounds = int(timeout / 0.001) + 10  # a round waits or writes; this bound is never hit
         for _ in range(rounds):
             now = time.monotonic()
             if now >= end_at:
                 break
-            wait = min(_POLL, end_at - now, max(0.0, next_bookmark - now))
+            wait = min(_POLL, end_at - now, max(0.0, min(next_bookmark, pre_timeout) - now))
             if initial_pending:
                 wait = 0.0
             items, ended = self.store.take(watcher, wait)
@@ -424,12 +443,13 @@ class Dispatcher:
             for kind, obj in items:
                 if not self._write_event(h, kind, obj):
                     return
+                sent = max(sent, int(obj["metadata"].get("resourceVersion") or 0))
             if ended is not None:
                 break
-            mark: JSON | None = None
-            if initial_pending:
-                mark = {"k8s.io/initial-events-end": "true"}
-            elif time.monotonic() < next_bookmark:
+            now = time.monotonic()
+            due = initial_pending or now >= next_bookmark
+            last_chance = now >= pre_timeout
+            if not due and not last_chance:
                 if not items and client_gone(h.connection):
                     h.close_connection = True
                     return
@@ -437,12 +457,15 @@ class Dispatcher:
             rv = self.store.bookmark_rv(watcher)
             if rv is None:
                 continue
-            meta: JSON = {"resourceVersion": rv}
-            if mark:
-                meta["annotations"] = mark
-            bookmark = {"kind": res.kind, "apiVersion": res.api_version, "metadata": meta}
-            if not self._write_event(h, "BOOKMARK", bookmark):
+            if last_chance:
+                pre_timeout = math.inf
+                due = due or int(rv) > sent
+            if not due:
+                continue
+            mark = bookmark(watcher.resource, rv, initial_events_end=initial_pending)
+            if not self._write_event(h, "BOOKMARK", mark):
                 return
+            sent = max(sent, int(rv))
             initial_pending = False
             next_bookmark = time.monotonic() + interval if bookmarks else math.inf
         self._end_stream(h)

@@ -17,10 +17,42 @@ from typing import Any
 from .kinds import Resource
 from .selectors import FieldSelector, LabelSelector, field_value
 
-__all__ = ["MAX_QUEUED_EVENTS", "Event", "Watcher"]
+__all__ = ["MAX_QUEUED_EVENTS", "Event", "Watcher", "bookmark"]
 
 JSON = dict[str, Any]
 MAX_QUEUED_EVENTS = 10_000  # a watcher this far behind is ended, as the cacher does
+
+# What a BOOKMARK's object holds besides kind, apiVersion and metadata: the kind's empty
+# Go struct as JSON (its fields without omitempty), as kube-apiserver writes it.
+_NODE_INFO = (
+    "machineID systemUUID bootID kernelVersion osImage containerRuntimeVersion "
+    "kubeletVersion kubeProxyVersion operatingSystem architecture"
+)
+_EMPTY_BODIES: dict[str, JSON] = {
+    "services": {"spec": {}, "status": {"loadBalancer": {}}},
+    "endpointslices": {"addressType": "", "endpoints": None, "ports": None},
+    "nodes": {
+        "spec": {},
+        "status": {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": dict.fromkeys(_NODE_INFO.split(), ""),
+        },
+    },
+}
+
+
+def bookmark(res: Resource, rv: str, *, initial_events_end: bool = False) -> JSON:
+    """A BOOKMARK event's object: the kind's empty object carrying ``rv`` (and the
+    ``k8s.io/initial-events-end`` annotation that ends the initial events)."""
+    metadata: JSON = {"resourceVersion": rv}
+    if initial_events_end:
+        metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {
+        "kind": res.kind,
+        "apiVersion": res.api_version,
+        "metadata": metadata,
+        **copy.deepcopy(_EMPTY_BODIES.get(res.resource, {})),
+    }
 
 
 @dataclass
