@@ -579,11 +579,6 @@ ROWS = [
 # Rows the fake failed when this test was written; each fix removes its rows here.
 FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
 DIFFERS = {
-    "watch-finalizer-delete",
-    "watch-expired",
-    "watch-expired-client",
-    "list-exact-expired",
-    "continue-expired",
     "discovery",
 }
 ROWS = [replace(r, marks=(*r.marks, FAKE_DIFFERS)) if r.id in DIFFERS else r for r in ROWS]

@@ -9,6 +9,10 @@ from collections.abc import Mapping
 
 from .status import FieldError, bad_request, invalid
 
+# A continue token's resourceVersion meaning "continue at the latest": what a 410 for
+# a continue token too old offers instead (etcd3's handleCompactedErrorForPaging).
+LATEST = -1
+
 
 def parse_rv(text: str) -> int:
     try:

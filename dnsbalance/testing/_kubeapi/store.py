@@ -19,7 +19,7 @@ from . import kinds, nodes
 from .bodies import check_preconditions, prepare_body
 from .kinds import Resource
 from .metadata import CONFLICT_MESSAGE, NAME_CHARS, go_strings, spec_changed, timestamp_now
-from .paging import decode_continue, encode_continue, parse_rv
+from .paging import LATEST, decode_continue, encode_continue, parse_rv
 from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
 from .services import (
@@ -43,6 +43,13 @@ from .watch import MAX_QUEUED_EVENTS, Event, Watcher
 __all__ = ["Store"]
 
 JSON = dict[str, Any]
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted "
+    "between the time the first chunk was returned and now may show up in the list."
+)
 
 
 class Store:
@@ -57,6 +64,7 @@ class Store:
         self._objects: dict[str, dict[tuple[str, str], JSON]] = {r: {} for r in kinds.RESOURCES}
         self._history: dict[str, deque[Event]] = {r: deque() for r in kinds.RESOURCES}
         self._floor: dict[str, int] = dict.fromkeys(kinds.RESOURCES, self._rv)
+        self._compacted = 0  # the resourceVersion of the last compact()
         self._watchers: set[Watcher] = set()
         self._services = ServiceAllocator(service_cidr)
         self._random = random.Random(0)
@@ -93,17 +101,17 @@ class Store:
             list_rv = self._rv
             if continue_token:
                 list_rv, start = decode_continue(continue_token)
-                if list_rv < self._floor[res.resource]:
-                    raise expired(
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter."
-                    )
+                if list_rv == LATEST:
+                    list_rv = self._rv
+                elif list_rv < self._floor[res.resource]:
+                    # etcd3's answer: a token to go on from the latest state instead
+                    gone = expired(CONTINUE_EXPIRED)
+                    gone.status["metadata"] = {"continue": encode_continue(LATEST, start)}
+                    raise gone
             elif match == "Exact":
                 list_rv = parse_rv(resource_version)
                 if list_rv < self._floor[res.resource]:
-                    raise expired(
-                        f"too old resource version: {list_rv} ({self._floor[res.resource]})"
-                    )
+                    raise expired("The resourceVersion for the provided list is too old.")
             objects = self._state_at(res, list_rv)
         probe = Watcher(res, namespace, labels, fields)
         items = sorted((key, obj) for key, obj in objects.items() if probe.matches(obj))
@@ -338,12 +346,15 @@ class Store:
         if dry_run:
             self._free(res, obj, current)
             return copy.deepcopy(obj)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            # The last finalizer is gone: the registry deletes instead of updating (one
+            # DELETED event, carrying the object as it was stored), answering the update.
+            self._free(res, current, None)
+            self._commit(res, "DELETED", copy.deepcopy(current), current)
+            meta["resourceVersion"] = str(self._rv)
+            return copy.deepcopy(obj)
         self._free(res, current, obj)
         self._commit(res, "MODIFIED", obj, current)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            # The last finalizer is gone: the deletion completes (a DELETED event).
-            self._free(res, obj, None)
-            self._commit(res, "DELETED", copy.deepcopy(obj), obj)
         return copy.deepcopy(obj)
 
     def _admit(self, res: Resource, obj: JSON, old: JSON | None) -> None:
@@ -417,7 +428,9 @@ class Store:
                         watcher.queue.append(("ADDED", obj))
             else:
                 floor = self._floor[res.resource]
-                if resource_version < floor:
+                if resource_version < self._compacted:  # etcd's words: watched from etcd
+                    raise expired("The resourceVersion for the provided watch is too old.")
+                if resource_version < floor:  # the watch cache's words
                     raise expired(f"too old resource version: {resource_version} ({floor})")
                 for event in self._history[res.resource]:
                     if event.rv > resource_version:
@@ -460,8 +473,10 @@ class Store:
             return len(self._watchers)
 
     def compact(self) -> None:
-        """Drop all history: only a watch from the current resourceVersion is still served."""
+        """Drop all history, as an etcd compaction does to a kube-apiserver serving from
+        etcd: only a watch from the current resourceVersion is still served."""
         with self.cond:
+            self._compacted = self._rv
             for resource, history in self._history.items():
                 history.clear()
                 self._floor[resource] = self._rv
