@@ -18,7 +18,6 @@ them). The watch, list and history rows are in test_fake_vs_real_watch.py.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -743,13 +742,6 @@ ROWS = [
         _finalizer_holds_delete,
     ),
 ]
-
-
-# Rows the fake failed when this test was written; each fix removes its rows here.
-FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
-DIFFERS = {
-}
-ROWS = [replace(r, marks=(*r.marks, FAKE_DIFFERS)) if r.id in DIFFERS else r for r in ROWS]
 
 
 @pytest.mark.parametrize("row", [r.param() for r in ROWS])

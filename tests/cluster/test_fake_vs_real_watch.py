@@ -14,7 +14,6 @@ the cache's window (75 s or more) has passed: not a bounded test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -574,14 +573,6 @@ ROWS = [
         "discovery", "the group and group-version discovery documents and ``/healthz``", _discovery
     ),
 ]
-
-
-# Rows the fake failed when this test was written; each fix removes its rows here.
-FAKE_DIFFERS = pytest.mark.xfail(strict=True, reason="the fake differs: fixed later")
-DIFFERS = {
-    "discovery",
-}
-ROWS = [replace(r, marks=(*r.marks, FAKE_DIFFERS)) if r.id in DIFFERS else r for r in ROWS]
 
 
 @pytest.mark.parametrize("row", [r.param() for r in ROWS])
