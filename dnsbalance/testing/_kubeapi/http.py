@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import logging
-import math
 import socket
 import ssl
 import threading
@@ -35,7 +34,7 @@ from .status import (
     unauthorized,
 )
 from .store import Store
-from .watch import Watcher, bookmark
+from .watch import BookmarkSchedule, Watcher, bookmark
 
 __all__ = ["Dispatcher", "HTTPServer"]
 
@@ -50,7 +49,6 @@ _PATCH_TYPES = (
 )
 _POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/hang-up is seen
 _DECODES = ("create", "update", "delete")  # verbs whose JSON body is decoded (patch: below)
-_PRE_TIMEOUT = 2.0  # the cacher bookmarks a watch this long before its timeoutSeconds
 
 
 def _dump(body: Any) -> bytes:
@@ -416,58 +414,47 @@ class Dispatcher:
         since: int,
         timeout: float,
     ) -> None:
-        """Events until the timeout, a cut or a hang-up. Bookmarks (``bookmarks``): one
-        ending the initial events; one every ``bookmark_interval``; and one 2 s before
-        the timeout when the resourceVersion moved past what the stream has sent (the
-        cacher's nextBookmarkTime; ``since`` is where the stream starts)."""
+        """Events until the timeout, a cut or a hang-up; bookmarks as
+        :class:`~.watch.BookmarkSchedule` says (``since``: where the stream starts)."""
         self._start_stream(h)
         start = time.monotonic()
         end_at = start + timeout
-        interval = max(0.01, self.bookmark_interval)
-        next_bookmark = start + interval if bookmarks else math.inf
-        pre_timeout = end_at - _PRE_TIMEOUT if bookmarks and timeout > _PRE_TIMEOUT else math.inf
-        initial_pending = initial and bookmarks
-        sent = since
+        schedule = BookmarkSchedule(
+            enabled=bookmarks,
+            initial=initial,
+            interval=self.bookmark_interval,
+            start=start,
+            end_at=end_at,
+            since=since,
+        )
         rounds = int(timeout / 0.001) + 10  # a round waits or writes; this bound is never hit
         for _ in range(rounds):
             now = time.monotonic()
             if now >= end_at:
                 break
-            wait = min(_POLL, end_at - now, max(0.0, min(next_bookmark, pre_timeout) - now))
-            if initial_pending:
-                wait = 0.0
-            items, ended = self.store.take(watcher, wait)
+            items, ended = self.store.take(watcher, min(_POLL, end_at - now, schedule.wait(now)))
             if ended == "cut":
                 self._hang_up(h)
                 return
             for kind, obj in items:
                 if not self._write_event(h, kind, obj):
                     return
-                sent = max(sent, int(obj["metadata"].get("resourceVersion") or 0))
+                schedule.carried(int(obj["metadata"].get("resourceVersion") or 0))
             if ended is not None:
                 break
             now = time.monotonic()
-            due = initial_pending or now >= next_bookmark
-            last_chance = now >= pre_timeout
-            if not due and not last_chance:
+            if not schedule.due(now):
                 if not items and client_gone(h.connection):
                     h.close_connection = True
                     return
                 continue
             rv = self.store.bookmark_rv(watcher)
-            if rv is None:
+            if rv is None or not schedule.wants(now, int(rv)):
                 continue
-            if last_chance:
-                pre_timeout = math.inf
-                due = due or int(rv) > sent
-            if not due:
-                continue
-            mark = bookmark(watcher.resource, rv, initial_events_end=initial_pending)
+            mark = bookmark(watcher.resource, rv, initial_events_end=schedule.initial)
             if not self._write_event(h, "BOOKMARK", mark):
                 return
-            sent = max(sent, int(rv))
-            initial_pending = False
-            next_bookmark = time.monotonic() + interval if bookmarks else math.inf
+            schedule.bookmarked(int(rv), time.monotonic())
         self._end_stream(h)
 
     @staticmethod
