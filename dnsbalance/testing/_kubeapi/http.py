@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord
-from .paging import validate_list_options
+from .paging import validate_list_options, watch_start
 from .query import client_gone, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
@@ -329,19 +329,10 @@ class Dispatcher:
         res = found.res
         assert res is not None
         labels, fields = selectors_of(query, res.resource)
-        validate_list_options(query, watch=True)
-        rv_text = query.get("resourceVersion", "")
-        send = query.get("sendInitialEvents")
-        initial = send in _TRUE
+        rv = watch_start(query, lambda: int(self.store.resource_version))
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
         timeout = float(int_param(query, "timeoutSeconds") or self.max_watch_timeout)
         timeout = min(timeout, self.max_watch_timeout)
-        try:
-            rv = None if initial or rv_text in ("", "0") else int(rv_text)
-        except ValueError:
-            raise bad_request(f'invalid resource version "{rv_text}"') from None
-        if rv is None and send is not None and not initial:  # sendInitialEvents=false: from now
-            rv = int(self.store.resource_version)
 
         def log(code: int) -> None:
             self.log.add(RequestRecord("GET", path, query, "watch", res.resource, code))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .status import FieldError, bad_request, invalid
 
@@ -91,3 +91,20 @@ def validate_list_options(query: Mapping[str, str], *, watch: bool) -> None:
             )
     if errors:
         raise invalid("ListOptions", "meta.k8s.io", "", errors)
+
+
+def watch_start(query: Mapping[str, str], current: Callable[[], int]) -> int | None:
+    """Where a watch starts: after this resourceVersion, or ``None`` to send the current
+    objects first (no resourceVersion, ``0``, or ``sendInitialEvents=true``);
+    ``sendInitialEvents=false`` without one starts from ``current()``, now. Its options
+    are checked first (:func:`validate_list_options`)."""
+    validate_list_options(query, watch=True)
+    text = query.get("resourceVersion", "")
+    send = query.get("sendInitialEvents")
+    initial = send in ("1", "t", "T", "true", "TRUE", "True")
+    if initial or text in ("", "0"):
+        return current() if send is not None and not initial else None
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f'invalid resource version "{text}"') from None

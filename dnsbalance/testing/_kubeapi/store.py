@@ -35,6 +35,8 @@ from .status import (
     bad_request,
     conflict,
     expired,
+    expired_continue,
+    expired_in_etcd,
     invalid,
     not_found,
 )
@@ -43,13 +45,6 @@ from .watch import MAX_QUEUED_EVENTS, Event, Watcher
 __all__ = ["Store"]
 
 JSON = dict[str, Any]
-CONTINUE_EXPIRED = (
-    "The provided continue parameter is too old to display a consistent list result. You can "
-    "start a new list without the continue parameter, or use the continue token in this "
-    "response to retrieve the remainder of the results. Continuing with the provided token "
-    "results in an inconsistent list - objects that were created, modified, or deleted "
-    "between the time the first chunk was returned and now may show up in the list."
-)
 
 
 class Store:
@@ -104,14 +99,11 @@ class Store:
                 if list_rv == LATEST:
                     list_rv = self._rv
                 elif list_rv < self._floor[res.resource]:
-                    # etcd3's answer: a token to go on from the latest state instead
-                    gone = expired(CONTINUE_EXPIRED)
-                    gone.status["metadata"] = {"continue": encode_continue(LATEST, start)}
-                    raise gone
+                    raise expired_continue(encode_continue(LATEST, start))
             elif match == "Exact":
                 list_rv = parse_rv(resource_version)
                 if list_rv < self._floor[res.resource]:
-                    raise expired("The resourceVersion for the provided list is too old.")
+                    raise expired_in_etcd("list")
             objects = self._state_at(res, list_rv)
         probe = Watcher(res, namespace, labels, fields)
         items = sorted((key, obj) for key, obj in objects.items() if probe.matches(obj))
@@ -429,7 +421,7 @@ class Store:
             else:
                 floor = self._floor[res.resource]
                 if resource_version < self._compacted:  # etcd's words: watched from etcd
-                    raise expired("The resourceVersion for the provided watch is too old.")
+                    raise expired_in_etcd("watch")
                 if resource_version < floor:  # the watch cache's words
                     raise expired(f"too old resource version: {resource_version} ({floor})")
                 for event in self._history[res.resource]:
