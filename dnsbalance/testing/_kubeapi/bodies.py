@@ -11,6 +11,7 @@ from .kinds import Resource
 from .status import bad_request, conflict
 
 JSON = dict[str, Any]
+_OMIT_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
 def prepare_body(res: Resource, namespace: str, body: Any, *, name: str | None) -> JSON:
@@ -44,26 +45,30 @@ def prepare_body(res: Resource, namespace: str, body: Any, *, name: str | None) 
     meta["namespace"] = namespace
     if not res.namespaced:
         del meta["namespace"]
+    for key in _OMIT_EMPTY:  # empty maps and lists are not written (omitempty)
+        if meta.get(key) in ({}, []):
+            del meta[key]
     return obj
 
 
 def check_preconditions(res: Resource, current: JSON, pre: JSON) -> None:
+    """rest.BeforeDelete's checks: a 409 naming the Kind (``EndpointSlice.discovery.k8s.io``)."""
     meta = current["metadata"]
     name = meta["name"]
     if pre.get("uid") and pre["uid"] != meta.get("uid"):
         raise conflict(
-            res.resource,
+            res.kind,
             res.group,
             name,
-            f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-            f"{meta.get('uid')}",
+            f"the UID in the precondition ({pre['uid']}) does not match the UID in record "
+            f"({meta.get('uid')}). The object might have been deleted and then recreated",
         )
     if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
         raise conflict(
-            res.resource,
+            res.kind,
             res.group,
             name,
-            "Precondition failed: ResourceVersion in precondition: "
-            f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-            f"{meta.get('resourceVersion')}",
+            f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not match "
+            f"the ResourceVersion in record ({meta.get('resourceVersion')}). The object might "
+            "have been modified",
         )

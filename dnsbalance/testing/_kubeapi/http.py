@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import logging
-import math
 import socket
 import ssl
 import threading
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ENDPOINTS, EndpointsView
 from .faults import Faults, RequestLog, RequestRecord, field_manager_of
+from .paging import validate_list_options, watch_start
 from .query import client_gone, delete_options, dry_run_of, int_param, parse_json, selectors_of
 from .routes import Route, discovery_document, route
 from .selectors import parse_field_selector
@@ -34,7 +34,7 @@ from .status import (
     unauthorized,
 )
 from .store import Store
-from .watch import Watcher
+from .watch import BookmarkSchedule, Watcher, bookmark
 
 __all__ = ["Dispatcher", "HTTPServer"]
 
@@ -48,6 +48,7 @@ _PATCH_TYPES = (
     "application/strategic-merge-patch+json",
 )
 _POLL = 0.2  # longest wait of a watch loop round: bounds how late cut/close/hang-up is seen
+_DECODES = ("create", "update", "delete")  # verbs whose JSON body is decoded (patch: below)
 
 
 def _dump(body: Any) -> bytes:
@@ -192,7 +193,9 @@ class Dispatcher:
             h.wfile.write(data)
 
         ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
-        if raw and ctype == "application/vnd.kubernetes.protobuf":
+        decodes = found.kind in ("resource", "ssar") and found.verb in _DECODES
+        if raw and decodes and ctype not in ("application/json", ""):
+            # protobuf, YAML, text...: this fake decodes JSON only, and says so
             answer(
                 415,
                 {
@@ -201,7 +204,7 @@ class Dispatcher:
                     "metadata": {},
                     "status": "Failure",
                     "message": "the body of the request was in an unknown format - accepted "
-                    "media types include: application/json, application/yaml",
+                    "media types include: application/json",
                     "reason": "UnsupportedMediaType",
                     "code": 415,
                 },
@@ -276,12 +279,8 @@ class Dispatcher:
         if found.verb == "get":
             return 200, self.store.get(res, ns, name)
         if found.verb == "list":
-            labels, fields = selectors_of(query)
-            if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
-                raise bad_request(
-                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
-                    "resourceVersion is provided"
-                )
+            labels, fields = selectors_of(query, res.resource)
+            validate_list_options(query, watch=False)
             return 200, self.store.list_collection(
                 res,
                 found.namespace,
@@ -348,16 +347,11 @@ class Dispatcher:
     def _serve_watch(self, h: _Handler, found: Route, query: dict[str, str], path: str) -> None:
         res = found.res
         assert res is not None
-        labels, fields = selectors_of(query)
-        rv_text = query.get("resourceVersion", "")
-        initial = query.get("sendInitialEvents", "") in _TRUE
+        labels, fields = selectors_of(query, res.resource)
+        rv = watch_start(query, lambda: int(self.store.resource_version))
         bookmarks = query.get("allowWatchBookmarks", "") in _TRUE
         timeout = float(int_param(query, "timeoutSeconds") or self.max_watch_timeout)
         timeout = min(timeout, self.max_watch_timeout)
-        try:
-            rv = None if initial or rv_text in ("", "0") else int(rv_text)
-        except ValueError:
-            raise bad_request(f'invalid resource version "{rv_text}"') from None
 
         def log(code: int) -> None:
             self.log.add(RequestRecord("GET", path, query, "watch", res.resource, code))
@@ -376,8 +370,13 @@ class Dispatcher:
             self._end_stream(h)
             return
         log(200)
+        since = int(self.store.resource_version) if rv is None else rv
         try:
-            self._stream(h, watcher, bookmarks=bookmarks, initial=initial, timeout=timeout)
+            # the initial events (no resourceVersion, or sendInitialEvents=true) end with a
+            # bookmark when bookmarks are allowed, as the cacher's watches do
+            self._stream(
+                h, watcher, bookmarks=bookmarks, initial=rv is None, since=since, timeout=timeout
+            )
         finally:
             self.store.unwatch(watcher)
 
@@ -416,51 +415,56 @@ class Dispatcher:
             self._end_stream(h)
 
     def _stream(
-        self, h: _Handler, watcher: Watcher, *, bookmarks: bool, initial: bool, timeout: float
+        self,
+        h: _Handler,
+        watcher: Watcher,
+        *,
+        bookmarks: bool,
+        initial: bool,
+        since: int,
+        timeout: float,
     ) -> None:
-        res = watcher.resource
+        """Events until the timeout, a cut or a hang-up; bookmarks as
+        :class:`~.watch.BookmarkSchedule` says (``since``: where the stream starts)."""
         self._start_stream(h)
         start = time.monotonic()
         end_at = start + timeout
-        interval = max(0.01, self.bookmark_interval)
-        next_bookmark = start + interval if bookmarks else math.inf
-        initial_pending = initial and bookmarks
+        schedule = BookmarkSchedule(
+            enabled=bookmarks,
+            initial=initial,
+            interval=self.bookmark_interval,
+            start=start,
+            end_at=end_at,
+            since=since,
+        )
         rounds = int(timeout / 0.001) + 10  # a round waits or writes; this bound is never hit
         for _ in range(rounds):
             now = time.monotonic()
             if now >= end_at:
                 break
-            wait = min(_POLL, end_at - now, max(0.0, next_bookmark - now))
-            if initial_pending:
-                wait = 0.0
-            items, ended = self.store.take(watcher, wait)
+            items, ended = self.store.take(watcher, min(_POLL, end_at - now, schedule.wait(now)))
             if ended == "cut":
                 self._hang_up(h)
                 return
             for kind, obj in items:
                 if not self._write_event(h, kind, obj):
                     return
+                schedule.carried(int(obj["metadata"].get("resourceVersion") or 0))
             if ended is not None:
                 break
-            mark: JSON | None = None
-            if initial_pending:
-                mark = {"k8s.io/initial-events-end": "true"}
-            elif time.monotonic() < next_bookmark:
+            now = time.monotonic()
+            if not schedule.due(now):
                 if not items and client_gone(h.connection):
                     h.close_connection = True
                     return
                 continue
             rv = self.store.bookmark_rv(watcher)
-            if rv is None:
+            if rv is None or not schedule.wants(now, int(rv)):
                 continue
-            meta: JSON = {"resourceVersion": rv}
-            if mark:
-                meta["annotations"] = mark
-            bookmark = {"kind": res.kind, "apiVersion": res.api_version, "metadata": meta}
-            if not self._write_event(h, "BOOKMARK", bookmark):
+            mark = bookmark(watcher.resource, rv, initial_events_end=schedule.initial)
+            if not self._write_event(h, "BOOKMARK", mark):
                 return
-            initial_pending = False
-            next_bookmark = time.monotonic() + interval if bookmarks else math.inf
+            schedule.bookmarked(int(rv), time.monotonic())
         self._end_stream(h)
 
     @staticmethod

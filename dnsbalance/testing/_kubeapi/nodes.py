@@ -16,11 +16,11 @@ controller are not modelled: a Node is what the test writes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from .kinds import NODES, validate_name
+from .selectors import label_value_errors, qualified_name_errors
 from .status import FieldError
 
 __all__ = ["default_node", "node", "validate_node"]
@@ -29,10 +29,6 @@ JSON = dict[str, Any]
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def node(
@@ -80,31 +76,12 @@ def validate_node(obj: Mapping[str, Any]) -> list[FieldError]:
     labels = metadata.get("labels") or {}
     if not isinstance(labels, Mapping):
         return [*errors, FieldError.invalid("metadata.labels", labels, "must be an object")]
-    for key, value in labels.items():
-        if not _qualified_name(str(key)):
-            errors.append(
-                FieldError.invalid(
-                    "metadata.labels",
-                    key,
-                    "name part must consist of alphanumeric characters, '-', '_' or '.', "
-                    "and must start and end with an alphanumeric character",
-                )
-            )
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            errors.append(
-                FieldError.invalid(
-                    "metadata.labels",
-                    value,
-                    "a valid label must be an empty string or consist of alphanumeric "
-                    "characters, '-', '_' or '.', and must start and end with an "
-                    "alphanumeric character",
-                )
-            )
+    for key, value in labels.items():  # ValidateLabels, with apimachinery's texts
+        for message in qualified_name_errors(str(key)):
+            errors.append(FieldError.invalid("metadata.labels", key, message))
+        if not isinstance(value, str):
+            errors.append(FieldError.invalid("metadata.labels", value, "must be a string"))
+            continue
+        for message in label_value_errors(value):
+            errors.append(FieldError.invalid("metadata.labels", value, message))
     return errors
-
-
-def _qualified_name(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_NAME_PART.match(name))

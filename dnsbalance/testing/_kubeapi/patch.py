@@ -21,6 +21,8 @@ from .status import StatusError, bad_request
 
 __all__ = ["PatchError", "apply_patch", "json_patch", "merge_patch", "strategic_merge_patch"]
 
+JSON = dict[str, Any]
+
 # (path of the list, merge key): lists merged by key in a strategic merge patch
 MERGE_KEYS: dict[tuple[str, ...], str] = {
     ("spec", "ports"): "port",
@@ -29,11 +31,26 @@ MERGE_KEYS: dict[tuple[str, ...], str] = {
 
 
 class PatchError(ValueError):
-    """The patch cannot be applied (422 Invalid) or parsed (400 BadRequest)."""
+    """The patch cannot be applied (422 Invalid), parsed (400 BadRequest), or (a strategic
+    merge list entry without its merge key) is a 500, as in kube-apiserver."""
 
-    def __init__(self, message: str, *, bad_request: bool = False) -> None:
+    def __init__(self, message: str, *, bad_request: bool = False, internal: bool = False) -> None:
         super().__init__(message)
         self.bad_request = bad_request
+        self.internal = internal
+
+
+def _go(value: Any) -> str:
+    """A decoded JSON value as Go's ``%v`` prints it (maps sorted, strings bare)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    return str(value)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -86,7 +103,9 @@ def _merge_list(current: Any, patch: list[Any], key: str, path: tuple[str, ...])
         ]
     for entry in patch:
         if not isinstance(entry, dict) or key not in entry:
-            raise PatchError(f"map: {entry} does not contain declared merge key: {key}")
+            raise PatchError(
+                f"map: {_go(entry)} does not contain declared merge key: {key}", internal=True
+            )
         index = next(
             (
                 i
@@ -247,15 +266,17 @@ def apply_patch(content_type: str, current: Any, patch: Any) -> Any:
     except PatchError as exc:
         if exc.bad_request:
             raise bad_request(str(exc)) from None
+        head: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+        if exc.internal:  # the strategic patch's error, as is: no reason, no details
+            raise StatusError({**head, "message": str(exc), "code": 500}) from None
+        # a JSON patch that does not apply: NewGenericServerResponse(422), whose message
+        # says nothing of the failing operation
         raise StatusError(
             {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": f"the server rejected our request due to an error in our request: {exc}",
+                **head,
+                "message": "the server rejected our request due to an error in our request",
                 "reason": "Invalid",
-                "details": {"causes": [{"message": str(exc)}]},
+                "details": {},
                 "code": 422,
             }
         ) from None

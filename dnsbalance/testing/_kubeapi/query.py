@@ -8,7 +8,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .selectors import FIELD_LABELS, SelectorError, parse_field_selector, parse_label_selector
 from .status import (
     bad_request,
 )
@@ -39,11 +39,12 @@ def int_param(query: Mapping[str, str], name: str) -> int:
         raise bad_request(f'invalid value for {name}: "{text}"') from None
 
 
-def selectors_of(query: Mapping[str, str]) -> tuple[Any, Any]:
+def selectors_of(query: Mapping[str, str], resource: str = "endpoints") -> tuple[Any, Any]:
+    supported, default_conversion = FIELD_LABELS[resource]
     try:
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(
-            query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
+            query.get("fieldSelector", ""), supported, default_conversion=default_conversion
         )
     except SelectorError as exc:
         raise bad_request(str(exc)) from None

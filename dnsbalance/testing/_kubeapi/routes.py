@@ -185,6 +185,7 @@ def _resource_list(group_version: str, resources: list[Resource], extra: list[JS
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             **({"shortNames": ["svc"]} if r is kinds.SERVICES else {}),
             **({"shortNames": ["no"]} if r is kinds.NODES else {}),
+            **({"shortNames": ["ep"]} if r is ENDPOINTS else {}),
         }
         for r in resources
     ]
@@ -206,8 +207,8 @@ def discovery_document(path: str, url: str) -> Any:
     if path == "/version":
         return {
             "major": "1",
-            "minor": "33",
-            "gitVersion": "v1.33.0",
+            "minor": "37",
+            "gitVersion": "v1.37.2",
             "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean",
             "buildDate": "2025-04-23T00:00:00Z",

@@ -7,8 +7,10 @@ names (``prefix/name``), values label values; a bad selector raises :class:`Sele
 with the message the apiserver puts in its 400 BadRequest.
 
 Field selectors: ``field=v``, ``field==v``, ``field!=v`` joined by commas (``\\,``, ``\\=``
-and ``\\\\`` escape), over the fields a resource supports (``metadata.name`` and
-``metadata.namespace`` for Services and EndpointSlices).
+and ``\\\\`` escape), over the fields a resource supports (:data:`FIELD_LABELS`: the
+field label conversions of ``pkg/apis/core/v1`` for Services and Nodes, apimachinery's
+``DefaultMetaV1FieldSelectorConversion`` for EndpointSlices), each refusing the others
+with its own text.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "FIELD_LABELS",
     "FieldSelector",
     "LabelSelector",
     "SelectorError",
+    "field_value",
+    "label_value_errors",
     "parse_field_selector",
     "parse_label_selector",
+    "qualified_name_errors",
 ]
 
 
@@ -52,33 +58,44 @@ _SUBDOMAIN_MSG = (
 )
 
 
-def _qualified_name_errors(key: str) -> list[str]:
+def qualified_name_errors(key: str) -> list[str]:
+    """content.IsLabelKey (1.37): what is wrong with a label key (empty when nothing)."""
+    errors: list[str] = []
     parts = key.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            return ["prefix part must be non-empty"]
-        if len(prefix) > 253:
-            return ["prefix part must be no more than 253 characters"]
-        if not _SUBDOMAIN_RE.match(prefix):
-            return [_SUBDOMAIN_MSG]
-    else:
+    if len(parts) > 2:
         return [
-            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
+            "a valid label key must consist of alphanumeric characters, '-', '_' or '.', and "
             "must start and end with an alphanumeric character (e.g. 'MyName',  or "
             "'my.name',  or '123-abc', regex used for validation is "
             "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain "
             "prefix and '/' (e.g. 'example.com/MyName')"
         ]
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errors.append("prefix part must be non-empty")
+        else:
+            if len(prefix) > 253:
+                errors.append("prefix part must be no more than 253 bytes")
+            if not _SUBDOMAIN_RE.match(prefix):
+                errors.append(_SUBDOMAIN_MSG)
     if not name:
-        return ["name part must be non-empty"]
-    errors = []
-    if len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
+        errors.append("name part must be non-empty")
+    elif len(name) > 63:
+        errors.append("name part must be no more than 63 bytes")
     if not _NAME_RE.match(name):
         errors.append(_NAME_MSG)
+    return errors
+
+
+def label_value_errors(value: str) -> list[str]:
+    """IsValidLabelValue: what is wrong with a label value (empty when nothing)."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 bytes")
+    if not _VALUE_RE.match(value):
+        errors.append(_VALUE_MSG)
     return errors
 
 
@@ -197,9 +214,10 @@ class _LabelParser:
         if kind != "id":
             raise SelectorError(f"found '{lit}', expected: identifier")
         key = lit
-        errors = _qualified_name_errors(key)
+        errors = qualified_name_errors(key)
         if errors:
-            raise SelectorError(f"key: Invalid value: {_quote(key)}: {'; '.join(errors)}")
+            # NewRequirement's path for the key is a nil field.Path: Go prints <nil>
+            raise SelectorError(f"<nil>: Invalid value: {_quote(key)}: {'; '.join(errors)}")
         if negated or self.peek()[0] in ("eos", ","):
             return _Requirement(key, "!exists" if negated else "exists", ())
         kind, lit = self.take()
@@ -275,13 +293,11 @@ def _make_requirement(key: str, op: str, values: list[str]) -> _Requirement:
                     "the value must be an integer"
                 )
     for i, value in enumerate(values):
-        if len(value) > 63:
+        problems = label_value_errors(value)
+        if problems:
             errors.append(
-                f"values[{i}][{key}]: Invalid value: {_quote(value)}: "
-                "must be no more than 63 characters"
+                f"values[{i}][{key}]: Invalid value: {_quote(value)}: {'; '.join(problems)}"
             )
-        elif not _VALUE_RE.match(value):
-            errors.append(f"values[{i}][{key}]: Invalid value: {_quote(value)}: {_VALUE_MSG}")
     if errors:
         raise SelectorError(errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
     return _Requirement(key, op, tuple(values))
@@ -354,8 +370,31 @@ def _unescape(text: str, whole: str) -> str:
     return "".join(out)
 
 
-def parse_field_selector(text: str, supported: tuple[str, ...]) -> FieldSelector:
-    """Parse ``fieldSelector`` over the ``supported`` field labels."""
+# Per resource: the field labels it serves, and whether it refuses the others in the
+# words of DefaultMetaV1FieldSelectorConversion (else ``field label not supported: X``).
+FIELD_LABELS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "services": (("metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"), False),
+    "nodes": (("metadata.name", "spec.unschedulable"), False),
+    "endpointslices": (("metadata.name", "metadata.namespace"), True),
+    "endpoints": (("metadata.name", "metadata.namespace"), False),
+}
+
+
+def field_value(obj: Mapping[str, object], field: str) -> str:
+    """The value a field selector compares, as the resource's selectable fields set it."""
+    node: object = obj
+    for part in field.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    if field == "spec.unschedulable" or isinstance(node, bool):
+        return "true" if node is True else "false"
+    return "" if node is None else str(node)
+
+
+def parse_field_selector(
+    text: str, supported: tuple[str, ...], *, default_conversion: bool = False
+) -> FieldSelector:
+    """Parse ``fieldSelector`` over the ``supported`` field labels; ``default_conversion``
+    words a refusal as apimachinery's default conversion does."""
     terms: list[tuple[str, str, str]] = []
     if not text.strip():
         return FieldSelector()
@@ -373,6 +412,11 @@ def parse_field_selector(text: str, supported: tuple[str, ...]) -> FieldSelector
         field, op, value = found
         field = field.strip()
         if field not in supported:
+            if default_conversion:
+                raise SelectorError(
+                    f'{_quote(field)} is not a known field selector: only "metadata.name", '
+                    '"metadata.namespace"'
+                )
             raise SelectorError(f"field label not supported: {field}")
         terms.append((field, "!=" if op == "!=" else "=", _unescape(value, text)))
     return FieldSelector(tuple(terms))

@@ -4,8 +4,9 @@
 (10.96.0.0/12 by default, sequentially from .11: .1 is the ``kubernetes`` Service and
 .10 cluster DNS) and node ports from 30000-32767, with the allocators' error texts.
 :func:`carry_allocations` is the Service REST's ``patchAllocatedValues``,
-``normalizeClusterIPs`` and ``dropTypeDependentFields``; :func:`validate_service_update`
-the immutability of cluster IPs (``may not change once set``).
+``normalizeClusterIPs`` and ``dropTypeDependentFields``; :func:`init_ip_families` its
+``initIPFamilyFields`` (on this IPv4-only cluster); :func:`validate_service_update` the
+immutability of cluster IPs (``may not change once set``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from . import kinds
 from .status import FieldError, invalid
 
-__all__ = ["ServiceAllocator", "carry_allocations", "validate_service_update"]
+__all__ = ["ServiceAllocator", "carry_allocations", "init_ip_families", "validate_service_update"]
 
 JSON = dict[str, Any]
 
@@ -26,7 +27,8 @@ class _Pools:
 
     def __init__(self, cidr: str) -> None:
         self.network = ipaddress.ip_network(cidr)
-        self.ips: set[str] = set()
+        # .1 belongs to the ``kubernetes`` Service every cluster has (not stored here)
+        self.ips: set[str] = {str(self.network.network_address + 1)}
         self.ports: set[int] = set()
         self._next_ip = 11  # .1 is the kubernetes Service, .10 cluster DNS
         self._next_port = 30000
@@ -38,8 +40,8 @@ class _Pools:
                 raise _field_error(
                     "spec.clusterIPs",
                     [requested],
-                    f"failed to allocate IP {requested}: the provided IP ({requested}) is not "
-                    f"in the valid range. The range of valid IPs is {self.network}",
+                    f"failed to allocate IP {requested}: the provided network does not match "
+                    "the current range",
                 )
             if requested in self.ips:
                 raise _field_error(
@@ -188,6 +190,24 @@ def carry_allocations(obj: JSON, old: JSON) -> None:
         ):
             if spec.get(key) == old_spec.get(key):
                 spec.pop(key, None)
+
+
+def init_ip_families(obj: JSON, old: JSON | None) -> None:
+    """initIPFamilyFields: ``ipFamilyPolicy`` from the request, else the old object's,
+    else ``RequireDualStack`` for a headless Service without selector (which may list
+    both families even on a single-stack cluster, and then does), else ``SingleStack``."""
+    spec = obj.setdefault("spec", {})
+    if not kinds.needs_cluster_ip(spec):
+        return
+    old_policy = ((old or {}).get("spec") or {}).get("ipFamilyPolicy")
+    open_ended = kinds.is_headless(spec) and not spec.get("selector")
+    if not spec.get("ipFamilyPolicy"):
+        spec["ipFamilyPolicy"] = old_policy or ("RequireDualStack" if open_ended else "SingleStack")
+    if open_ended:
+        families = list(spec.get("ipFamilies") or ["IPv4"])
+        if len(families) < 2 and spec["ipFamilyPolicy"] != "SingleStack":
+            families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+        spec["ipFamilies"] = families
 
 
 def validate_service_update(obj: JSON, old: JSON) -> list[FieldError]:

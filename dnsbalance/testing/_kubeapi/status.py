@@ -20,6 +20,8 @@ __all__ = [
     "bad_request",
     "conflict",
     "expired",
+    "expired_continue",
+    "expired_in_etcd",
     "forbidden",
     "internal_error",
     "invalid",
@@ -138,6 +140,25 @@ def bad_request(message: str) -> StatusError:
 
 def expired(message: str) -> StatusError:
     return StatusError(_status(410, message, "Expired"))
+
+
+def expired_in_etcd(what: str) -> StatusError:
+    """etcd3's 410 for a compacted ``"watch"`` or ``"list"`` resourceVersion."""
+    return expired(f"The resourceVersion for the provided {what} is too old.")
+
+
+def expired_continue(token: str) -> StatusError:
+    """etcd3's 410 for a continue token too old: ``token`` goes on from the latest state."""
+    error = expired(
+        "The provided continue parameter is too old to display a consistent list result. You "
+        "can start a new list without the continue parameter, or use the continue token in "
+        "this response to retrieve the remainder of the results. Continuing with the "
+        "provided token results in an inconsistent list - objects that were created, "
+        "modified, or deleted between the time the first chunk was returned and now may show "
+        "up in the list."
+    )
+    error.status["metadata"] = {"continue": token}
+    return error
 
 
 def internal_error(message: str) -> StatusError:

@@ -19,10 +19,15 @@ from . import kinds, nodes
 from .bodies import check_preconditions, prepare_body
 from .kinds import Resource
 from .metadata import CONFLICT_MESSAGE, NAME_CHARS, go_strings, spec_changed, timestamp_now
-from .paging import decode_continue, encode_continue, parse_rv
+from .paging import LATEST, decode_continue, encode_continue, parse_rv
 from .patch import apply_patch
 from .selectors import FieldSelector, LabelSelector
-from .services import ServiceAllocator, carry_allocations, validate_service_update
+from .services import (
+    ServiceAllocator,
+    carry_allocations,
+    init_ip_families,
+    validate_service_update,
+)
 from .status import (
     FieldError,
     StatusError,
@@ -30,6 +35,8 @@ from .status import (
     bad_request,
     conflict,
     expired,
+    expired_continue,
+    expired_in_etcd,
     invalid,
     not_found,
 )
@@ -52,6 +59,7 @@ class Store:
         self._objects: dict[str, dict[tuple[str, str], JSON]] = {r: {} for r in kinds.RESOURCES}
         self._history: dict[str, deque[Event]] = {r: deque() for r in kinds.RESOURCES}
         self._floor: dict[str, int] = dict.fromkeys(kinds.RESOURCES, self._rv)
+        self._compacted = 0  # the resourceVersion of the last compact()
         self._watchers: set[Watcher] = set()
         self._services = ServiceAllocator(service_cidr)
         self._random = random.Random(0)
@@ -88,17 +96,14 @@ class Store:
             list_rv = self._rv
             if continue_token:
                 list_rv, start = decode_continue(continue_token)
-                if list_rv < self._floor[res.resource]:
-                    raise expired(
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter."
-                    )
+                if list_rv == LATEST:
+                    list_rv = self._rv
+                elif list_rv < self._floor[res.resource]:
+                    raise expired_continue(encode_continue(LATEST, start))
             elif match == "Exact":
                 list_rv = parse_rv(resource_version)
                 if list_rv < self._floor[res.resource]:
-                    raise expired(
-                        f"too old resource version: {list_rv} ({self._floor[res.resource]})"
-                    )
+                    raise expired_in_etcd("list")
             objects = self._state_at(res, list_rv)
         probe = Watcher(res, namespace, labels, fields)
         items = sorted((key, obj) for key, obj in objects.items() if probe.matches(obj))
@@ -181,7 +186,8 @@ class Store:
                 raise already_exists(res.resource, res.group, name)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = timestamp_now()
-            meta["generation"] = 1
+            if res.generation:
+                meta["generation"] = 1
             if dry_run:
                 self._free(res, obj, None)
                 return copy.deepcopy(obj)
@@ -327,7 +333,7 @@ class Store:
                     ],
                 )
         self._admit(res, obj, current)
-        if spec_changed(res, obj, current):
+        if res.generation and spec_changed(res, obj, current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if obj == current:  # a no-op write is not written: no new resourceVersion, no event
@@ -336,14 +342,17 @@ class Store:
         if dry_run:
             self._free(res, obj, current)
             return copy.deepcopy(obj)
-        self._free(res, current, obj)
-        self._commit(res, "MODIFIED", obj, current)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            # The last finalizer is gone: the deletion completes (a DELETED event).
-            self._free(res, obj, None)
-            self._commit(res, "DELETED", copy.deepcopy(obj), obj)
+            # The last finalizer is gone: the registry deletes instead of updating (one
+            # DELETED event, carrying the object as it was stored), answering the update.
+            self._free(res, current, None)
+            self._commit(res, "DELETED", copy.deepcopy(current), current)
             if res is kinds.SERVICES:
                 self._service_gone(namespace, name)
+            meta["resourceVersion"] = str(self._rv)
+            return copy.deepcopy(obj)
+        self._free(res, current, obj)
+        self._commit(res, "MODIFIED", obj, current)
         return copy.deepcopy(obj)
 
     def _admit(self, res: Resource, obj: JSON, old: JSON | None) -> None:
@@ -352,6 +361,7 @@ class Store:
         if res is kinds.SERVICES:
             if old is not None:
                 carry_allocations(obj, old)
+            init_ip_families(obj, old)
             kinds.default_service(obj)
             if old is not None:  # status is not written through the main resource
                 obj["status"] = copy.deepcopy(old.get("status", {"loadBalancer": {}}))
@@ -427,7 +437,9 @@ class Store:
                         watcher.queue.append(("ADDED", obj))
             else:
                 floor = self._floor[res.resource]
-                if resource_version < floor:
+                if resource_version < self._compacted:  # etcd's words: watched from etcd
+                    raise expired_in_etcd("watch")
+                if resource_version < floor:  # the watch cache's words
                     raise expired(f"too old resource version: {resource_version} ({floor})")
                 for event in self._history[res.resource]:
                     if event.rv > resource_version:
@@ -470,8 +482,10 @@ class Store:
             return len(self._watchers)
 
     def compact(self) -> None:
-        """Drop all history: only a watch from the current resourceVersion is still served."""
+        """Drop all history, as an etcd compaction does to a kube-apiserver serving from
+        etcd: only a watch from the current resourceVersion is still served."""
         with self.cond:
+            self._compacted = self._rv
             for resource, history in self._history.items():
                 history.clear()
                 self._floor[resource] = self._rv
