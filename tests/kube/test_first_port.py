@@ -13,7 +13,7 @@ import pytest
 from dnsbalance import KubernetesError, TargetError, resolve_channel
 from dnsbalance._kube.slices import SliceSet, first_port
 from dnsbalance.testing import FakeKubernetesAPI
-from dnsbalance.testing._kubeapi.kinds import endpoint_slice
+from dnsbalance.testing._kubeapi.builders import endpoint_slice
 from tests.kits.backends import Fleet, call_counts, demo_pb2_grpc
 
 NS = "app"

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from . import kinds, nodes
+from . import builders, kinds, nodes
 from .credentials import (
     DUMMY_CA,
     SelfSignedTLS,
@@ -227,8 +227,8 @@ class FakeKubernetesAPI:
 
     # -- store ----------------------------------------------------------------------
 
-    endpoint_slice = staticmethod(kinds.endpoint_slice)
-    service = staticmethod(kinds.service)
+    endpoint_slice = staticmethod(builders.endpoint_slice)
+    service = staticmethod(builders.service)
     node = staticmethod(nodes.node)
 
     def apply_node(self, name: str, *, zone: str | None = None, **kwargs: Any) -> JSON:
@@ -249,15 +249,15 @@ class FakeKubernetesAPI:
         name: str,
         namespace: str,
         service: str,
-        endpoints: Iterable[kinds.EndpointSpec] = (),
-        ports: Iterable[kinds.PortSpec] = (),
+        endpoints: Iterable[builders.EndpointSpec] = (),
+        ports: Iterable[builders.PortSpec] = (),
         address_type: str = "IPv4",
         *,
         labels: Mapping[str, str] | None = None,
     ) -> JSON:
         """:meth:`put` of :meth:`endpoint_slice` with these arguments."""
         return self.put(
-            kinds.endpoint_slice(
+            builders.endpoint_slice(
                 name, namespace, service, endpoints, ports, address_type, labels=labels
             )
         )
