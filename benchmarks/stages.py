@@ -31,19 +31,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dns.message
 import grpc
 
-from dnsbalance._channel import base as channel_base
-from dnsbalance._channel import local_dns, zone_server
-from dnsbalance._channel import sync as channel_sync
+from dnsbalance._channel import local_dns
 from dnsbalance._channel.sync import BalancedChannel
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._settings import settings_for
@@ -97,9 +96,16 @@ class Marks:
 
 
 @contextlib.contextmanager
-def wrapped(marks: Marks) -> Iterator[None]:
-    """Timestamp the stages while inside (the originals come back on exit)."""
+def wrapped(marks: Marks, package: str = "dnsbalance") -> Iterator[None]:
+    """Timestamp the stages while inside (the originals come back on exit). ``package``:
+    the library's package name (another copy of it, to compare two trees in one run)."""
     saved: list[tuple[Any, str, Any]] = []
+
+    def module(name: str) -> Any:
+        return importlib.import_module(f"{package}.{name}")
+
+    zone_server = module("_channel.zone_server")
+    channel_sync = module("_channel.sync")
 
     def wrap(owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name)
@@ -134,17 +140,16 @@ def wrapped(marks: Marks) -> Iterator[None]:
         return reply
 
     saved.append((zone_server.ZoneResponder, "_handle", handle))
-    zone_server.ZoneResponder._handle = handle_timed  # type: ignore[method-assign]
-    wrap(local_dns.LocalName, "publish", "publish")
-    wrap(channel_base.BalancedBase, "_next_slot", "new channel")
+    zone_server.ZoneResponder._handle = handle_timed
+    wrap(module("_channel.local_dns").LocalName, "publish", "publish")
+    wrap(module("_channel.base").BalancedBase, "_next_slot", "new channel")
     wrap(channel_sync.BalancedChannel, "_wait_ready", "ready wait")
     wrap(channel_sync._Slots, "swap", "swap")
     with contextlib.suppress(ImportError):
         from kubernetes.watch import watch as kube_watch
 
-        from dnsbalance._kube import watch as slice_watch
-        from dnsbalance._merge import thread as merge_thread
-
+        slice_watch = module("_kube.watch")
+        merge_thread = module("_merge.thread")
         lines = kube_watch.iter_resp_lines
         saved.append((kube_watch, "iter_resp_lines", lines))
 
@@ -261,20 +266,30 @@ def stage_table(suite: Suite, name: str, rows: list[dict[str, float]], *, target
 
 
 def control_plane_trials(
-    cluster: Any, namespace: str, mode: str, trials: int, marks: Marks, *, node: str = "node-a"
+    cluster: Any,
+    namespace: str,
+    mode: str,
+    trials: int,
+    marks: Marks,
+    *,
+    node: str = "node-a",
+    resolve: Callable[..., grpc.Channel] | None = None,
+    service: str = "",
 ) -> list[dict[str, float]]:
-    """``trials`` new pods in a Service of 2 through ``mode``'s channel: each trial's
-    marks in ms after the Ready patch (``patch`` itself: the patch call's return)."""
+    """``trials`` new pods in a Service of 2 through ``mode``'s channel (made by
+    ``resolve``, default ``dnsbalance.resolve_channel``): each trial's marks in ms after
+    the Ready patch (``patch`` itself: the patch call's return)."""
     import dnsbalance
 
-    service = f"stages-{mode}"
+    resolve = resolve or dnsbalance.resolve_channel
+    service = service or f"stages-{mode}"
     labels = {"app": service}
     cluster.create_service(namespace, service, selector=labels)
     pods = [cluster.add_pod(namespace, f"{service}-{i}", node=node, labels=labels) for i in (0, 1)]
     cluster.wait_for_ready(namespace, service, [p.ip for p in pods])
     kwargs: dict[str, Any] = {"kubeconfig": cluster.kubeconfig} if mode != "dns" else {}
     rows: list[dict[str, float]] = []
-    channel = dnsbalance.resolve_channel(
+    channel = resolve(
         f"{service}.{namespace}:grpc",
         mode=mode,  # type: ignore[arg-type]
         nameservers=[cluster.dns_address],
