@@ -102,6 +102,22 @@ def check_rrset(origin: dns.name.Name, rrset: dns.rrset.RRset) -> None:
         raise ValueError("the zone's SOA and NS are not replaceable")
 
 
+def checked_nodes(
+    origin: dns.name.Name, nodes: Mapping[dns.name.Name, Node]
+) -> Mapping[dns.name.Name, Node]:
+    """``nodes``; ValueError for a whole node's name outside the zone, or the apex."""
+    for name in nodes:
+        if not name.is_absolute() or not name.is_subdomain(origin) or name == origin:
+            raise ValueError(f"{name} is not a name below zone {origin}")
+    return nodes
+
+
+@functools.lru_cache(maxsize=64)
+def ns_address(origin: dns.name.Name, ttl: int, rdtype: str, host: str) -> dns.rrset.RRset:
+    """The A/AAAA of ``ns.dns.<zone>`` (read once: every replace needs it)."""
+    return dns.rrset.from_text(dns.name.from_text("ns.dns", origin), ttl, "IN", rdtype, host)
+
+
 @functools.lru_cache(maxsize=64)
 def _apex(
     origin: dns.name.Name, ttl: int

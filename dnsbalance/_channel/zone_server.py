@@ -62,7 +62,9 @@ from .zone_records import (
     answer,
     build_snapshot,
     check_rrset,
+    checked_nodes,
     formerr,
+    ns_address,
     quick_reply,
     render,
 )
@@ -126,7 +128,6 @@ class ZoneResponder:
         self._threads: set[threading.Thread] = set()
         self._handlers = threading.BoundedSemaphore(_MAX_HANDLERS)
         self._serial = int(time.time()) & 0xFFFFFFFF
-        self._ns_rrset: dns.rrset.RRset | None = None
         self._snapshot = build_snapshot(self._origin, self._ttl, self._serial, {}, None)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -249,16 +250,9 @@ class ZoneResponder:
 
         With ``names=None`` every previous record goes. With ``names``, only the records
         owned by those names go; the others stay, and each given RRset replaces any
-        RRset of the same name and type. ``nodes`` installs whole names as given, after
-        the RRsets (no copy: an :class:`~.zone_records.AddressNode` keeps its wire
-        records). Raises ValueError for a name outside the zone, a class other than IN,
-        or SOA/NS at the apex.
+        RRset of the same name and type; ``nodes`` installs whole names, uncopied. Raises
+        ValueError for a name outside the zone, a class other than IN, or SOA/NS at the apex.
         """
-        for name in nodes or {}:
-            if not name.is_absolute() or not name.is_subdomain(self._origin):
-                raise ValueError(f"{name} is not in zone {self._origin}")
-            if name == self._origin:
-                raise ValueError("the zone's apex is not replaceable as a whole")
         incoming: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
         for rrset in rrsets:
             check_rrset(self._origin, rrset)
@@ -282,7 +276,7 @@ class ZoneResponder:
                 merged = dict(user.get(name, {}))
                 merged.update(new_node)
                 user[name] = MappingProxyType(merged)
-            user.update(nodes or {})
+            user.update(checked_nodes(self._origin, nodes or {}))
             self._serial = (self._serial + 1) & 0xFFFFFFFF
             self._snapshot = build_snapshot(
                 self._origin, self._ttl, self._serial, user, self._ns_address()
@@ -292,11 +286,8 @@ class ZoneResponder:
         """The A/AAAA of ``ns.dns.<zone>``: the listening address, once bound."""
         if not self._port:
             return None
-        if self._ns_rrset is None:  # made once: every replace needs it
-            ns_name = dns.name.from_text("ns.dns", self._origin)
-            rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
-            self._ns_rrset = dns.rrset.from_text(ns_name, self._ttl, "IN", rdtype, self._host)
-        return self._ns_rrset
+        rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
+        return ns_address(self._origin, self._ttl, rdtype, self._host)  # made once
 
     # -- hooks (see the class documentation) --------------------------------------------
 
@@ -323,10 +314,8 @@ class ZoneResponder:
         if not self._admit():
             return None
         forced = self._forced_rcode()
-        if forced is None:
-            quick = quick_reply(wire, self._snapshot, tcp=tcp)
-            if quick is not None:
-                return quick
+        if forced is None and (quick := quick_reply(wire, self._snapshot, tcp=tcp)):
+            return quick
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # anything dnspython cannot parse, by design
