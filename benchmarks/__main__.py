@@ -16,7 +16,8 @@ client's zone empties), subset (a fleet of clients with subset_size: connections
 pod, churn per change, a rolling replacement), outlier (a Ready pod that fails or is
 slow, with and without outlier_detection), fleet (per-client API, DNS, memory and
 connection costs, measured, multiplied out to 1,000 pods x 4 processes x 5 Services in
-results/fleet.md), chart (scale-up.png).
+results/fleet.md), stages (where the time goes from a pod's Ready patch to its first call,
+on a real control plane, and what a rebuild costs), chart (scale-up.png).
 
 The v6 Go client is built from the module proxy (cached in ~/.cache/dnsbalance); the v3
 one when go and Debian's sources are there; a column that cannot be built is skipped.
@@ -56,6 +57,7 @@ SUITES = (
     "subset",
     "outlier",
     "fleet",
+    "stages",
     "chart",
 )
 RESULTS = Path(__file__).resolve().parent / "results"

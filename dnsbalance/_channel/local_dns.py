@@ -30,6 +30,7 @@ import dns.rrset
 
 from dnsbalance._endpoints import Endpoint
 
+from .zone_records import AddressNode
 from .zone_server import ZoneResponder
 
 ZONE = "dnsbalance.invalid"
@@ -52,16 +53,16 @@ class LocalName:
         self._closed = False
 
     def publish(self, endpoints: Sequence[Endpoint]) -> None:
-        """Serve exactly ``endpoints``' addresses (A and AAAA) under this name."""
+        """Serve exactly ``endpoints``' addresses (A and AAAA) under this name, as an
+        :class:`AddressNode`: written to the wire once, here (no dnspython RRset)."""
         by_type: dict[dns.rdatatype.RdataType, list[str]] = {}
         for ep in endpoints:
             rdtype = dns.rdatatype.A if ep.version == 4 else dns.rdatatype.AAAA
             by_type.setdefault(rdtype, []).append(ep.address)
-        rrsets = [
-            dns.rrset.from_text_list(self._dns_name, TTL, dns.rdataclass.IN, rdtype, sorted(set(a)))
-            for rdtype, a in by_type.items()
-        ]
-        self._server.replace(rrsets, names=[self._dns_name])
+        node = AddressNode(self._dns_name, TTL, by_type)
+        self._server.replace(
+            [], names=[self._dns_name], nodes={self._dns_name: node} if node else {}
+        )
 
     def close(self) -> None:
         """Drop the records; the last name closed stops the server. Idempotent."""

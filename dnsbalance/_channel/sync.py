@@ -57,6 +57,68 @@ else:
 SyncSlot = _Slot[grpc.Channel]
 
 
+_READY = grpc.ChannelConnectivity.READY.value[0]
+_IDLE = grpc.ChannelConnectivity.IDLE.value[0]
+_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN.value[0]
+READY_STEP = 0.1
+"""Seconds between checks of ``stopped`` while a new channel is not READY yet."""
+
+
+def wait_ready(channel: grpc.Channel, timeout: float, stopped: Callable[[], bool]) -> bool:
+    """Start connecting ``channel`` now and wait, on this thread, until it is READY
+    (True), ``timeout`` passes or ``stopped()`` (False).
+
+    grpc's own ``channel_ready_future`` starts a connectivity-polling thread per
+    channel, which only starts connecting once it runs, hands each state to a new
+    delivery thread, and keeps watching for up to 0.2 s after the future is done (a
+    ``close()`` in that time blocks until it ends). grpc's channel core offers the two
+    calls that thread makes, ``check_connectivity_state`` and
+    ``watch_connectivity_state`` (which returns at the next state change or at its
+    deadline): made here, the resolution starts at once and no thread is started.
+    A channel without them (another grpc implementation) is waited for with
+    ``channel_ready_future``.
+    """
+    deadline = time.monotonic() + timeout
+    core = getattr(channel, "_channel", None)
+    check = getattr(core, "check_connectivity_state", None)
+    watch = getattr(core, "watch_connectivity_state", None)
+    if check is None or watch is None:
+        return _wait_ready_future(channel, deadline, stopped)
+    try:
+        state = check(True)
+        for _ in range(10 * int(timeout / READY_STEP) + 10):  # bounded; the deadline ends it
+            if state == _READY:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or stopped() or state == _SHUTDOWN:
+                return False
+            watch(state, time.time() + min(READY_STEP, left))  # grpc takes wall-clock time
+            state = check(False)
+            if state == _IDLE:  # idle again (e.g. its resolution failed): connect again
+                state = check(True)
+    except ValueError:  # the channel was closed under us
+        return False
+    return bool(state == _READY)
+
+
+def _wait_ready_future(channel: grpc.Channel, deadline: float, stopped: Callable[[], bool]) -> bool:
+    future = grpc.channel_ready_future(channel)
+    try:
+        while not stopped():
+            try:
+                future.result(timeout=max(0.0, min(READY_STEP, deadline - time.monotonic())))
+                return True
+            except grpc.FutureTimeoutError:
+                if time.monotonic() >= deadline:
+                    return False
+        # grpc's connectivity thread behind the future watches the channel for up to
+        # 0.2 s more, and raises in that thread if the channel closes under it.
+        time.sleep(0.25)
+        return False
+    finally:
+        future.cancel()
+
+
 class _Slots:
     """The current slot, the retired ones and the lock that guards them.
 
@@ -225,23 +287,8 @@ class BalancedChannel(BalancedBase[grpc.Channel], grpc.Channel):
     def _wait_ready(self, channel: grpc.Channel, endpoints: tuple[Endpoint, ...]) -> None:
         if not endpoints:
             return
-        future = grpc.channel_ready_future(channel)
-        deadline = time.monotonic() + self._ready_timeout
-        # In steps, so that close() never waits for a new channel nobody will use (its
-        # name leaves the local DNS with close(), so it would not get READY).
-        while not self._slots.closed:
-            try:
-                future.result(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
-                return
-            except grpc.FutureTimeoutError:
-                if time.monotonic() >= deadline:
-                    break
-        future.cancel()
-        if self._slots.closed:
-            # grpc's connectivity thread behind the future watches the channel for up to
-            # 0.2 s more, and raises in that thread if the channel closes under it.
-            time.sleep(0.25)
-        else:
+        ready = wait_ready(channel, self._ready_timeout, lambda: self._slots.closed)
+        if not ready and not self._slots.closed:
             log.warning(
                 "%s: new channel not ready after %.1f s; swapping anyway",
                 self._name,

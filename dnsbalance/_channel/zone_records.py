@@ -2,19 +2,29 @@
 
 :class:`~dnsbalance._channel.zone_server.ZoneResponder` holds a :class:`Snapshot` and
 does the sockets; what it answers (see its module documentation) is decided here.
+
+A name whose records are only addresses (the local DNS's channel names) can be held
+as an :class:`AddressNode`: its answers' records are written to the wire once, when
+it is made, and a plain A or AAAA question for it (no EDNS) is answered from them by
+:func:`quick_reply` without dnspython; its RRsets are made only if another question
+needs them. For 1000 addresses dnspython took ~80 ms to build the RRset and ~45 ms
+to render each answer; the wire records take ~0.3 ms.
 """
 
 from __future__ import annotations
 
+import functools
+import socket
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -34,6 +44,52 @@ class Snapshot:
     nodes: Mapping[dns.name.Name, Node]  # user + SOA/NS/ns.dns address
     names: frozenset[dns.name.Name]  # every existing name, empty non-terminals included
     soa: dns.rrset.RRset
+    quick: Mapping[bytes, AddressNode] = field(default_factory=dict)
+    """The AddressNodes by their names' lower-case wire form (see :func:`quick_reply`)."""
+    soa_wire: bytes = b""  # the SOA as one Authority record, its names uncompressed
+
+
+_WIRE_TYPES = {dns.rdatatype.A: socket.AF_INET, dns.rdatatype.AAAA: socket.AF_INET6}
+
+
+class AddressNode(Mapping[dns.rdatatype.RdataType, dns.rrset.RRset]):
+    """The A and AAAA records of one name, from address strings: a :data:`Node`.
+
+    ``wire`` holds each type's answer records as they go on the wire (the owner name
+    a pointer to the question's); the dnspython RRsets are made on first use.
+    """
+
+    def __init__(
+        self,
+        name: dns.name.Name,
+        ttl: int,
+        addresses: Mapping[dns.rdatatype.RdataType, Sequence[str]],
+    ) -> None:
+        self.name = name
+        self.ttl = ttl
+        self._texts = {t: tuple(sorted(set(a))) for t, a in addresses.items() if a}
+        self.wire: dict[int, tuple[int, bytes]] = {}
+        for rdtype, texts in self._texts.items():
+            family = _WIRE_TYPES[rdtype]  # KeyError: only A and AAAA
+            size = 4 if family == socket.AF_INET else 16
+            head = struct.pack("!HHHIH", 0xC00C, rdtype, dns.rdataclass.IN, ttl, size)
+            packed = sorted({socket.inet_pton(family, text) for text in texts})
+            self.wire[int(rdtype)] = (len(packed), b"".join(head + p for p in packed))
+        self._rrsets: dict[dns.rdatatype.RdataType, dns.rrset.RRset] = {}
+
+    def __getitem__(self, rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset:
+        rrset = self._rrsets.get(rdtype)
+        if rrset is None:
+            texts = self._texts[rdtype]  # KeyError for a type the name lacks
+            rrset = dns.rrset.from_text_list(self.name, self.ttl, dns.rdataclass.IN, rdtype, texts)
+            self._rrsets[rdtype] = rrset  # made twice in a race at worst: same records
+        return rrset
+
+    def __iter__(self) -> Iterator[dns.rdatatype.RdataType]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 def check_rrset(origin: dns.name.Name, rrset: dns.rrset.RRset) -> None:
@@ -46,6 +102,34 @@ def check_rrset(origin: dns.name.Name, rrset: dns.rrset.RRset) -> None:
         raise ValueError("the zone's SOA and NS are not replaceable")
 
 
+def checked_nodes(
+    origin: dns.name.Name, nodes: Mapping[dns.name.Name, Node]
+) -> Mapping[dns.name.Name, Node]:
+    """``nodes``; ValueError for a whole node's name outside the zone, or the apex."""
+    for name in nodes:
+        if not name.is_absolute() or not name.is_subdomain(origin) or name == origin:
+            raise ValueError(f"{name} is not a name below zone {origin}")
+    return nodes
+
+
+@functools.lru_cache(maxsize=64)
+def ns_address(origin: dns.name.Name, ttl: int, rdtype: str, host: str) -> dns.rrset.RRset:
+    """The A/AAAA of ``ns.dns.<zone>`` (read once: every replace needs it)."""
+    return dns.rrset.from_text(dns.name.from_text("ns.dns", origin), ttl, "IN", rdtype, host)
+
+
+@functools.lru_cache(maxsize=64)
+def _apex(
+    origin: dns.name.Name, ttl: int
+) -> tuple[dns.name.Name, dns.rdata.Rdata, dns.rrset.RRset]:
+    """The zone's NS name, SOA record (serial 0) and NS RRset, read from text once:
+    every replace needs them, and only the SOA's serial changes."""
+    ns_name = dns.name.from_text("ns.dns", origin)
+    soa = dns.rdata.from_text("IN", "SOA", f"{ns_name} hostmaster.{origin} 0 7200 1800 86400 {ttl}")
+    ns = dns.rrset.from_text(origin, ttl, "IN", "NS", ns_name.to_text())
+    return ns_name, soa, ns
+
+
 def build_snapshot(
     origin: dns.name.Name,
     ttl: int,
@@ -54,15 +138,8 @@ def build_snapshot(
     ns_address: dns.rrset.RRset | None,
 ) -> Snapshot:
     """A new snapshot from the user's records plus SOA, NS and the NS address."""
-    ns_name = dns.name.from_text("ns.dns", origin)
-    soa = dns.rrset.from_text(
-        origin,
-        ttl,
-        "IN",
-        "SOA",
-        f"{ns_name} hostmaster.{origin} {serial} 7200 1800 86400 {ttl}",
-    )
-    ns = dns.rrset.from_text(origin, ttl, "IN", "NS", ns_name.to_text())
+    ns_name, soa_template, ns = _apex(origin, ttl)
+    soa = dns.rrset.from_rdata(origin, ttl, soa_template.replace(serial=serial))
     nodes: dict[dns.name.Name, Node] = dict(user)
     nodes[origin] = MappingProxyType(
         {**user.get(origin, {}), dns.rdatatype.SOA: soa, dns.rdatatype.NS: ns}
@@ -77,7 +154,67 @@ def build_snapshot(
                 break
             names.add(name)
             name = name.parent()
-    return Snapshot(MappingProxyType(dict(user)), MappingProxyType(nodes), frozenset(names), soa)
+    quick = {
+        name.to_digestable(): node for name, node in user.items() if isinstance(node, AddressNode)
+    }
+    soa_wire = origin.to_digestable() + struct.pack("!HHI", soa.rdtype, soa.rdclass, soa.ttl)
+    rdata = soa[0].to_wire()
+    soa_wire += struct.pack("!H", len(rdata)) + rdata
+    return Snapshot(
+        MappingProxyType(dict(user)),
+        MappingProxyType(nodes),
+        frozenset(names),
+        soa,
+        MappingProxyType(quick),
+        soa_wire,
+    )
+
+
+_HEADER = struct.Struct("!HHHHHH")
+_OPCODE_MASK = 0x7800
+_QUICK_TYPES = frozenset({int(dns.rdatatype.A), int(dns.rdatatype.AAAA)})
+
+
+def quick_reply(wire: bytes, snapshot: Snapshot, *, tcp: bool) -> bytes | None:
+    """The reply to a plain A or AAAA question for an :class:`AddressNode`'s name, or
+    None (then :func:`answer` decides): the reply :func:`answer` and :func:`render`
+    give, from the records written when the node was made.
+
+    Plain: a standard query (QR clear, opcode QUERY), one question of class IN, no
+    other record (so no EDNS: the answer is limited to 512 bytes over UDP).
+    """
+    if len(wire) < 17:
+        return None
+    msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
+    if flags & (dns.flags.QR | _OPCODE_MASK) or (qdcount, ancount, nscount, arcount) != (
+        1,
+        0,
+        0,
+        0,
+    ):
+        return None
+    end = 12
+    for _ in range(128):  # labels; a name has at most 127
+        length = wire[end] if end < len(wire) else 0xFF
+        if length == 0 or length > 63:
+            break
+        end += 1 + length
+    if end >= len(wire) or wire[end] != 0 or len(wire) != end + 5:
+        return None  # a compressed, bad or cut name, or bytes after the question
+    qname = wire[12 : end + 1].lower()
+    qtype, qclass = struct.unpack_from("!HH", wire, end + 1)
+    node = snapshot.quick.get(qname)
+    if node is None or qtype not in _QUICK_TYPES or qclass != dns.rdataclass.IN:
+        return None
+    question = wire[12 : end + 5]
+    reply_flags = dns.flags.QR | dns.flags.AA | (flags & dns.flags.RD)
+    count, records = node.wire.get(qtype, (0, b""))
+    authority = b"" if count else snapshot.soa_wire
+    limit = TCP_LIMIT if tcp else UDP_LIMIT
+    if 12 + len(question) + len(records) + len(authority) > limit:
+        return _HEADER.pack(msg_id, reply_flags | dns.flags.TC, 1, 0, 0, 0) + question
+    head = _HEADER.pack(msg_id, reply_flags, 1, count, 0 if count else 1, 0)
+    return head + question + records + authority
 
 
 def answer(

@@ -38,7 +38,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Literal, Self
 
@@ -62,7 +62,10 @@ from .zone_records import (
     answer,
     build_snapshot,
     check_rrset,
+    checked_nodes,
     formerr,
+    ns_address,
+    quick_reply,
     render,
 )
 
@@ -241,13 +244,14 @@ class ZoneResponder:
         rrsets: Iterable[dns.rrset.RRset],
         *,
         names: Iterable[dns.name.Name] | None = None,
+        nodes: Mapping[dns.name.Name, Node] | None = None,
     ) -> None:
         """Atomically install ``rrsets`` as the zone's records (SOA/NS excepted).
 
         With ``names=None`` every previous record goes. With ``names``, only the records
         owned by those names go; the others stay, and each given RRset replaces any
-        RRset of the same name and type. Raises ValueError for a name outside the zone,
-        a class other than IN, or SOA/NS at the apex.
+        RRset of the same name and type; ``nodes`` installs whole names, uncopied. Raises
+        ValueError for a name outside the zone, a class other than IN, or SOA/NS at the apex.
         """
         incoming: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
         for rrset in rrsets:
@@ -272,6 +276,7 @@ class ZoneResponder:
                 merged = dict(user.get(name, {}))
                 merged.update(new_node)
                 user[name] = MappingProxyType(merged)
+            user.update(checked_nodes(self._origin, nodes or {}))
             self._serial = (self._serial + 1) & 0xFFFFFFFF
             self._snapshot = build_snapshot(
                 self._origin, self._ttl, self._serial, user, self._ns_address()
@@ -281,9 +286,8 @@ class ZoneResponder:
         """The A/AAAA of ``ns.dns.<zone>``: the listening address, once bound."""
         if not self._port:
             return None
-        ns_name = dns.name.from_text("ns.dns", self._origin)
         rdtype = "AAAA" if self._family == socket.AF_INET6 else "A"
-        return dns.rrset.from_text(ns_name, self._ttl, "IN", rdtype, self._host)
+        return ns_address(self._origin, self._ttl, rdtype, self._host)  # made once
 
     # -- hooks (see the class documentation) --------------------------------------------
 
@@ -309,6 +313,9 @@ class ZoneResponder:
         """The reply to one DNS message (``None``: no reply). Used by the socket threads."""
         if not self._admit():
             return None
+        forced = self._forced_rcode()
+        if forced is None and (quick := quick_reply(wire, self._snapshot, tcp=tcp)):
+            return quick
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # anything dnspython cannot parse, by design
@@ -319,7 +326,6 @@ class ZoneResponder:
             response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
         except Exception:
             return formerr(wire)
-        forced = self._forced_rcode()
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
         elif query.opcode() != dns.opcode.QUERY:

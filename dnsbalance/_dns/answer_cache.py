@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple, cast
 
 import dns.exception
@@ -63,6 +63,8 @@ Fallback = Literal[Shortcut.FALLBACK]
 # After a truncated UDP answer, a question is asked over TCP this many times before
 # UDP is tried again (a minute at the default 5 s interval).
 TCP_POLLS = 12
+# Answers remembered per question by their bytes, to recognise without a scan.
+KNOWN_BODIES = 4
 
 Batch = tuple[Question, ...]
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
@@ -91,12 +93,25 @@ class _Memory:
     reply: Reply = None
     repeated: bool = False  # the latest answer had the remembered fingerprint
     tcp_polls: int = 0  # ask over TCP this many more times (the answer was truncated)
+    # The last few answers (after the ID) scanned to the remembered fingerprint: the
+    # same bytes again need no scan. Several, as servers rotate records (BIND's
+    # rrset-order, CoreDNS's loadbalance).
+    bodies: list[bytes] = field(default_factory=list)
 
     def adopt(self, fingerprint: Fingerprint | bytes, reply: Reply) -> None:
         self.fingerprint, self.reply = fingerprint, reply
+        self.bodies.clear()
 
     def forget(self) -> None:
         self.fingerprint, self.reply = None, None
+        self.bodies.clear()
+
+    def seen(self, body: bytes) -> None:
+        """``body`` scanned to the remembered fingerprint."""
+        if body not in self.bodies:
+            if len(self.bodies) >= KNOWN_BODIES:
+                self.bodies.pop(0)
+            self.bodies.append(body)
 
 
 class AnswerCache:
@@ -172,6 +187,7 @@ class AnswerCache:
             seen: Fingerprint | bytes = scanned.fingerprint
             if seen == memory.fingerprint:
                 memory.repeated = True
+                memory.seen(response[2:])
                 return memory.reply
             if question.rdtype in _ADDRESS_TYPES:
                 reply: Reply | Fallback = scanned.addresses()
@@ -191,6 +207,8 @@ class AnswerCache:
             memory.forget()
             return FALLBACK
         memory.adopt(seen, reply)
+        if scanned is not None:
+            memory.seen(response[2:])
         return reply
 
     def recognise(
@@ -207,8 +225,14 @@ class AnswerCache:
                 same = response[2:] == memory.fingerprint
                 memory.repeated = same and response[:2] == query.id
             elif memory.fingerprint is not None:
+                body = response[2:]
+                if response[:2] == query.id and body in memory.bodies:
+                    memory.repeated = True  # bytes scanned before: the same reading
+                    continue
                 scanned = scan(response, query.wire, query.question_end)
                 memory.repeated = scanned is not None and scanned.fingerprint == memory.fingerprint
+                if memory.repeated:
+                    memory.seen(body)
 
     def replay(self) -> Batch:
         """The questions of the last lookup, when all of them may take the shortcut."""

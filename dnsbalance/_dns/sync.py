@@ -134,6 +134,34 @@ class PollLookup:
         cache.recognise(questions, queries, answers)
         return cache.unchanged(questions)
 
+    def repeat_start(self, timeout: float) -> RepeatExchange | None:
+        """:meth:`repeat`'s questions sent now, over UDP from one new non-blocking socket,
+        for the poll clock to wait on together with other pollers' (one sleep for a round
+        of polls, not one per poll); None when :meth:`repeat` must be used instead (no
+        last lookup, a question over TCP or for dnspython, a failed send)."""
+        cache = self._cache
+        questions = cache.replay()
+        server = cache.server
+        if not questions or server is None:
+            return None
+        queries = cache.queries(questions)
+        if any(query is None or query.tcp for query in queries):
+            return None
+        wires = [query.wire for query in queries if query is not None]
+        host, port = server
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((host, port))
+            for wire in wires:
+                sock.send(wire)
+        except OSError:
+            sock.close()
+            return None
+        deadline = time.monotonic() + min(timeout, self._resolver.lifetime)
+        return RepeatExchange(cache, questions, queries, sock, deadline)
+
     def _ask_batch(self, batch: Batch) -> tuple[Reply, ...]:
         cache, resolver = self._cache, self._resolver
         queries = cache.queries(batch)
@@ -149,6 +177,58 @@ class PollLookup:
                 raise question_timeout(question, resolver)
             settled.append(ask(resolver, question) if isinstance(reply, Shortcut) else reply)
         return tuple(settled)
+
+
+class RepeatExchange:
+    """A repeat poll's questions in flight on their own connected UDP socket: read
+    what has arrived with :meth:`read` (never blocks), then :meth:`finish`."""
+
+    def __init__(
+        self,
+        cache: AnswerCache,
+        questions: Batch,
+        queries: list[Query | None],
+        sock: socket.socket,
+        deadline: float,
+    ) -> None:
+        self._cache = cache
+        self._questions = questions
+        self._queries = queries
+        self.sock = sock
+        self.deadline = deadline
+        self._waiting = {query.id for query in queries if query is not None}
+        self._answers: dict[bytes, bytes] = {}
+
+    @property
+    def complete(self) -> bool:
+        return not self._waiting
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> None:
+        """Take the answers that have arrived (a bounded number of datagrams)."""
+        for _ in range(4 * len(self._queries) + 4):
+            if not self._waiting:
+                return
+            try:
+                response = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable: finish() hands the poll over
+                return
+            if response[:2] in self._waiting:
+                self._waiting.discard(response[:2])
+                self._answers[response[:2]] = response
+
+    def finish(self) -> Endpoints | None:
+        """Close the socket; the last result when every answer came and is the last
+        one (as :meth:`PollLookup.repeat`), else None."""
+        self.sock.close()
+        if self._waiting:
+            return None
+        self._cache.recognise(self._questions, self._queries, self._answers)
+        return self._cache.unchanged(self._questions)
 
 
 def send(

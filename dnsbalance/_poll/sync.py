@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
@@ -24,6 +25,34 @@ log = logging.getLogger(__name__)
 Lookup = Callable[[], tuple[Endpoint, ...]]
 REPEAT_TIMEOUT = 0.25
 """How long the poll clock waits for repeat answers before handing the poll over."""
+
+
+class RepeatExchange(Protocol):
+    """A repeat poll in flight (``dnsbalance._dns.sync.RepeatExchange``): its socket,
+    by when its answers are due, and how to read them and settle it."""
+
+    deadline: float
+
+    @property
+    def complete(self) -> bool: ...
+
+    def fileno(self) -> int: ...
+
+    def read(self) -> None: ...
+
+    def finish(self) -> tuple[Endpoint, ...] | None: ...
+
+
+class ClockRound:
+    """One poller's repeat poll in a round of the poll clock: ``exchange`` in flight;
+    :meth:`end` settles it (or hands it to the poller's thread)."""
+
+    def __init__(self, poller: DnsPoller, exchange: RepeatExchange) -> None:
+        self.poller = poller
+        self.exchange = exchange
+
+    def end(self) -> None:
+        self.poller._clock_end(self.exchange)
 
 
 class DnsPoller(PollTracker[Lookup]):
@@ -52,6 +81,9 @@ class DnsPoller(PollTracker[Lookup]):
         self._ticket = 0
         self._repeat: Callable[[float], tuple[Endpoint, ...] | None] | None = getattr(
             self._lookup, "repeat", None
+        )
+        self._repeat_start: Callable[[float], RepeatExchange | None] | None = getattr(
+            self._lookup, "repeat_start", None
         )
 
     @property
@@ -108,6 +140,41 @@ class DnsPoller(PollTracker[Lookup]):
             return
         try:
             endpoints = self._repeat(REPEAT_TIMEOUT)
+            if endpoints is not None and endpoints is self._state.endpoints:
+                self._schedule(self.record_answer(endpoints).delay)
+                return
+        finally:
+            self._busy.release()
+        self._hand_off()
+
+    def clock_begin(self, ticket: int) -> ClockRound | None:
+        """The poll clock's round begins (on its thread): the repeat poll's questions
+        sent, for the clock to wait on with the round's others; None when there is
+        nothing to wait for (stale ticket, a hand-off, a lookup without
+        ``repeat_start``: then this did what :meth:`clock_poll` does)."""
+        if self._stopped.is_set() or ticket != self._ticket:
+            return None
+        start = self._repeat_start
+        if start is None or not self._state.steady:
+            self.clock_poll(ticket)
+            return None
+        if not self._busy.acquire(blocking=False):
+            self._schedule(min(COALESCE, self.policy.interval / 2))  # a poll is running
+            return None
+        try:
+            exchange = start(REPEAT_TIMEOUT)
+        except BaseException:
+            self._busy.release()
+            raise
+        if exchange is None:
+            self._busy.release()
+            self.clock_poll(ticket)
+            return None
+        return ClockRound(self, exchange)
+
+    def _clock_end(self, exchange: RepeatExchange) -> None:
+        try:
+            endpoints = exchange.finish()
             if endpoints is not None and endpoints is self._state.endpoints:
                 self._schedule(self.record_answer(endpoints).delay)
                 return

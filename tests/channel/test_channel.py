@@ -267,11 +267,32 @@ def test_no_thread_or_memory_growth_over_300_rebuilds(
             stub.Demo(demo_pb2.Empty())
         assert wait_until(lambda: not channel._slots.retired, 2.0)
         gc.collect()
-        # grpc's connectivity-polling threads (one per channel_ready_future) end
-        # up to ~0.2 s after their channel closes.
+        # grpc's threads behind closed channels may take a moment to end.
         assert wait_until(lambda: len(threading.enumerate()) <= threads_before, 3.0)
         assert rss_kib() - rss_before < 10 * 1024, (rss_before, rss_kib())
         assert channel.generation == 350
+
+
+def test_rebuild_waits_for_ready_on_its_own_thread(
+    embedded_dns: Any, fleet: Fleet, unique_service: str
+) -> None:
+    """The READY wait starts no thread (grpc's channel_ready_future starts a polling
+    thread per channel that outlives it by up to 0.2 s, and a delivery thread per
+    state): when update() returns, no thread of grpc's is left from it."""
+    start_fleet(embedded_dns, fleet, unique_service, 3)
+    with open_channel(embedded_dns, fleet, unique_service) as channel:
+        stub = demo_pb2_grpc.DemoServiceStub(channel)
+        stub.Demo(demo_pb2.Empty())
+
+        def unnamed() -> set[int | None]:  # grpc's Python threads are "Thread-N (...)"
+            return {t.ident for t in threading.enumerate() if t.name.startswith("Thread-")}
+
+        before = unnamed()
+        for generation in range(1, 11):
+            channel.rebuild()
+            assert channel.generation == generation
+            assert unnamed() <= before
+            stub.Demo(demo_pb2.Empty())
 
 
 def settled_thread_count(timeout: float = 3.0) -> int:

@@ -261,3 +261,39 @@ def test_memory_keeps_only_the_last_lookups_questions(embedded_dns: Any) -> None
     cache.remember(batch[:2], ())
     assert cache.replay() == batch[:2]
     assert len(cache._memory) == 2
+
+
+def test_answers_seen_before_are_recognised_and_forgotten_when_the_answer_changes() -> None:
+    """The poll clock recognises answers by their bytes once scanned (servers rotate
+    records, so several orders count); an order seen under the old addresses never
+    counts once the answer has changed."""
+    cache = AnswerCache(make_resolver(["127.0.0.1"]))
+    question = Question(dns.name.from_text(QNAME), dns.rdatatype.A)
+    batch = (question,)
+
+    def answer_with(addresses: list[str]) -> tuple[list[Any], dict[bytes, bytes]]:
+        queries = cache.queries(batch)
+        query = queries[0]
+        assert query is not None
+        _, response = exchange_of(addresses)
+        response = query.id + response[2:]
+        return queries, {query.id: response}
+
+    def recognised(addresses: list[str]) -> bool:
+        queries, responses = answer_with(addresses)
+        cache.recognise(batch, queries, responses)
+        return cache.unchanged(batch) is not None
+
+    old = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    queries, responses = answer_with(old)
+    assert cache.replies(batch, queries, responses)[0] is not None  # adopted
+    cache.remember(batch, ())
+    rotations = [old[i:] + old[:i] for i in range(3)]
+    for _ in range(2):  # first scanned, then known by their bytes: the same reading
+        assert all(recognised(order) for order in rotations)
+    assert not recognised(["10.0.0.1", "10.0.0.2"])
+    queries, responses = answer_with(["10.0.0.1", "10.0.0.2"])  # the answer changes
+    cache.replies(batch, queries, responses)
+    cache.remember(batch, ())
+    assert not any(recognised(order) for order in rotations)
+    assert recognised(["10.0.0.2", "10.0.0.1"])

@@ -242,11 +242,12 @@ def stub_value(channel: BalancedChannel) -> str:
     return str(demo_pb2_grpc.DemoServiceStub(channel).Demo(demo_pb2.Empty(), timeout=5).value)
 
 
-def test_auto_scale_up_at_dns_speed_and_api_removal_within_a_second(
+def test_auto_scale_up_at_api_speed_and_api_removal_within_a_second(
     kube: FakeKubernetesAPI, kubeconfig: Path, bind_server: Any, fleet: Fleet, unique_service: str
 ) -> None:
-    """API adds a pod, DNS follows 1 s later: used within 1.5 s (the poll interval is
-    5 s). API marks a pod not ready while DNS still lists it: no new calls within 1 s."""
+    """API adds a pod: used at once, before DNS lists it (as mode "api"; DNS is
+    cross-checked). API marks a pod not ready while DNS still lists it: no new calls
+    within 1 s."""
     for _ in range(3):
         backend = fleet.add()
         bind_server.add_pod(unique_service, NS, backend.host)
@@ -261,15 +262,12 @@ def test_auto_scale_up_at_dns_speed_and_api_removal_within_a_second(
         stub = demo_pb2_grpc.DemoServiceStub(channel)
         assert set(call_counts(stub, 30)) == set(hosts)
         new = fleet.add()
-        started = time.monotonic()
         publish(kube, unique_service, fleet, [*hosts, new.host])
-        time.sleep(1.0)
-        assert new.host not in addresses(channel)  # DNS does not list it yet
-        bind_server.add_pod(unique_service, NS, new.host)
         assert wait_until(lambda: new.host in addresses(channel), 3.0)
         call_counts(stub, 8)
         assert new.calls > 0
-        assert time.monotonic() - started <= 1.0 + 1.5
+        assert new.host not in [p.ip for p in bind_server.pods(unique_service, NS)]
+        bind_server.add_pod(unique_service, NS, new.host)
 
         sick = hosts[0]
         publish(kube, unique_service, fleet, [*hosts, new.host], not_ready=(sick,))
@@ -309,12 +307,13 @@ def test_discrepancies_after_ttl_plus_one(
             nameservers=[dns_server.address],
             poll_interval=0.5,
         ) as channel:
-            assert addresses(channel) == [both]
+            # The API's word at once: its ready endpoint is used while DNS lacks it, and
+            # the one it does not list is not, while DNS lists it.
+            assert addresses(channel) == sorted([both, api_only])
             assert wait_until(lambda: len(channel.discrepancies) == 2, 4.0)
             kinds = {(d.endpoint.address, d.kind) for d in channel.discrepancies}
             assert kinds == {(dns_only, "dns-only"), (api_only, "api-only")}
-            # After the window the API's word is taken.
-            assert wait_until(lambda: addresses(channel) == sorted([both, api_only]), 2.0)
+            assert addresses(channel) == sorted([both, api_only])
     logged = [r.getMessage() for r in caplog.records if "disagree" in r.getMessage()]
     assert len(logged) == 2
 

@@ -22,18 +22,23 @@ def test_auto_uses_what_both_agree_on() -> None:
     assert not result.repoll_dns
 
 
-def test_auto_new_api_endpoint_waits_for_dns_then_for_the_window() -> None:
+def test_auto_new_api_endpoint_is_used_at_once_and_dns_cross_checked() -> None:
+    """As mode "api" (DNS lags the same slices by its TTL and caches): the API's ready
+    endpoint is used at once; DNS is re-polled until it agrees, and a disagreement
+    older than the window is a discrepancy."""
     first = agree(MergeState(), mode="auto", dns=(E1,), api=(E1, E2), now=10.0, window=6)
-    assert first.endpoints == (E1,)
+    assert first.endpoints == (E1, E2)
+    assert first.discrepancies == ()
     assert first.repoll_dns
     assert first.next_deadline == 16.0
-    # DNS agrees 1 s later: used at once.
+    # DNS agrees 1 s later: nothing more to check.
     agreed = agree(first.state, mode="auto", dns=(E1, E2), api=(E1, E2), now=11.0, window=6)
     assert agreed.endpoints == (E1, E2)
     assert not agreed.repoll_dns
-    # DNS never agrees: the API's word is taken after the window, as a discrepancy.
+    # DNS never agrees: a discrepancy once the window has passed.
     still = agree(first.state, mode="auto", dns=(E1,), api=(E1, E2), now=15.9, window=6)
-    assert still.endpoints == (E1,)
+    assert still.endpoints == (E1, E2)
+    assert still.discrepancies == ()
     late = agree(still.state, mode="auto", dns=(E1,), api=(E1, E2), now=16.0, window=6)
     assert late.endpoints == (E1, E2)
     assert [(d.endpoint, d.kind, d.since) for d in late.discrepancies] == [(E2, "api-only", 10.0)]

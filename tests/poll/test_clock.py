@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 
 from dnsbalance._poll.clock import COALESCE, PollClock
+from tests.kits.backends import wait_until
 
 
 class Recorder:
@@ -101,3 +104,67 @@ def test_an_error_in_one_poll_does_not_stop_the_clock() -> None:
     clock.schedule(Failing(), 0.02, window=0.0, ticket=1)
     clock.schedule(ok, 0.1, window=0.0, ticket=2)
     assert done.wait(2.0)
+
+
+class Exchange:
+    """A repeat poll in flight: answered when the test writes to its socket pair."""
+
+    def __init__(self, events: list[str], name: str) -> None:
+        self.ours, self.theirs = socket.socketpair()
+        self.ours.setblocking(False)
+        self.events, self.name = events, name
+        self.deadline = time.monotonic() + 5.0
+        self.complete = False
+
+    def fileno(self) -> int:
+        return self.ours.fileno()
+
+    def read(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if self.ours.recv(16):
+                self.complete = True
+
+    def close(self) -> None:
+        self.ours.close()
+        self.theirs.close()
+
+
+class Starter:
+    """A poller whose repeat polls the clock waits on (``clock_begin``)."""
+
+    def __init__(self, events: list[str], name: str, done: threading.Event) -> None:
+        self.events, self.name, self.done = events, name, done
+        self.exchange: Exchange | None = None
+
+    def clock_poll(self, ticket: int) -> None:
+        raise AssertionError("a poller with clock_begin is begun, not polled")
+
+    def clock_begin(self, ticket: int) -> Starter:
+        self.events.append(f"begin {self.name}")
+        self.exchange = Exchange(self.events, self.name)
+        return self
+
+    def end(self) -> None:
+        assert self.exchange is not None
+        self.events.append(f"end {self.name} {'answered' if self.exchange.complete else 'late'}")
+        self.exchange.close()
+        self.done.set()
+
+
+def test_a_round_sends_every_due_poll_before_it_waits_for_the_answers() -> None:
+    """One sleep per round, not one per poll: every due poll is begun (its questions
+    sent), then the clock waits on all their sockets together, then ends each."""
+    clock = PollClock()
+    events: list[str] = []
+    done = threading.Event()
+    pollers = [Starter(events, name, done) for name in ("a", "b", "c")]
+    for i, poller in enumerate(pollers):
+        clock.schedule(poller, 0.05, window=COALESCE, ticket=i)
+    assert wait_until(lambda: len(events) >= 3, 2.0)
+    assert events == ["begin a", "begin b", "begin c"]  # nothing ends before its answer
+    for poller in pollers:
+        assert poller.exchange is not None
+        poller.exchange.theirs.send(b"answer")
+    assert done.wait(2.0)
+    assert wait_until(lambda: len(events) == 6, 2.0)
+    assert events[3:] == ["end a answered", "end b answered", "end c answered"]

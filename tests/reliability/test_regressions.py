@@ -25,10 +25,13 @@ def test_auto_never_empties_when_the_api_has_ready_endpoints_dns_lacks() -> None
     assert {d.endpoint for d in late.discrepancies} == {A, B, C}
     no_dns_yet = agree(MergeState(), mode="auto", dns=None, api=(B,), now=0.0, window=2.0)
     assert no_dns_yet.endpoints == (B,)
-    # Unchanged: nothing ready in the API empties an auto channel; the agreed part wins.
+    # Unchanged: nothing ready in the API empties an auto channel. A partial overlap is
+    # the API's ready set at once (C while DNS lags), never A, which the API does not
+    # call ready (issue 24: auto no slower than api).
     assert agree(MergeState(), mode="auto", dns=(A,), api=(), now=0, window=2).endpoints == ()
     partial = agree(MergeState(), mode="auto", dns=(A, B), api=(B, C), now=0, window=2)
-    assert partial.endpoints == (B,)
+    assert partial.endpoints == (B, C)
+    assert partial.repoll_dns
 
 
 @pytest.mark.parametrize(
