@@ -30,13 +30,9 @@ without them the suite says so and measures nothing, and fails under ``CI=true``
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,43 +41,34 @@ import grpc
 from dnsbalance import resolve_channel
 from dnsbalance.testing import ControlPlane, ControlPlaneError
 
-from ._common import (
-    CLUSTER_IP,
-    DNSBALANCE,
-    KUBERESOLVER,
-    KUBERESOLVER6,
-    NATIVE,
-    ROUND_ROBIN,
-    Callers,
-    Recorder,
-    Suite,
-    TcpProxy,
-    percentile,
-    wait_until,
+from ._cluster import (
+    API,
+    AUTO,
+    CIP,
+    COLUMN,
+    DNS,
+    KR3,
+    KR6,
+    NATIVE_DNS,
+    NS,
+    PORT,
+    SERVER,
+    SHORT,
+    WATCHERS,
+    SliceWatcher,
+    connections,
+    measure_large,
+    mode_prefix,
 )
+from ._common import ROUND_ROBIN, Callers, Recorder, Suite, TcpProxy, percentile, wait_until
 from ._kuberesolver import GoClient
 from ._kuberesolver import build as build_v3
 from ._kuberesolver6 import api_flags, token_file
 from ._kuberesolver6 import build as build_v6
-from ._podlisten import PodListeners
 
-NS = "bench"
-PORT = 50051
 PODS = 5
 CALLERS = 8
 RATE = 12.5  # calls/s per caller: 100 calls/s per contender
-SERVER = "real kube-apiserver v1.37.2"
-CIP, NATIVE_DNS, KR6, KR3 = "ClusterIP", "gRPC dns:", "kuberesolver v6", "kuberesolver v3"
-API, AUTO, DNS = "dnsbalance api", "dnsbalance auto", "dnsbalance dns"
-SHORT = {CIP: "cip", NATIVE_DNS: "native", KR6: "kr6", KR3: "kr3", API: "api", AUTO: "auto",
-         DNS: "dns"}  # fmt: skip
-COLUMN = {CIP: CLUSTER_IP, NATIVE_DNS: NATIVE, KR6: KUBERESOLVER6, KR3: KUBERESOLVER,
-          API: DNSBALANCE, AUTO: DNSBALANCE, DNS: DNSBALANCE}  # fmt: skip
-WATCHERS = (KR6, KR3, API, AUTO, DNS)  # those that follow the cluster
-
-
-def _mode(name: str) -> str:
-    return f"{name.split()[-1]}: " if name.startswith("dnsbalance") else ""
 
 
 class Lane:
@@ -102,9 +89,13 @@ class Lane:
 
     def add(self, *, ready: bool) -> Any:
         pod = self.cluster.add_pod(
-            NS, f"{self.service}-{self._next}", node="node-a", labels=self.labels,
-            ready=ready, port=PORT,
-        )  # fmt: skip
+            NS,
+            f"{self.service}-{self._next}",
+            node="node-a",
+            labels=self.labels,
+            ready=ready,
+            port=PORT,
+        )
         self._next += 1
         self.pods.append(pod)
         return pod
@@ -128,71 +119,6 @@ class Lane:
         if self.proxy is not None:
             self.proxy.close()
             self.proxy = None
-
-
-class SliceWatcher:
-    """A watcher of the harness on every EndpointSlice of the namespace: when each
-    (Service, IP) was first seen ready (time.monotonic())."""
-
-    def __init__(self, cluster: ControlPlane) -> None:
-        from kubernetes import client, watch
-
-        self._api = cluster.api_client()
-        self._discovery = client.DiscoveryV1Api(self._api)
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        self.ready: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-slices", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 3600
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # a cut stream: watch again
-                for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                    self._discovery.list_namespaced_endpoint_slice, NS, timeout_seconds=300
-                ):
-                    now = time.monotonic()
-                    obj = event["object"]
-                    service = (obj.metadata.labels or {}).get("kubernetes.io/service-name", "")
-                    with self._lock:
-                        for endpoint in obj.endpoints or ():
-                            conditions = endpoint.conditions
-                            if conditions is None or conditions.ready is not False:
-                                for ip in endpoint.addresses:
-                                    self.ready.setdefault((service, ip), now)
-                            else:
-                                for ip in endpoint.addresses:
-                                    self.ready.pop((service, ip), None)
-                    if self._stop.is_set():
-                        return
-
-    def first_ready(self, service: str, ip: str) -> float | None:
-        with self._lock:
-            return self.ready.get((service, ip))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._watch.stop()  # type: ignore[no-untyped-call]
-        self._thread.join(5)
-        self._api.close()  # type: ignore[no-untyped-call]
-
-
-def _connections(ips: set[str]) -> set[tuple[str, str]]:
-    """Established TCP connections (local address, peer address) to ``ips``, from ss."""
-    done = subprocess.run(
-        ["ss", "-Htn", "state", "established"], capture_output=True, text=True, timeout=20,
-        check=False,
-    )  # fmt: skip
-    out = set()
-    for line in done.stdout.splitlines():
-        words = line.split()
-        if len(words) >= 4:
-            peer = words[-1].rsplit(":", 1)[0].removeprefix("[::ffff:").rstrip("]")
-            if peer in ips:  # grpcio's sockets are IPv6 ones, with v4-mapped peers
-                out.add((words[-2], words[-1]))
-    return out
 
 
 def run(quick: bool) -> Suite:
@@ -239,7 +165,7 @@ def run(quick: bool) -> Suite:
             for lane in lanes:
                 lane.stop()
             watcher.close()
-        _wide(suite, plane, binaries, flags, wide)
+        measure_large(suite, plane, binaries, flags, wide)
     return suite
 
 
@@ -265,10 +191,15 @@ def _start(lane: Lane, plane: ControlPlane, binaries: dict[str, Path], flags: li
     fqdn = f"{lane.service}.{NS}.svc.cluster.local"
     if lane.name in (KR6, KR3):
         lane.client = GoClient(
-            binaries[lane.name], plane.api_url, f"kubernetes:///{lane.service}.{NS}:{PORT}",
-            lane.recorder, callers=CALLERS, interval_ms=int(1000 / RATE), limit=1800,
+            binaries[lane.name],
+            plane.api_url,
+            f"kubernetes:///{lane.service}.{NS}:{PORT}",
+            lane.recorder,
+            callers=CALLERS,
+            interval_ms=int(1000 / RATE),
+            limit=1800,
             flags=[*flags, "-events"] if lane.name == KR6 else flags,
-        ).start()  # fmt: skip
+        ).start()
         return
     if lane.name == CIP:
         lane.proxy = TcpProxy("127.0.0.1", [p.address for p in lane.pods]).start()
@@ -293,8 +224,9 @@ def _start(lane: Lane, plane: ControlPlane, binaries: dict[str, Path], flags: li
     ).start()
 
 
-def _report(suite: Suite, label: str, name: str, values: list[float | None], bound: float,
-            **extra: Any) -> None:  # fmt: skip
+def _report(
+    suite: Suite, label: str, name: str, values: list[float | None], bound: float, **extra: Any
+) -> None:
     got = [v for v in values if v is not None]
     if got:
         text = f"p50 {percentile(got, 50):.3f} / p95 {percentile(got, 95):.3f} s"
@@ -307,7 +239,7 @@ def _report(suite: Suite, label: str, name: str, values: list[float | None], bou
         percentile(got, 95) if got else None,
         "s",
         shown=text,
-        cell=_mode(name) + text,
+        cell=mode_prefix(name) + text,
         column=COLUMN[name],
         summary=f"{label} ({SERVER})",
         trials=[None if v is None else round(v, 4) for v in values],
@@ -346,7 +278,7 @@ def _measure(
             ratio,
             "x",
             shown=None if ratio else f"{sum(1 for n in per if n)} of {PODS} used",
-            cell=_mode(lane.name) + (f"{ratio:.3f} x" if ratio else "unbounded"),
+            cell=mode_prefix(lane.name) + (f"{ratio:.3f} x" if ratio else "unbounded"),
             column=COLUMN[lane.name],
             summary=f"spread: max/min calls per pod ({PODS} pods, {CALLERS} callers; {SERVER})",
         )
@@ -374,7 +306,7 @@ def _new_pods(
         new = {lane.name: lane.add(ready=False) for lane in active}
         for lane in active:
             plane.wait_for_ready(NS, lane.service, lane.ips() - {new[lane.name].ip}, timeout=30)
-        before = {lane.name: _connections(lane.ips()) for lane in active}
+        before = {lane.name: connections(lane.ips()) for lane in active}
         patched: dict[str, float] = {}
         for lane in active:
             pod = new[lane.name]
@@ -396,13 +328,23 @@ def _new_pods(
                 stage[lane.name].append(first - mark)
         time.sleep(0.5)
         for lane in active:
-            conns[lane.name].append(len(_connections(lane.ips()) - before[lane.name]))
+            conns[lane.name].append(len(connections(lane.ips()) - before[lane.name]))
         _retire_newest(plane, active)
     for lane in lanes:
-        _report(suite, "new pod: Ready status patch to its first call", lane.name,
-                total[lane.name], bound)  # fmt: skip
-        _report(suite, "new pod: its slice's watch event to its first call", lane.name,
-                client_part[lane.name], bound)  # fmt: skip
+        _report(
+            suite,
+            "new pod: Ready status patch to its first call",
+            lane.name,
+            total[lane.name],
+            bound,
+        )
+        _report(
+            suite,
+            "new pod: its slice's watch event to its first call",
+            lane.name,
+            client_part[lane.name],
+            bound,
+        )
         values = conns[lane.name]
         suite.trials(
             f"{lane.name}: new TCP connections per added pod",
@@ -410,11 +352,14 @@ def _new_pods(
             "connections",
             column=COLUMN[lane.name],
             summary=f"new connections per added pod ({SERVER})",
-            cell=_mode(lane.name) + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
+            cell=mode_prefix(lane.name) + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
         )
     if slice_part:
-        suite.trials("Ready status patch to the slice's watch event (harness watcher)",
-                     [round(v, 4) for v in slice_part], "s")  # fmt: skip
+        suite.trials(
+            "Ready status patch to the slice's watch event (harness watcher)",
+            [round(v, 4) for v in slice_part],
+            "s",
+        )
     for name, marks in stage.items():
         if marks:
             what = "v6 read the slice event" if name == KR6 else "dnsbalance rebuilt its channel"
@@ -428,8 +373,9 @@ def _stage(lane: Lane, patched: float, ip: str, count: int) -> float | None:
     """When the client itself acted on the change: v6 read a watch event with every
     pod ready; dnsbalance rebuilt onto a set with the new IP."""
     if lane.name == KR6 and lane.client is not None:
-        return next((t for t, _, ready in list(lane.client.events)
-                     if t >= patched and ready >= count), None)  # fmt: skip
+        return next(
+            (t for t, _, ready in list(lane.client.events) if t >= patched and ready >= count), None
+        )
     return next((t for t, ips in list(lane.changes) if t >= patched and ip in ips), None)
 
 
@@ -473,7 +419,7 @@ def _rolling(suite: Suite, plane: ControlPlane, lanes: list[Lane]) -> None:
             f"{lane.name}: failed calls in a rolling replacement of {PODS} ({CALLERS} callers)",
             failed,
             "calls",
-            cell=_mode(lane.name) + f"{failed} of {len(window)}",
+            cell=mode_prefix(lane.name) + f"{failed} of {len(window)}",
             column=COLUMN[lane.name],
             summary=f"rolling replacement of {PODS} pods, {CALLERS} callers: failed calls "
             f"({SERVER})",
@@ -498,102 +444,7 @@ def _not_ready(suite: Suite, plane: ControlPlane, lanes: list[Lane]) -> None:
             f"{lane.name}: failed calls while every pod is not ready (3 s)",
             failed,
             "calls",
-            cell=_mode(lane.name) + f"{failed} of {len(window)}",
+            cell=mode_prefix(lane.name) + f"{failed} of {len(window)}",
             column=COLUMN[lane.name],
             summary=f"every pod not ready, servers up: failed calls (3 s; {SERVER})",
         )
-
-
-@contextlib.contextmanager
-def _wide_service(plane: ControlPlane, count: int) -> Iterator[tuple[PodListeners, list[set[str]]]]:
-    """A Service of ``count`` ready pods with no gRPC server: HTTP/2 listeners at their
-    IPs. Yields the listeners and each slice's addresses."""
-    from kubernetes import client
-
-    listeners = PodListeners(plane.pod_network.namespace)
-    labels = {"bench-lane": "wide"}
-    plane.create_service(NS, "wide", selector=labels)
-    ips = plane.pod_network.allocate(count)
-    pods = []
-    try:
-        listeners.listen(ips, PORT)
-        for i, ip in enumerate(ips):
-            pods.append(plane.add_pod(NS, f"wide-{i}", node="node-a", labels=labels, port=PORT,
-                                      serve=False, ip=ip))  # fmt: skip
-        plane.wait_for_ready(NS, "wide", ips, timeout=300)
-        slices = client.DiscoveryV1Api(plane.admin).list_namespaced_endpoint_slice(
-            NS, label_selector="kubernetes.io/service-name=wide"
-        )
-        yield listeners, [{a for e in x.endpoints or () for a in e.addresses} for x in slices.items]
-    finally:
-        listeners.close()
-
-
-def _wide(
-    suite: Suite, plane: ControlPlane, binaries: dict[str, Path], flags: list[str], count: int
-) -> None:
-    begin = time.monotonic()
-    with _wide_service(plane, count) as (listeners, sets):
-        slices = len(sets)
-        suite.note(
-            f"a Service of {count} ready pods: the controller wrote {slices} EndpointSlices "
-            f"of {', '.join(str(len(x)) for x in sets)} endpoints (made and ready in "
-            f"{time.monotonic() - begin:.0f} s)"
-        )
-        names = [NATIVE_DNS, *[n for n in (KR6, KR3) if n in binaries], API, AUTO, DNS]
-        for name in names:
-            listeners.reset()
-            recorder = Recorder()
-            channel: grpc.Channel | None = None
-            if name in binaries:
-                client: Any = GoClient(
-                    binaries[name], plane.api_url, f"kubernetes:///wide.{NS}:{PORT}", recorder,
-                    interval_ms=50, limit=120, timeout=0.5, flags=flags,
-                ).start()  # fmt: skip
-            else:
-                if name == NATIVE_DNS:
-                    channel = grpc.insecure_channel(
-                        f"dns://{plane.dns_address}/wide.{NS}.svc.cluster.local:{PORT}",
-                        options=ROUND_ROBIN,
-                    )
-                else:
-                    mode = name.split()[-1]
-                    channel = resolve_channel(
-                        f"wide.{NS}:{PORT}",
-                        mode=mode,  # type: ignore[arg-type]
-                        kubeconfig=plane.kubeconfig if mode != "dns" else None,
-                        nameservers=[plane.dns_address],
-                        cluster_domain="cluster.local",
-                        poll_interval=1.0,
-                    )
-                client = Callers(channel, recorder, rate=20.0, timeout=0.5, limit=120,
-                                 name="wide").start()  # fmt: skip
-            last, stable_since = -1, time.monotonic()
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and time.monotonic() - stable_since < 5:
-                time.sleep(0.5)
-                now_open = len(listeners.open())
-                if now_open != last:
-                    last, stable_since = now_open, time.monotonic()
-            held = listeners.open()
-            used, ever = len(held), len(listeners.seen())
-            if used < count:
-                best = max(sets, key=lambda x: len(x & held))
-                suite.note(
-                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
-                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
-                )
-            client.stop()
-            if channel is not None:
-                channel.close()
-            wait_until(lambda: not listeners.open(), 15, step=0.2)  # the next starts clean
-            suite.add(
-                f"{name}: endpoints with an open connection, of a Service's {count} "
-                f"({slices} slices)",
-                used,
-                "endpoints",
-                ever_connected=ever,
-                cell=_mode(name) + f"{used} of {count}",
-                column=COLUMN[name],
-                summary=f"a Service of {count} pods: endpoints each client connects to ({SERVER})",
-            )
