@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Generator
+from collections.abc import Collection, Generator
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple, cast
 
@@ -131,11 +131,12 @@ class AnswerCache:
         self._last: tuple[tuple[Question, ...], Endpoints] | None = None
         self.server = _single_plain_server(resolver)
 
-    def queries(self, batch: Batch) -> list[Query | None]:
-        """Each question on the wire, with fresh IDs distinct within the batch, or
-        None where dnspython must ask."""
+    def queries(self, batch: Batch, *, taken: Collection[bytes] = ()) -> list[Query | None]:
+        """Each question on the wire, with fresh IDs distinct within the batch and
+        from ``taken`` (others in flight on the same socket), or None where dnspython
+        must ask."""
         queries: list[Query | None] = []
-        ids: set[bytes] = set()
+        ids: set[bytes] = set(taken)
         # IDs from the OS's random source, as dnspython's; one call for the batch.
         fresh = os.urandom(2 * len(batch))
         for i, question in enumerate(batch):

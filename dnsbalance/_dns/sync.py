@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import dns.exception
 import dns.nameserver
@@ -134,33 +134,27 @@ class PollLookup:
         cache.recognise(questions, queries, answers)
         return cache.unchanged(questions)
 
-    def repeat_start(self, timeout: float) -> RepeatExchange | None:
-        """:meth:`repeat`'s questions sent now, over UDP from one new non-blocking socket,
-        for the poll clock to wait on together with other pollers' (one sleep for a round
-        of polls, not one per poll); None when :meth:`repeat` must be used instead (no
-        last lookup, a question over TCP or for dnspython, a failed send)."""
+    def repeat_start(self, timeout: float, wire: RoundWire) -> RepeatExchange | None:
+        """:meth:`repeat`'s questions sent now on ``wire``, the poll clock's round (its
+        one socket per server; IDs kept distinct from the round's others), which hands
+        the answers over as they come: one sleep for a round of polls, not one per
+        poll. None when :meth:`repeat` must be used instead (no last lookup, a
+        question over TCP or for dnspython, a failed send)."""
         cache = self._cache
         questions = cache.replay()
         server = cache.server
         if not questions or server is None:
             return None
-        queries = cache.queries(questions)
+        queries = cache.queries(questions, taken=wire.ids_in_use(server))
         if any(query is None or query.tcp for query in queries):
             return None
+        exchange = RepeatExchange(
+            cache, questions, queries, time.monotonic() + min(timeout, self._resolver.lifetime)
+        )
         wires = [query.wire for query in queries if query is not None]
-        host, port = server
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.connect((host, port))
-            for wire in wires:
-                sock.send(wire)
-        except OSError:
-            sock.close()
+        if not wire.send(server, wires, exchange.take):
             return None
-        deadline = time.monotonic() + min(timeout, self._resolver.lifetime)
-        return RepeatExchange(cache, questions, queries, sock, deadline)
+        return exchange
 
     def _ask_batch(self, batch: Batch) -> tuple[Reply, ...]:
         cache, resolver = self._cache, self._resolver
@@ -179,22 +173,27 @@ class PollLookup:
         return tuple(settled)
 
 
+class RoundWire(Protocol):
+    """What a repeat poll sends on: the poll clock's round
+    (``dnsbalance._poll.clock.UdpRound``)."""
+
+    def ids_in_use(self, server: tuple[str, int]) -> set[bytes]: ...
+
+    def send(
+        self, server: tuple[str, int], messages: Sequence[bytes], receiver: Callable[[bytes], None]
+    ) -> bool: ...
+
+
 class RepeatExchange:
-    """A repeat poll's questions in flight on their own connected UDP socket: read
-    what has arrived with :meth:`read` (never blocks), then :meth:`finish`."""
+    """A repeat poll's questions in flight: the round hands it each answer
+    (:meth:`take`), then :meth:`finish` settles it."""
 
     def __init__(
-        self,
-        cache: AnswerCache,
-        questions: Batch,
-        queries: list[Query | None],
-        sock: socket.socket,
-        deadline: float,
+        self, cache: AnswerCache, questions: Batch, queries: list[Query | None], deadline: float
     ) -> None:
         self._cache = cache
         self._questions = questions
         self._queries = queries
-        self.sock = sock
         self.deadline = deadline
         self._waiting = {query.id for query in queries if query is not None}
         self._answers: dict[bytes, bytes] = {}
@@ -203,28 +202,15 @@ class RepeatExchange:
     def complete(self) -> bool:
         return not self._waiting
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def read(self) -> None:
-        """Take the answers that have arrived (a bounded number of datagrams)."""
-        for _ in range(4 * len(self._queries) + 4):
-            if not self._waiting:
-                return
-            try:
-                response = self.sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. ICMP port unreachable: finish() hands the poll over
-                return
-            if response[:2] in self._waiting:
-                self._waiting.discard(response[:2])
-                self._answers[response[:2]] = response
+    def take(self, response: bytes) -> None:
+        """An answer to one of this poll's queries (the round matched its ID)."""
+        if response[:2] in self._waiting:
+            self._waiting.discard(response[:2])
+            self._answers[response[:2]] = response
 
     def finish(self) -> Endpoints | None:
-        """Close the socket; the last result when every answer came and is the last
-        one (as :meth:`PollLookup.repeat`), else None."""
-        self.sock.close()
+        """The last result when every answer came and is the last one (as
+        :meth:`PollLookup.repeat`), else None."""
         if self._waiting:
             return None
         self._cache.recognise(self._questions, self._queries, self._answers)

@@ -12,9 +12,11 @@ The clock thread only runs a poller's *repeat* poll (see ``DnsPoller.clock_begin
 the last answers asked again with a short timeout, and recorded when they are
 unchanged. A round sends every due poll's questions first, then waits for all their
 answers together: one sleep per round instead of one per poll (a sleep and wake-up
-cost more CPU than the poll's own work). Anything else — a change, an error, a slow
-server, a fallback to dnspython — is handed to the poller's own thread, so the clock
-never blocks on a rebuild or a DNS timeout.
+cost more CPU than the poll's own work). The round's questions to one server go out
+from one socket (:class:`UdpRound`), as one lookup's questions do: a fresh random
+source port each round, and message IDs distinct on it. Anything else — a change, an
+error, a slow server, a fallback to dnspython — is handed to the poller's own thread,
+so the clock never blocks on a rebuild or a DNS timeout.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import itertools
 import logging
 import os
 import select
+import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,12 @@ COALESCE = 0.25
 
 
 class Round(Protocol):
-    """A poll a round has started and waits on: ``exchange`` (readable when
-    ``exchange.fileno()`` is) until complete or past its deadline, then :meth:`end`."""
+    """A poll a round has started: its questions sent on the round's :class:`UdpRound`,
+    which hands it their answers until ``deadline`` (monotonic); :meth:`end` settles
+    it once the round is over."""
 
     @property
-    def exchange(self) -> Any: ...
+    def deadline(self) -> float: ...
 
     def end(self) -> None: ...
 
@@ -51,14 +56,99 @@ class Scheduled(Protocol):
         """Run on the clock thread when due; must return quickly."""
 
 
-def _begin(poller: Scheduled, ticket: int) -> Round | None:
-    """``poller.clock_begin(ticket)`` when it has one (its questions sent, to wait on
-    with the round's others), else ``poller.clock_poll(ticket)``."""
+Server = tuple[str, int]
+Receiver = Callable[[bytes], None]
+
+
+class UdpRound:
+    """The UDP sockets one round of the clock shares: one connected, non-blocking
+    socket per server, made on first use (so a fresh random source port each round,
+    as dnspython takes one per query), whose datagrams go to whoever expects their
+    first two bytes (a DNS message ID, kept unique on the socket by the senders with
+    :meth:`ids_in_use`). Connected, a socket only receives its server's datagrams."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[Server, socket.socket] = {}
+        self._expected: dict[Server, dict[bytes, Receiver]] = {}
+
+    def ids_in_use(self, server: Server) -> set[bytes]:
+        return set(self._expected.get(server, ()))
+
+    def send(self, server: Server, messages: Sequence[bytes], receiver: Receiver) -> bool:
+        """Send ``messages`` to ``server``; their answers will be handed to
+        ``receiver`` as they come. False when a send failed (nothing expected then)."""
+        expected = self._expected.setdefault(server, {})
+        try:
+            sock = self._sockets.get(server)
+            if sock is None:
+                family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                self._sockets[server] = sock
+                sock.setblocking(False)
+                sock.connect(server)
+            for message in messages:
+                expected[message[:2]] = receiver
+                sock.send(message)
+        except OSError:
+            for message in messages:
+                expected.pop(message[:2], None)
+            return False
+        return True
+
+    def wait(self, deadline: float) -> None:
+        """Hand out answers as they come until every one expected came or
+        ``deadline`` (monotonic) passed: one sleep for the whole round."""
+        poller = select.poll()
+        by_fd: dict[int, Server] = {}
+        for server, sock in self._sockets.items():
+            if self._expected[server]:
+                by_fd[sock.fileno()] = server
+                poller.register(sock, select.POLLIN)
+        for _ in range(16 * sum(map(len, self._expected.values())) + 16):  # bounded
+            left = deadline - time.monotonic()
+            if not by_fd or left <= 0:
+                return
+            with contextlib.suppress(InterruptedError):
+                for fd, _ in poller.poll(left * 1000):
+                    server = by_fd[fd]
+                    if not self._read(server):
+                        poller.unregister(fd)
+                        del by_fd[fd]
+
+    def _read(self, server: Server) -> bool:
+        """Take what has arrived for ``server`` (a bounded number of datagrams);
+        False when nothing more is expected from it (all came, or the socket failed,
+        e.g. an ICMP port unreachable: the polls hand over)."""
+        expected, sock = self._expected[server], self._sockets[server]
+        for _ in range(2 * len(expected) + 4):
+            if not expected:
+                return False
+            try:
+                datagram = sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            receiver = expected.pop(datagram[:2], None)
+            if receiver is not None:
+                receiver(datagram)
+        return bool(expected)
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        self._expected.clear()
+
+
+def _begin(poller: Scheduled, ticket: int, wire: UdpRound) -> Round | None:
+    """``poller.clock_begin(ticket, wire)`` when it has one (its questions sent on
+    ``wire``), else ``poller.clock_poll(ticket)``."""
     begin = getattr(poller, "clock_begin", None)
     if begin is None:
         poller.clock_poll(ticket)
         return None
-    started: Round | None = begin(ticket)
+    started: Round | None = begin(ticket, wire)
     return started
 
 
@@ -128,43 +218,31 @@ class PollClock:
                 wait = self._heap[0].due - time.monotonic()
             if wait > 0:
                 self._wake.acquire(timeout=wait)
-            started: list[Round] = []
-            for entry in self._take_due():
-                try:
-                    begun = _begin(entry.poller, entry.ticket)
-                except Exception:  # a bug must not stop every poller
-                    log.exception("dnsbalance poll clock: unexpected error in a poll")
-                    continue
-                if begun is not None:
-                    started.append(begun)
-            if started:
-                self._wait_for(started)
-            for begun in started:
-                try:
-                    begun.end()
-                except Exception:
-                    log.exception("dnsbalance poll clock: unexpected error in a poll")
+            wire = UdpRound()
+            try:
+                self._round(wire)
+            finally:
+                wire.close()
 
-    @staticmethod
-    def _wait_for(started: list[Round]) -> None:
-        """Read the round's answers as they come, until all are in or the last
-        deadline passed: one sleep for the whole round."""
-        waiting = {begun.exchange.fileno(): begun.exchange for begun in started}
-        poller = select.poll()
-        for fd in waiting:
-            poller.register(fd, select.POLLIN)
-        deadline = max(exchange.deadline for exchange in waiting.values())
-        for _ in range(16 * len(waiting) + 16):  # bounded; the deadline ends it anyway
-            for fd, exchange in list(waiting.items()):
-                exchange.read()
-                if exchange.complete or time.monotonic() >= exchange.deadline:
-                    poller.unregister(fd)
-                    del waiting[fd]
-            left = deadline - time.monotonic()
-            if not waiting or left <= 0:
-                return
-            with contextlib.suppress(InterruptedError):
-                poller.poll(left * 1000)
+    def _round(self, wire: UdpRound) -> None:
+        """Begin every due poll (their questions sent on ``wire``), wait for their
+        answers together, then end each."""
+        started: list[Round] = []
+        for entry in self._take_due():
+            try:
+                begun = _begin(entry.poller, entry.ticket, wire)
+            except Exception:  # a bug must not stop every poller
+                log.exception("dnsbalance poll clock: unexpected error in a poll")
+                continue
+            if begun is not None:
+                started.append(begun)
+        if started:
+            wire.wait(max(begun.deadline for begun in started))
+        for begun in started:
+            try:
+                begun.end()
+            except Exception:
+                log.exception("dnsbalance poll clock: unexpected error in a poll")
 
     def _take_due(self) -> list[_Entry]:
         now = time.monotonic()

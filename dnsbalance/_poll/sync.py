@@ -16,7 +16,7 @@ from typing import Protocol
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import ClosedError, DnsBalanceError
 
-from .clock import CLOCK, COALESCE
+from .clock import CLOCK, COALESCE, UdpRound
 from .policy import PollResult
 from .tracker import PollTracker
 
@@ -28,17 +28,13 @@ REPEAT_TIMEOUT = 0.25
 
 
 class RepeatExchange(Protocol):
-    """A repeat poll in flight (``dnsbalance._dns.sync.RepeatExchange``): its socket,
-    by when its answers are due, and how to read them and settle it."""
+    """A repeat poll in flight (``dnsbalance._dns.sync.RepeatExchange``): by when its
+    answers are due, whether all came, and how to settle it."""
 
     deadline: float
 
     @property
     def complete(self) -> bool: ...
-
-    def fileno(self) -> int: ...
-
-    def read(self) -> None: ...
 
     def finish(self) -> tuple[Endpoint, ...] | None: ...
 
@@ -50,6 +46,10 @@ class ClockRound:
     def __init__(self, poller: DnsPoller, exchange: RepeatExchange) -> None:
         self.poller = poller
         self.exchange = exchange
+
+    @property
+    def deadline(self) -> float:
+        return self.exchange.deadline
 
     def end(self) -> None:
         self.poller._clock_end(self.exchange)
@@ -82,7 +82,7 @@ class DnsPoller(PollTracker[Lookup]):
         self._repeat: Callable[[float], tuple[Endpoint, ...] | None] | None = getattr(
             self._lookup, "repeat", None
         )
-        self._repeat_start: Callable[[float], RepeatExchange | None] | None = getattr(
+        self._repeat_start: Callable[[float, UdpRound], RepeatExchange | None] | None = getattr(
             self._lookup, "repeat_start", None
         )
 
@@ -147,9 +147,10 @@ class DnsPoller(PollTracker[Lookup]):
             self._busy.release()
         self._hand_off()
 
-    def clock_begin(self, ticket: int) -> ClockRound | None:
+    def clock_begin(self, ticket: int, wire: UdpRound) -> ClockRound | None:
         """The poll clock's round begins (on its thread): the repeat poll's questions
-        sent, for the clock to wait on with the round's others; None when there is
+        sent on the round's ``wire``, whose answers the clock waits for with the
+        round's others; None when there is
         nothing to wait for (stale ticket, a hand-off, a lookup without
         ``repeat_start``: then this did what :meth:`clock_poll` does)."""
         if self._stopped.is_set() or ticket != self._ticket:
@@ -162,7 +163,7 @@ class DnsPoller(PollTracker[Lookup]):
             self._schedule(min(COALESCE, self.policy.interval / 2))  # a poll is running
             return None
         try:
-            exchange = start(REPEAT_TIMEOUT)
+            exchange = start(REPEAT_TIMEOUT, wire)
         except BaseException:
             self._busy.release()
             raise

@@ -297,3 +297,20 @@ def test_answers_seen_before_are_recognised_and_forgotten_when_the_answer_change
     cache.remember(batch, ())
     assert not any(recognised(order) for order in rotations)
     assert recognised(["10.0.0.2", "10.0.0.1"])
+
+
+def test_query_ids_avoid_those_taken_on_the_same_socket() -> None:
+    """The poll clock sends a round's questions to one server from one socket: a
+    query's ID must differ from every other in flight there (the round's ``taken``)."""
+    cache = AnswerCache(make_resolver(["127.0.0.1:53"]))
+    batch = tuple(
+        Question(dns.name.from_text(f"s{i}.ns.svc.cluster.local."), dns.rdatatype.A)
+        for i in range(8)
+    )
+    free = {struct.pack("!H", n) for n in range(0, 65536, 4096)}  # 16 IDs left
+    taken = {struct.pack("!H", n) for n in range(65536)} - free
+    queries = cache.queries(batch, taken=taken)
+    ids = [query.id for query in queries if query is not None]
+    assert len(ids) == len(batch)
+    assert len(set(ids)) == len(ids)
+    assert set(ids) <= free

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
 
-from dnsbalance._poll.clock import COALESCE, PollClock
+from dnsbalance._poll.clock import COALESCE, PollClock, UdpRound
 from tests.kits.backends import wait_until
 
 
@@ -106,65 +105,138 @@ def test_an_error_in_one_poll_does_not_stop_the_clock() -> None:
     assert done.wait(2.0)
 
 
-class Exchange:
-    """A repeat poll in flight: answered when the test writes to its socket pair."""
+class Server:
+    """A UDP "DNS server" on loopback that the test answers by hand."""
 
-    def __init__(self, events: list[str], name: str) -> None:
-        self.ours, self.theirs = socket.socketpair()
-        self.ours.setblocking(False)
-        self.events, self.name = events, name
-        self.deadline = time.monotonic() + 5.0
-        self.complete = False
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self.address: tuple[str, int] = self.sock.getsockname()
 
-    def fileno(self) -> int:
-        return self.ours.fileno()
-
-    def read(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            if self.ours.recv(16):
-                self.complete = True
+    def receive(self) -> tuple[bytes, tuple[str, int]]:
+        message, peer = self.sock.recvfrom(512)
+        return message, peer
 
     def close(self) -> None:
-        self.ours.close()
-        self.theirs.close()
+        self.sock.close()
 
 
 class Starter:
-    """A poller whose repeat polls the clock waits on (``clock_begin``)."""
+    """A poller whose repeat polls the clock waits on (``clock_begin``): it sends one
+    message named after it on the round's wire and is answered by the test."""
 
-    def __init__(self, events: list[str], name: str, done: threading.Event) -> None:
-        self.events, self.name, self.done = events, name, done
-        self.exchange: Exchange | None = None
+    def __init__(self, events: list[str], name: str, done: threading.Event, server: Server) -> None:
+        self.events, self.name, self.done, self.server = events, name, done, server
+        self.deadline = 0.0
+        self.answer: bytes | None = None
 
     def clock_poll(self, ticket: int) -> None:
         raise AssertionError("a poller with clock_begin is begun, not polled")
 
-    def clock_begin(self, ticket: int) -> Starter:
+    def clock_begin(self, ticket: int, wire: UdpRound) -> Starter:
         self.events.append(f"begin {self.name}")
-        self.exchange = Exchange(self.events, self.name)
+        self.deadline = time.monotonic() + 5.0
+        assert not wire.ids_in_use(self.server.address) & {self.name.encode() * 2}
+        assert wire.send(self.server.address, [self.name.encode() * 2 + b"?"], self.take)
         return self
 
+    def take(self, answer: bytes) -> None:
+        self.answer = answer
+
     def end(self) -> None:
-        assert self.exchange is not None
-        self.events.append(f"end {self.name} {'answered' if self.exchange.complete else 'late'}")
-        self.exchange.close()
+        self.events.append(f"end {self.name} {'answered' if self.answer else 'late'}")
         self.done.set()
 
 
 def test_a_round_sends_every_due_poll_before_it_waits_for_the_answers() -> None:
     """One sleep per round, not one per poll: every due poll is begun (its questions
-    sent), then the clock waits on all their sockets together, then ends each."""
+    sent), then the clock waits for all their answers together, then ends each. The
+    round's messages to one server leave from one socket."""
     clock = PollClock()
     events: list[str] = []
     done = threading.Event()
-    pollers = [Starter(events, name, done) for name in ("a", "b", "c")]
-    for i, poller in enumerate(pollers):
-        clock.schedule(poller, 0.05, window=COALESCE, ticket=i)
-    assert wait_until(lambda: len(events) >= 3, 2.0)
-    assert events == ["begin a", "begin b", "begin c"]  # nothing ends before its answer
-    for poller in pollers:
-        assert poller.exchange is not None
-        poller.exchange.theirs.send(b"answer")
-    assert done.wait(2.0)
-    assert wait_until(lambda: len(events) == 6, 2.0)
-    assert events[3:] == ["end a answered", "end b answered", "end c answered"]
+    server = Server()
+    try:
+        pollers = [Starter(events, name, done, server) for name in ("a", "b", "c")]
+        for i, poller in enumerate(pollers):
+            clock.schedule(poller, 0.05, window=COALESCE, ticket=i)
+        received = [server.receive() for _ in pollers]
+        assert events == ["begin a", "begin b", "begin c"]  # nothing ends before its answer
+        assert len({peer for _, peer in received}) == 1  # one socket for the round
+        for message, peer in reversed(received):  # answered in any order, by ID
+            server.sock.sendto(message[:2] + b"!", peer)
+        assert done.wait(2.0)
+        assert wait_until(lambda: len(events) == 6, 2.0)
+        assert events[3:] == ["end a answered", "end b answered", "end c answered"]
+        assert [p.answer for p in pollers] == [b"aa!", b"bb!", b"cc!"]
+    finally:
+        server.close()
+
+
+def test_a_round_hands_each_answer_to_its_sender_by_id_and_ignores_the_rest() -> None:
+    wire = UdpRound()
+    server = Server()
+    got: dict[str, list[bytes]] = {"x": [], "y": []}
+    try:
+        assert wire.send(server.address, [b"\x00\x01q", b"\x00\x02q"], got["x"].append)
+        assert wire.ids_in_use(server.address) == {b"\x00\x01", b"\x00\x02"}
+        assert wire.send(server.address, [b"\x00\x03q"], got["y"].append)
+        peers = {server.receive()[1] for _ in range(3)}
+        assert len(peers) == 1
+        (peer,) = peers
+        for reply in (b"\x00\x09stray", b"\x00\x03y", b"\x00\x01x", b"\x00\x01again"):
+            server.sock.sendto(reply, peer)
+        wire.wait(time.monotonic() + 0.5)  # \x00\x02 never comes: the deadline ends it
+        assert got == {"x": [b"\x00\x01x"], "y": [b"\x00\x03y"]}
+    finally:
+        wire.close()
+        server.close()
+
+
+def test_a_round_stops_waiting_when_every_answer_came() -> None:
+    wire = UdpRound()
+    server = Server()
+    got: list[bytes] = []
+    try:
+        assert wire.send(server.address, [b"\x00\x07q"], got.append)
+        message, peer = server.receive()
+        server.sock.sendto(message[:2] + b"a", peer)
+        start = time.monotonic()
+        wire.wait(start + 30.0)
+        assert got == [b"\x00\x07a"]
+        assert time.monotonic() - start < 10.0  # not the deadline: every answer came
+    finally:
+        wire.close()
+        server.close()
+
+
+def test_a_refused_round_ends_without_its_answers() -> None:
+    """No server on the port: the ICMP port unreachable fails the socket's read, and
+    the round ends early with the polls unanswered (they hand over to their threads)."""
+    closed = Server()
+    address = closed.address
+    closed.close()
+    wire = UdpRound()
+    got: list[bytes] = []
+    try:
+        assert wire.send(address, [b"\x00\x05q"], got.append)
+        start = time.monotonic()
+        wire.wait(start + 30.0)
+        assert got == []
+        assert time.monotonic() - start < 10.0
+    finally:
+        wire.close()
+
+
+def test_a_round_closes_its_sockets() -> None:
+    wire = UdpRound()
+    server = Server()
+    try:
+        assert wire.send(server.address, [b"\x00\x05q"], lambda _: None)
+        (sock,) = wire._sockets.values()
+        wire.close()
+        assert sock.fileno() == -1
+        assert not wire.ids_in_use(server.address)
+    finally:
+        server.close()
