@@ -11,7 +11,9 @@
   itself (the same 1000 records), shares the 999 surviving connections and is READY at
   once; the old channel drains off the caller's path. That is the real cost of a poll
   that finds a change. (Against unreachable endpoints ``update()`` would instead wait
-  its ready timeout, 5 s, and measure nothing but that.)
+  its ready timeout, 5 s, and measure nothing but that.) Beside it, grpc's own floor:
+  one more channel of the same plan, timed from its creation to READY (the part of
+  ``update()`` that is grpc's).
 - **Idle CPU** (target <= 0.2 s per 60 s for 100 channels, 0.33% of a core): 100
   balanced channels, each to its own Service of 3 pods (127.0.57.1-3), default
   poll_interval 5 s, connected, then idle for 60 s in 4 windows (10 s in 2 in quick mode),
@@ -35,7 +37,7 @@ import grpc
 import dnsbalance
 from dnsbalance import discover
 from dnsbalance._channel.local_dns import local_name
-from dnsbalance._channel.sync import BalancedChannel
+from dnsbalance._channel.sync import BalancedChannel, wait_ready
 from dnsbalance._dns.sync import make_resolver, poll_lookup
 from dnsbalance._settings import settings_for
 from dnsbalance.testing import Backend, Pod
@@ -118,17 +120,14 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
         assert len(found) == BIG, len(found)
         local = local_name()  # as resolve_channel wires mode "dns"
         local.publish(found)
-        channel = BalancedChannel(
-            name=settings.name,
-            plan=settings.local_plan(local),
-            factory=settings.channel_factory(grpc.insecure_channel, grpc.secure_channel),
-            endpoints=found,
-        )
+        plan = settings.local_plan(local)
+        factory = settings.channel_factory(grpc.insecure_channel, grpc.secure_channel)
+        channel = BalancedChannel(name=settings.name, plan=plan, factory=factory, endpoints=found)
         try:
             demo = channel.unary_unary(METHOD)
             for _ in range(2 * BIG):  # round_robin connects to every pod
                 demo(b"", timeout=10)
-            walls: dict[str, list[float]] = {"discover": [], "update": [], "total": []}
+            walls: dict[str, list[float]] = {"discover": [], "update": [], "total": [], "grpc": []}
             failed = 0
             for trial in range(trials):
                 if trial % 2 == 0:
@@ -149,6 +148,16 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
                 walls["total"].append((end - start) * 1000)
                 for _ in range(20):  # a few calls on the new channel between trials
                     demo(b"", timeout=10)
+                # grpc's own floor: one more channel of the same plan (target on the
+                # local DNS, options), from its creation to READY, nothing else.
+                start = time.perf_counter()
+                alone = factory(plan(endpoints))
+                try:
+                    if not wait_ready(alone, 10.0, lambda: False):
+                        failed += 1
+                finally:
+                    walls["grpc"].append((time.perf_counter() - start) * 1000)
+                    alone.close()
         finally:
             channel.close()
             local.close()
@@ -167,6 +176,12 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
     )
     suite.trials("of which discover(), 1000 A records over TCP", walls["discover"], "ms")
     suite.trials("of which publish + update() (new channel READY, swap)", walls["update"], "ms")
+    suite.trials(
+        "grpc alone, same run: a new channel of the same plan (local DNS, options), created "
+        "to READY",
+        walls["grpc"],
+        "ms",
+    )
     suite.add("failed or unchanged updates", failed, "trials", target="0")
 
 
