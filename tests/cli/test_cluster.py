@@ -611,6 +611,8 @@ def test_subprocess_watch_ends_on_sigint_with_exit_0(embedded_dns: DNSResponder)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A watch that outlives its Ctrl-C dumps every thread's stack on SIGABRT below.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert proc.stdout is not None
@@ -618,7 +620,12 @@ def test_subprocess_watch_ends_on_sigint_with_exit_0(embedded_dns: DNSResponder)
         assert shown[0].startswith("kubernetes:///sigint-watch.app:8000"), shown
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"still running 60 s after SIGINT; its threads:\n{err}")
         assert proc.returncode == 0, (shown, out, err)
     finally:
         if proc.poll() is None:
