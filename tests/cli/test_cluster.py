@@ -593,11 +593,17 @@ def test_subprocess_convert_with_kubeconfig_env_and_stdin(
 
 def test_subprocess_watch_ends_on_sigint_with_exit_0(embedded_dns: DNSResponder) -> None:
     embedded_dns.add_pod("sigint-watch", NS, "10.7.3.1")
+    # As from a terminal: Ctrl-C's default action even when this test runs in a background
+    # job, whose shell hands SIGINT down ignored (and Python keeps it so).
+    default_sigint = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'dnsbalance'; runpy.run_module('dnsbalance', run_name='__main__')"
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "dnsbalance",
+            "-c",
+            default_sigint,
             "resolve",
             f"sigint-watch.{NS}:8000",
             "--nameserver",
