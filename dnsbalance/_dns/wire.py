@@ -31,11 +31,11 @@ holds all of this against dnspython.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-import dns.ipv4
 import dns.ipv6
 import dns.rcode
 import dns.rdataclass
@@ -56,8 +56,8 @@ _A, _AAAA, _SRV, _OPT, _NS, _SOA = (
 )
 _ADDRESS_SIZE: dict[int, int] = {_A: 4, _AAAA: 16}
 _ADDRESS_TEXT: dict[int, Callable[[bytes], str]] = {
-    _A: dns.ipv4.inet_ntoa,
-    _AAAA: dns.ipv6.inet_ntoa,
+    _A: socket.inet_ntoa,  # dnspython's text for 4 bytes (its own is Python: 2x slower)
+    _AAAA: dns.ipv6.inet_ntoa,  # dnspython's own: its IPv6 text is not glibc's in places
 }
 _IN = dns.rdataclass.IN
 _MAX_TTL = 0x7FFFFFFF  # dnspython reads a larger TTL as 0 (RFC 2181 8)

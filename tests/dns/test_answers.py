@@ -484,3 +484,49 @@ def test_a_truncated_answer_to_another_opcode_is_not_retried_over_tcp() -> None:
     reply, oracle = read(lambda q: message(q, flags=0x8000 | 0x0800 | 0x0200))
     assert isinstance(oracle, Rejected)
     assert reply is FALLBACK
+
+
+def test_endpoints_read_from_addresses_keep_each_answers_ttl_and_hostname() -> None:
+    # ttl and hostname take no part in equality; endpoints reused from an earlier
+    # answer must still carry this answer's values.
+    from dnsbalance._dns.plan import Addresses, _addresses
+
+    first = _addresses(Addresses(("10.0.0.1", "10.0.0.2"), 5), 80, None)
+    again = _addresses(Addresses(("10.0.0.1", "10.0.0.2"), 7), 80, "pod-a")
+    other_port = _addresses(Addresses(("10.0.0.1",), 7), 81, "pod-a")
+    assert [(ep.ttl, ep.hostname, ep.port) for ep in first] == [(5, None, 80)] * 2
+    assert [(ep.ttl, ep.hostname, ep.port) for ep in again] == [(7, "pod-a", 80)] * 2
+    assert [(ep.ttl, ep.hostname, ep.port) for ep in other_port] == [(7, "pod-a", 81)]
+
+
+def test_a_thousand_addresses_are_read_without_making_a_thousand_endpoints_again() -> None:
+    # A poll that finds one pod changed among 1000 makes one new Endpoint, not 1000
+    # (2-4 ms of a 1000-endpoint rebuild's budget); the rest are the last poll's.
+    from dnsbalance._dns.plan import Addresses, _addresses
+
+    texts = tuple(f"10.1.{i // 250}.{i % 250 + 1}" for i in range(1000))
+    before = _addresses(Addresses(texts, 30), 8000, None)
+    after = _addresses(Addresses((*texts[1:], "10.9.9.9"), 30), 8000, None)
+    reused = {id(ep) for ep in before} & {id(ep) for ep in after}
+    assert len(reused) == 999
+
+
+def test_an_a_record_reads_as_dnspython_writes_it() -> None:
+    # The fast path writes A rdata with socket.inet_ntoa; dnspython is the oracle.
+    import random
+
+    import dns.ipv4
+
+    from dnsbalance._dns.wire import _ADDRESS_TEXT
+
+    rng = random.Random(4)
+    samples = [
+        bytes([a, b, c, d])
+        for a in (0, 1, 127, 255)
+        for b in (0, 255)
+        for c in (0, 9)
+        for d in (0, 10, 255)
+    ]
+    samples += [rng.randbytes(4) for _ in range(2000)]
+    for rdata in samples:
+        assert _ADDRESS_TEXT[A](rdata) == dns.ipv4.inet_ntoa(rdata)
