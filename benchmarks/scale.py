@@ -13,7 +13,11 @@
   that finds a change. (Against unreachable endpoints ``update()`` would instead wait
   its ready timeout, 5 s, and measure nothing but that.) Beside it, grpc's own floor:
   one more channel of the same plan, timed from its creation to READY (the part of
-  ``update()`` that is grpc's).
+  ``update()`` that is grpc's). Before each of the two measurements the last rebuild's
+  old channel has been closed by the drainer and 0.2 s have passed, as between two
+  real polls (seconds apart): a measurement never shares the 2 cores with the close
+  of the 1000-address channel before it (which it did until 2026-12-07; the medians
+  then were 45-61 ms where they are 39-50 ms now, on the same tree).
 - **Idle CPU** (target <= 0.2 s per 60 s for 100 channels, 0.33% of a core): 100
   balanced channels, each to its own Service of 3 pods (127.0.57.1-3), default
   poll_interval 5 s, connected, then idle for 60 s in 4 windows (10 s in 2 in quick mode),
@@ -64,13 +68,14 @@ IDLE_BLOCK = "127.0.57"
 IDLE_CHANNELS = 100
 IDLE_WINDOWS = 4
 NS = "bench"
+SETTLE = 0.2  # seconds of quiet before each 1000-endpoint measurement
 
 
 def run(quick: bool) -> Suite:
     suite = Suite("scale")
     with cluster_dns() as (dns_server, label):
         suite.note(f"DNS server: {label}")
-        _thousand(suite, dns_server, trials=6 if quick else 20)
+        _thousand(suite, dns_server, trials=10 if quick else 20)
         fleet = [Backend(f"{IDLE_BLOCK}.1", 0)]
         fleet += [Backend(f"{IDLE_BLOCK}.{i}", fleet[0].port) for i in (2, 3)]
         try:
@@ -130,6 +135,7 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
             walls: dict[str, list[float]] = {"discover": [], "update": [], "total": [], "grpc": []}
             failed = 0
             for trial in range(trials):
+                _settle(channel)
                 if trial % 2 == 0:
                     dns_server.remove_pod("big", NS, BIG_HOSTS[-1])
                 else:
@@ -150,6 +156,7 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
                     demo(b"", timeout=10)
                 # grpc's own floor: one more channel of the same plan (target on the
                 # local DNS, options), from its creation to READY, nothing else.
+                _settle(channel)
                 start = time.perf_counter()
                 alone = factory(plan(endpoints))
                 try:
@@ -183,6 +190,14 @@ def _thousand(suite: Suite, dns_server: Any, trials: int) -> None:
         "ms",
     )
     suite.add("failed or unchanged updates", failed, "trials", target="0")
+
+
+def _settle(channel: BalancedChannel) -> None:
+    """Let the last rebuild's old channel be closed (by the drainer, on its own thread)
+    before the next measurement: polls that find a change are seconds apart, so a
+    rebuild never shares the CPU with the close of the one before it."""
+    wait_until(lambda: not channel._slots.retired, 5.0)
+    time.sleep(SETTLE)
 
 
 def _rebuilds(suite: Suite, dns_server: Any, fleet: list[Backend], rebuilds: int) -> None:
