@@ -16,8 +16,8 @@
   ``update()`` that is grpc's). Before each of the two measurements the last rebuild's
   old channel has been closed by the drainer and 0.2 s have passed, as between two
   real polls (seconds apart): a measurement never shares the 2 cores with the close
-  of the 1000-address channel before it (which it did until 2026-12-07; the medians
-  then were 45-61 ms where they are 39-50 ms now, on the same tree).
+  of the 1000-address channel before it (which it did until 2026-12-07: on one tree
+  and a quiet machine, 50.7 ms median then, 38.7 ms with the pause).
 - **Idle CPU** (target <= 0.2 s per 60 s for 100 channels, 0.33% of a core): 100
   balanced channels, each to its own Service of 3 pods (127.0.57.1-3), default
   poll_interval 5 s, connected, then idle for 60 s in 4 windows (10 s in 2 in quick mode),
