@@ -44,7 +44,7 @@ from dnsbalance._endpoints import Endpoints
 from dnsbalance._target import Target
 
 from .plan import Question, Reply, lookup_plan
-from .wire import Fingerprint, question_end, scan, truncated
+from .wire import Fingerprint, question_end, scan, truncated, unordered_body
 
 
 class Shortcut(enum.Enum):
@@ -97,13 +97,19 @@ class _Memory:
     # same bytes again need no scan. Several, as servers rotate records (BIND's
     # rrset-order, CoreDNS's loadbalance).
     bodies: list[bytes] = field(default_factory=list)
+    # The adopted A/AAAA answer's records, order and TTLs aside (wire.unordered_body):
+    # any order of them again needs no scan, however many records (3 come in 6
+    # orders, 5 in 120: more than ``bodies`` holds).
+    unordered: bytes | None = None
 
-    def adopt(self, fingerprint: Fingerprint | bytes, reply: Reply) -> None:
-        self.fingerprint, self.reply = fingerprint, reply
+    def adopt(
+        self, fingerprint: Fingerprint | bytes, reply: Reply, unordered: bytes | None = None
+    ) -> None:
+        self.fingerprint, self.reply, self.unordered = fingerprint, reply, unordered
         self.bodies.clear()
 
     def forget(self) -> None:
-        self.fingerprint, self.reply = None, None
+        self.fingerprint, self.reply, self.unordered = None, None, None
         self.bodies.clear()
 
     def seen(self, body: bytes) -> None:
@@ -207,8 +213,10 @@ class AnswerCache:
         if reply is FALLBACK:
             memory.forget()
             return FALLBACK
-        memory.adopt(seen, reply)
-        if scanned is not None:
+        if scanned is None:
+            memory.adopt(seen, reply)
+        else:
+            memory.adopt(seen, reply, unordered_body(response, query.wire, query.question_end))
             memory.seen(response[2:])
         return reply
 
@@ -227,8 +235,15 @@ class AnswerCache:
                 memory.repeated = same and response[:2] == query.id
             elif memory.fingerprint is not None:
                 body = response[2:]
-                if response[:2] == query.id and body in memory.bodies:
-                    memory.repeated = True  # bytes scanned before: the same reading
+                if response[:2] == query.id and (
+                    body in memory.bodies
+                    or (
+                        memory.unordered is not None
+                        and unordered_body(response, query.wire, query.question_end)
+                        == memory.unordered
+                    )
+                ):
+                    memory.repeated = True  # the reading of bytes scanned before
                     continue
                 scanned = scan(response, query.wire, query.question_end)
                 memory.repeated = scanned is not None and scanned.fingerprint == memory.fingerprint

@@ -60,6 +60,10 @@ _ADDRESS_TEXT: dict[int, Callable[[bytes], str]] = {
     _AAAA: dns.ipv6.inet_ntoa,  # dnspython's own: its IPv6 text is not glibc's in places
 }
 _IN = dns.rdataclass.IN
+# An answer record as BIND and CoreDNS write it: owner a pointer to the question, then
+# type and class IN (:func:`unordered_body`), and its rdata length.
+_RECORD_HEAD: dict[int, bytes] = {t: struct.pack("!HHH", 0xC00C, t, _IN) for t in (_A, _AAAA)}
+_RDLENGTH: dict[int, bytes] = {t: struct.pack("!H", n) for t, n in _ADDRESS_SIZE.items()}
 _MAX_TTL = 0x7FFFFFFF  # dnspython reads a larger TTL as 0 (RFC 2181 8)
 _ROOT = -1  # the key of the root name (see _Names)
 
@@ -119,6 +123,37 @@ def scan(response: bytes, query: bytes, question_end: int | None = None) -> Scan
         return _scan(response, query, question_end)
     except (struct.error, IndexError, _NotRead):
         return None
+
+
+def unordered_body(response: bytes, query: bytes, end: int) -> bytes | None:
+    """``response`` after its ID with its answer records sorted and their TTLs left
+    out, when every answer record is an A/AAAA of the question's type and class IN,
+    owned by a pointer to the question (``C0 0C``), with rdata of the type's size, as
+    BIND and CoreDNS write them; None for any other shape (and for a message too
+    short for its count). ``end`` is where ``query``'s question ends.
+
+    Two such bodies are equal only when the messages differ at most in the order of
+    those records and their TTLs (the record count and size are fixed by the header
+    and the question the body starts with), which :attr:`Scanned.fingerprint` leaves
+    out too: once one of them scanned to a fingerprint, every other order of it
+    would scan to the same one. So a poll recognises CoreDNS's shuffled answers
+    (``loadbalance``) and BIND's rotated ones without a scan."""
+    qtype = int.from_bytes(query[end - 4 : end - 2], "big")
+    size = _ADDRESS_SIZE.get(qtype)
+    if size is None:
+        return None
+    count = int.from_bytes(response[6:8], "big")
+    stop = end + count * (12 + size)
+    if len(response) < stop:
+        return None
+    head = _RECORD_HEAD[qtype]
+    records = []
+    for pos in range(end, stop, 12 + size):
+        if response[pos : pos + 6] != head or response[pos + 10 : pos + 12] != _RDLENGTH[qtype]:
+            return None
+        records.append(response[pos + 12 : pos + 12 + size])
+    records.sort()
+    return b"".join((response[2:end], *records, response[stop:]))
 
 
 def question_end(query: bytes) -> int:

@@ -314,3 +314,108 @@ def test_query_ids_avoid_those_taken_on_the_same_socket() -> None:
     assert len(ids) == len(batch)
     assert len(set(ids)) == len(ids)
     assert set(ids) <= free
+
+
+# -- answers recognised whatever their order ----------------------------------------------
+
+
+def test_every_order_of_the_last_answer_is_recognised_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CoreDNS's ``loadbalance`` shuffles an answer's records on every reply (BIND's
+    rrset-order rotates them): 3 records come in 6 orders, 5 in 120. The poll clock
+    recognises each as the last answer by its records, order and TTLs aside, without
+    scanning it (a scan was half of an idle poller's CPU)."""
+    import itertools
+
+    import dnsbalance._dns.answer_cache as answer_cache
+
+    cache = AnswerCache(make_resolver(["127.0.0.1"]))
+    question = Question(dns.name.from_text(QNAME), dns.rdatatype.A)
+    batch = (question,)
+
+    def answer_with(addresses: list[str], ttl: int = 5) -> tuple[list[Any], dict[bytes, bytes]]:
+        queries = cache.queries(batch)
+        query = queries[0]
+        assert query is not None
+        _, response = exchange_of(addresses, ttl=ttl)
+        return queries, {query.id: query.id + response[2:]}
+
+    old = [f"10.0.0.{i}" for i in range(1, 6)]
+    queries, responses = answer_with(old)
+    assert cache.replies(batch, queries, responses)[0] is not None  # adopted
+    cache.remember(batch, ())
+    scans = []
+    real_scan = answer_cache.scan
+    monkeypatch.setattr(answer_cache, "scan", lambda *args: scans.append(args) or real_scan(*args))
+    orders = list(itertools.permutations(old))
+    for i, order in enumerate(orders):
+        queries, responses = answer_with(list(order), ttl=5 + i % 7)
+        cache.recognise(batch, queries, responses)
+        assert cache.unchanged(batch) is not None, order
+    assert scans == []
+    queries, responses = answer_with(old[:4])  # a pod left: scanned, not recognised
+    cache.recognise(batch, queries, responses)
+    assert cache.unchanged(batch) is None
+    assert len(scans) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=30, unique=True),
+    st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=30, unique=True),
+    st.randoms(use_true_random=False),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["A", "AAAA"]),
+)
+def test_an_unordered_body_stands_for_one_fingerprint(
+    left: list[int], right: list[int], rng: random.Random, ttl: int, rdtype: str
+) -> None:
+    """What the order-free recognition rests on: two answers with equal unordered
+    bodies scan to the same fingerprint (and every order and TTL of one answer has
+    the same body)."""
+    from dnsbalance._dns.wire import question_end, unordered_body
+
+    def text(n: int) -> str:
+        if rdtype == "A":
+            return dns.ipv4.inet_ntoa(struct.pack("!I", n))
+        return dns.ipv6.inet_ntoa(struct.pack("!QQ", n, n * 7919))
+
+    first = [text(n) for n in left]
+    shuffled = list(first)
+    rng.shuffle(shuffled)
+    query, a = exchange_of(first, rdtype=rdtype)
+    _, b = exchange_of(shuffled, rdtype=rdtype, ttl=ttl)
+    _, c = exchange_of([text(n) for n in right], rdtype=rdtype, ttl=ttl)
+    end = question_end(query)
+    keys = [unordered_body(wire, query, end) for wire in (a, b, c)]
+    assert None not in keys
+    assert keys[0] == keys[1]
+    prints = [fingerprint(wire, query) for wire in (a, b, c)]
+    assert prints[0] == prints[1]
+    assert (keys[0] == keys[2]) == (prints[0] == prints[2]) == (set(left) == set(right))
+
+
+def test_answers_of_another_shape_have_no_unordered_body() -> None:
+    """Only answers whose every record is an A/AAAA of the question's type, owned by
+    a pointer to the question, of the type's size, are read without a scan."""
+    from dnsbalance._dns.wire import question_end, unordered_body
+    from tests.kits.dns_wire import CNAME, POINTER_TO_QUESTION, message, name, rr
+
+    query = dns.message.make_query(QNAME, "A", use_edns=0, payload=1232).to_wire()
+    end = question_end(query)
+    good = rr(POINTER_TO_QUESTION, dns.rdatatype.A, bytes([10, 0, 0, 1]))
+    cases = {
+        "uncompressed owner": [rr(name(QNAME), dns.rdatatype.A, bytes([10, 0, 0, 1]))],
+        "a CNAME first": [rr(POINTER_TO_QUESTION, CNAME, name("other.ns.svc.cluster.local")), good],
+        "class CH": [rr(POINTER_TO_QUESTION, dns.rdatatype.A, bytes(4), rclass=3)],
+        "AAAA in an A answer": [rr(POINTER_TO_QUESTION, dns.rdatatype.AAAA, bytes(16))],
+        "rdata of 5 bytes": [rr(POINTER_TO_QUESTION, dns.rdatatype.A, bytes(5))],
+    }
+    for case, answer in cases.items():
+        assert unordered_body(message(query, answer=answer), query, end) is None, case
+    assert unordered_body(message(query, answer=[good]), query, end) is not None
+    short = message(query, answer=[good], counts=(1, 2, 0, 0))  # a record missing
+    assert unordered_body(short, query, end) is None
+    srv = dns.message.make_query("_grpc._tcp." + QNAME, "SRV").to_wire()
+    assert unordered_body(message(srv, answer=[]), srv, question_end(srv)) is None
