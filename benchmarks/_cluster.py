@@ -27,10 +27,9 @@ from ._common import (
     Callers,
     Recorder,
     Suite,
-    wait_until,
 )
 from ._kuberesolver import GoClient
-from ._podlisten import PodListeners
+from ._podlisten import PodListeners, slices_note
 
 NS = "bench"
 PORT = 50051
@@ -204,25 +203,14 @@ def measure_large(
                 client = Callers(
                     channel, recorder, rate=20.0, timeout=0.5, limit=120, name="wide"
                 ).start()
-            last, stable_since = -1, time.monotonic()
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and time.monotonic() - stable_since < 5:
-                time.sleep(0.5)
-                now_open = len(listeners.open())
-                if now_open != last:
-                    last, stable_since = now_open, time.monotonic()
-            held = listeners.open()
+            held = listeners.held_when_steady()
             used, ever = len(held), len(listeners.seen())
             if used < count:
-                best = max(sets, key=lambda x: len(x & held))
-                suite.note(
-                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
-                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
-                )
+                suite.note(slices_note(name, held, ever, sets))
             client.stop()
             if channel is not None:
                 channel.close()
-            wait_until(lambda: not listeners.open(), 15, step=0.2)  # the next starts clean
+            listeners.wait_all_closed()
             suite.add(
                 f"{name}: endpoints with an open connection, of a Service's {count} "
                 f"({slices} slices)",

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 __all__ = ["PodListeners"]
@@ -173,6 +174,27 @@ class PodListeners:
     def reset(self) -> None:
         self._ask({"op": "reset"})
 
+    def held_when_steady(self, quiet: float = 5.0, timeout: float = 90.0) -> set[str]:
+        """The endpoints with an open connection once their number has not changed for
+        ``quiet`` seconds (or at ``timeout``): what a client settled on."""
+        last, stable_since = -1, time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and time.monotonic() - stable_since < quiet:
+            time.sleep(0.5)
+            now_open = len(self.open())
+            if now_open != last:
+                last, stable_since = now_open, time.monotonic()
+        return self.open()
+
+    def wait_all_closed(self, timeout: float = 15.0) -> bool:
+        """Whether every connection closed within ``timeout`` (the next client starts clean)."""
+        deadline = time.monotonic() + timeout
+        while self.open():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def close(self) -> None:
         if self._proc.stdin is not None:
             with contextlib.suppress(OSError):
@@ -184,6 +206,16 @@ class PodListeners:
             self._proc.wait(5)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+
+
+def slices_note(name: str, held: set[str], ever: int, slices: list[set[str]]) -> str:
+    """How a client that holds fewer endpoints than the Service has maps onto its
+    EndpointSlices (kuberesolver's issue #66: the most recently changed slice only)."""
+    best = max(slices, key=lambda x: len(x & held))
+    return (
+        f"{name}: {len(held)} endpoints held open, {len(best & held)} of them from one "
+        f"slice (of {len(best)}); {ever} endpoints dialed at some point"
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from ._common import (
 )
 from ._kuberesolver import GoClient, build
 from ._kuberesolver6 import build as build_v6
-from ._podlisten import PodListeners
+from ._podlisten import PodListeners, slices_note
 
 NS = "bench"
 KR, KR6 = "kuberesolver v3", "kuberesolver v6"
@@ -500,27 +500,15 @@ def _wide(
                 client = Callers(
                     channel, recorder, rate=20.0, timeout=0.5, limit=120, name="wide"
                 ).start()
-            # settled: the same number of endpoints with an open connection for 5 s
-            last, stable_since = -1, time.monotonic()
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and time.monotonic() - stable_since < 5:
-                time.sleep(0.5)
-                now_open = len(wide.open())
-                if now_open != last:
-                    last, stable_since = now_open, time.monotonic()
-            held = wide.open()
+            held = wide.held_when_steady()
             used, ever = len(held), len(wide.seen())
             if used < count:
                 sets = [set(hosts[n * 100 : (n + 1) * 100]) for n in range(11)]
-                best = max(sets, key=lambda x: len(x & held))
-                suite.note(
-                    f"{name}: {used} endpoints held open, {len(best & held)} of them from one "
-                    f"slice (of {len(best)}); {ever} endpoints dialed at some point"
-                )
+                suite.note(slices_note(name, held, ever, sets))
             client.stop()
             if channel is not None:
                 channel.close()
-            wait_until(lambda: not wide.open(), 15, step=0.2)  # the next starts clean
+            wide.wait_all_closed()
             suite.add(
                 f"{name}: endpoints with an open connection, of a Service's {count}",
                 used,
