@@ -189,6 +189,9 @@ class AnswerCache:
     def reply(self, question: Question, query: Query, response: bytes) -> Reply | Shortcut:
         """The reply to hand the plan for ``response``, FALLBACK or TRUNCATED."""
         memory = self._memory[question]
+        if _known(memory, query, response):
+            memory.repeated = True
+            return memory.reply
         scanned = scan(response, query.wire, query.question_end)
         if scanned is not None:
             seen: Fingerprint | bytes = scanned.fingerprint
@@ -234,21 +237,13 @@ class AnswerCache:
                 same = response[2:] == memory.fingerprint
                 memory.repeated = same and response[:2] == query.id
             elif memory.fingerprint is not None:
-                body = response[2:]
-                if response[:2] == query.id and (
-                    body in memory.bodies
-                    or (
-                        memory.unordered is not None
-                        and unordered_body(response, query.wire, query.question_end)
-                        == memory.unordered
-                    )
-                ):
-                    memory.repeated = True  # the reading of bytes scanned before
+                if _known(memory, query, response):
+                    memory.repeated = True
                     continue
                 scanned = scan(response, query.wire, query.question_end)
                 memory.repeated = scanned is not None and scanned.fingerprint == memory.fingerprint
                 if memory.repeated:
-                    memory.seen(body)
+                    memory.seen(response[2:])
 
     def replay(self) -> Batch:
         """The questions of the last lookup, when all of them may take the shortcut."""
@@ -296,6 +291,18 @@ class AnswerCache:
         if resolver.flags is not None:
             query.flags = resolver.flags
         return query.to_wire()
+
+
+def _known(memory: _Memory, query: Query, response: bytes) -> bool:
+    """Whether ``response`` is one of the scanned answers behind ``memory``'s
+    fingerprint again, by its bytes or its records in another order (never a scan)."""
+    if not isinstance(memory.fingerprint, tuple) or response[:2] != query.id:
+        return False
+    if response[2:] in memory.bodies:
+        return True
+    return memory.unordered is not None and memory.unordered == unordered_body(
+        response, query.wire, query.question_end
+    )
 
 
 def read_reply(
