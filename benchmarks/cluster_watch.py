@@ -354,6 +354,16 @@ def _new_pods(
             summary=f"new connections per added pod ({SERVER})",
             cell=mode_prefix(lane.name) + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
         )
+    for name in (API, AUTO):  # the same trial's change, side by side: robust to its noise
+        if KR6 not in total or name not in total:
+            continue
+        pairs = [(a, b) for a, b in zip(total[name], total[KR6], strict=False) if a and b]
+        if pairs:
+            below = sum(1 for a, b in pairs if a <= b)
+            suite.note(
+                f"{name}: at or below kuberesolver v6 in {below} of {len(pairs)} paired "
+                "trials (Ready patch to first call, the same trial's change)"
+            )
     if slice_part:
         suite.trials(
             "Ready status patch to the slice's watch event (harness watcher)",
