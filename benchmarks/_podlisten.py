@@ -186,15 +186,6 @@ class PodListeners:
                 last, stable_since = now_open, time.monotonic()
         return self.open()
 
-    def wait_all_closed(self, timeout: float = 15.0) -> bool:
-        """Whether every connection closed within ``timeout`` (the next client starts clean)."""
-        deadline = time.monotonic() + timeout
-        while self.open():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.2)
-        return True
-
     def close(self) -> None:
         if self._proc.stdin is not None:
             with contextlib.suppress(OSError):

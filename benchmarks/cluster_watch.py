@@ -357,7 +357,8 @@ def _new_pods(
     for name in (API, AUTO):  # the same trial's change, side by side: robust to its noise
         if KR6 not in total or name not in total:
             continue
-        pairs = [(a, b) for a, b in zip(total[name], total[KR6], strict=False) if a and b]
+        both = zip(total[name], total[KR6], strict=False)
+        pairs = [(a, b) for a, b in both if a is not None and b is not None]
         if pairs:
             below = sum(1 for a, b in pairs if a <= b)
             suite.note(

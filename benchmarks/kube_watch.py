@@ -508,7 +508,7 @@ def _wide(
             client.stop()
             if channel is not None:
                 channel.close()
-            wide.wait_all_closed()
+            wait_until(lambda: not wide.open(), 15, step=0.2)  # the next starts clean
             suite.add(
                 f"{name}: endpoints with an open connection, of a Service's {count}",
                 used,
