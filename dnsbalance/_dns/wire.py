@@ -142,16 +142,16 @@ def unordered_body(response: bytes, query: bytes, end: int) -> bytes | None:
     size = _ADDRESS_SIZE.get(qtype)
     if size is None:
         return None
-    count = int.from_bytes(response[6:8], "big")
-    stop = end + count * (12 + size)
+    step = 12 + size  # owner pointer, type, class, TTL, rdlength; then the rdata
+    stop = end + int.from_bytes(response[6:8], "big") * step
     if len(response) < stop:
         return None
-    head = _RECORD_HEAD[qtype]
+    head, rdlength = _RECORD_HEAD[qtype], _RDLENGTH[qtype]
     records = []
-    for pos in range(end, stop, 12 + size):
-        if response[pos : pos + 6] != head or response[pos + 10 : pos + 12] != _RDLENGTH[qtype]:
+    for pos in range(end, stop, step):
+        if response[pos : pos + 6] != head or response[pos + 10 : pos + 12] != rdlength:
             return None
-        records.append(response[pos + 12 : pos + 12 + size])
+        records.append(response[pos + 12 : pos + step])
     records.sort()
     return b"".join((response[2:end], *records, response[stop:]))
 
