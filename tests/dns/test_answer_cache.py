@@ -263,6 +263,29 @@ def test_memory_keeps_only_the_last_lookups_questions(embedded_dns: Any) -> None
     assert len(cache._memory) == 2
 
 
+def answered(
+    cache: AnswerCache, batch: tuple[Question, ...], addresses: list[str], *, ttl: int = 5
+) -> tuple[list[Any], dict[bytes, bytes]]:
+    """The batch's (one) query, and an answer with ``addresses`` in that order under
+    its ID, as a driver hands them to the cache."""
+    queries = cache.queries(batch)
+    query = queries[0]
+    assert query is not None
+    _, response = exchange_of(addresses, ttl=ttl)
+    return queries, {query.id: query.id + response[2:]}
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The calls the answer cache makes to wire.scan from now on (scan itself runs)."""
+    import dnsbalance._dns.answer_cache as answer_cache
+
+    calls: list[tuple[Any, ...]] = []
+    real_scan = answer_cache.scan
+    monkeypatch.setattr(answer_cache, "scan", lambda *args: calls.append(args) or real_scan(*args))
+    return calls
+
+
 def test_answers_seen_before_are_recognised_and_forgotten_when_the_answer_changes() -> None:
     """The poll clock recognises answers by their bytes once scanned (servers rotate
     records, so several orders count); an order seen under the old addresses never
@@ -272,12 +295,7 @@ def test_answers_seen_before_are_recognised_and_forgotten_when_the_answer_change
     batch = (question,)
 
     def answer_with(addresses: list[str]) -> tuple[list[Any], dict[bytes, bytes]]:
-        queries = cache.queries(batch)
-        query = queries[0]
-        assert query is not None
-        _, response = exchange_of(addresses)
-        response = query.id + response[2:]
-        return queries, {query.id: response}
+        return answered(cache, batch, addresses)
 
     def recognised(addresses: list[str]) -> bool:
         queries, responses = answer_with(addresses)
@@ -320,7 +338,7 @@ def test_query_ids_avoid_those_taken_on_the_same_socket() -> None:
 
 
 def test_every_order_of_the_last_answer_is_recognised_without_a_scan(
-    monkeypatch: pytest.MonkeyPatch,
+    scans: list[tuple[Any, ...]],
 ) -> None:
     """CoreDNS's ``loadbalance`` shuffles an answer's records on every reply (BIND's
     rrset-order rotates them): 3 records come in 6 orders, 5 in 120. The poll clock
@@ -328,33 +346,21 @@ def test_every_order_of_the_last_answer_is_recognised_without_a_scan(
     scanning it (a scan was half of an idle poller's CPU)."""
     import itertools
 
-    import dnsbalance._dns.answer_cache as answer_cache
-
     cache = AnswerCache(make_resolver(["127.0.0.1"]))
     question = Question(dns.name.from_text(QNAME), dns.rdatatype.A)
     batch = (question,)
-
-    def answer_with(addresses: list[str], ttl: int = 5) -> tuple[list[Any], dict[bytes, bytes]]:
-        queries = cache.queries(batch)
-        query = queries[0]
-        assert query is not None
-        _, response = exchange_of(addresses, ttl=ttl)
-        return queries, {query.id: query.id + response[2:]}
-
     old = [f"10.0.0.{i}" for i in range(1, 6)]
-    queries, responses = answer_with(old)
+    queries, responses = answered(cache, batch, old)
     assert cache.replies(batch, queries, responses)[0] is not None  # adopted
     cache.remember(batch, ())
-    scans = []
-    real_scan = answer_cache.scan
-    monkeypatch.setattr(answer_cache, "scan", lambda *args: scans.append(args) or real_scan(*args))
+    scans.clear()
     orders = list(itertools.permutations(old))
     for i, order in enumerate(orders):
-        queries, responses = answer_with(list(order), ttl=5 + i % 7)
+        queries, responses = answered(cache, batch, list(order), ttl=5 + i % 7)
         cache.recognise(batch, queries, responses)
         assert cache.unchanged(batch) is not None, order
     assert scans == []
-    queries, responses = answer_with(old[:4])  # a pod left: scanned, not recognised
+    queries, responses = answered(cache, batch, old[:4])  # a pod left: scanned, not recognised
     cache.recognise(batch, queries, responses)
     assert cache.unchanged(batch) is None
     assert len(scans) == 1
@@ -422,29 +428,21 @@ def test_answers_of_another_shape_have_no_unordered_body() -> None:
 
 
 def test_a_poller_lookup_reads_a_reordered_unchanged_answer_without_a_scan(
-    monkeypatch: pytest.MonkeyPatch,
+    scans: list[tuple[Any, ...]],
 ) -> None:
     """The poller's own lookups (an answer over TCP, which the clock leaves to them: a
     Service of more than ~28 pods) get the same shortcut: a 1000-record answer in
     another order is the last reply, not a scan of 16 KB (1-2 ms of CPU a poll)."""
-    import dnsbalance._dns.answer_cache as answer_cache
-
     cache = AnswerCache(make_resolver(["127.0.0.1"]))
     question = Question(dns.name.from_text(QNAME), dns.rdatatype.A)
     batch = (question,)
     addresses = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(1000)]
 
     def replies_for(order: list[str]) -> list[Any]:
-        queries = cache.queries(batch)
-        query = queries[0]
-        assert query is not None
-        _, response = exchange_of(order)
-        return cache.replies(batch, queries, {query.id: query.id + response[2:]})
+        return cache.replies(batch, *answered(cache, batch, order))
 
     first = replies_for(addresses)[0]
-    scans = []
-    real_scan = answer_cache.scan
-    monkeypatch.setattr(answer_cache, "scan", lambda *args: scans.append(args) or real_scan(*args))
+    scans.clear()
     rng = random.Random(7)
     for _ in range(3):
         order = list(addresses)
