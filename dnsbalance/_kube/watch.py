@@ -29,14 +29,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import KubernetesError, api_error
 from dnsbalance._metrics import TargetMetrics
 
-from .client import _kubernetes
+from .client import _kubernetes, watch_events
 from .readers import Readers, SliceReader, ViewCallback
 from .slices import SERVICE_NAME_LABEL
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
@@ -391,7 +391,7 @@ class SliceWatcher:
             self._readers.emit(None)
         events = 0
         try:
-            for event in _events(resp):
+            for event in watch_events(resp):
                 events += 1
                 self._apply(event)
                 if self._stop.is_set():
@@ -434,18 +434,3 @@ class SliceWatcher:
             self._rv = str(rv)
         if kind in ("ADDED", "MODIFIED", "DELETED"):  # not BOOKMARK, nor unknown types
             self._readers.event(kind, obj)
-
-
-def _events(resp: Any) -> Iterator[dict[str, Any]]:
-    """The JSON events of a watch response, one per line."""
-    _, _, watch = _kubernetes()
-    for line in watch.iter_resp_lines(resp):
-        if not line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            log.debug("skipping a watch line that is not JSON: %.100r", line)
-            continue
-        if isinstance(event, dict):
-            yield event
