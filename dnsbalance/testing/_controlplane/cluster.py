@@ -228,18 +228,25 @@ class ClusterObjects:
 
     def ready_addresses(self, namespace: str, service: str) -> set[str]:
         """The ready endpoints' addresses in the Service's EndpointSlices, now."""
+        return {
+            address for address, ready in self.listed_addresses(namespace, service).items() if ready
+        }
+
+    def listed_addresses(self, namespace: str, service: str) -> dict[str, bool]:
+        """Every endpoint address in the Service's EndpointSlices now, and whether it is
+        ready (a nil ``ready`` counts as true)."""
         from kubernetes import client
 
         slices = client.DiscoveryV1Api(self.admin).list_namespaced_endpoint_slice(
             namespace, label_selector=f"kubernetes.io/service-name={service}"
         )
-        ready: set[str] = set()
+        listed: dict[str, bool] = {}
         for item in slices.items:
             for endpoint in item.endpoints or ():
                 conditions = endpoint.conditions
-                if conditions is None or conditions.ready is not False:
-                    ready.update(endpoint.addresses)
-        return ready
+                ready = conditions is None or conditions.ready is not False
+                listed.update(dict.fromkeys(endpoint.addresses, ready))
+        return listed
 
     def wait_for_ready(
         self, namespace: str, service: str, addresses: Iterable[str], *, timeout: float = 30.0

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -131,6 +133,18 @@ class ControlPlane(ClusterObjects):
         for component in reversed(self._components):
             component.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def controllers_paused(self) -> Iterator[None]:
+        """kube-controller-manager stopped (SIGSTOP to its PID) for the block and continued
+        after (SIGCONT): the EndpointSlice controller falls behind the pods, as a busy or
+        restarting one does, while the API server and its watches go on."""
+        manager = next(c for c in self._components if c.name == "kube-controller-manager")
+        os.kill(manager.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(manager.pid, signal.SIGCONT)
 
     def __enter__(self) -> Self:
         return self.start()
