@@ -25,6 +25,7 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import KubernetesError
 from dnsbalance._metrics import TargetMetrics
 
+from .pods import ReadyPairs
 from .slices import ApiEndpoints, SliceSet, suggested_port
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,14 @@ class Readers:
         self._service = service
         self.listed = False
         self.reported: KubernetesError | None = None
+        self._ready_pods: ReadyPairs = frozenset()
 
     def join(self, reader: SliceReader) -> None:
         """Add ``reader``; when a list has answered it gets the current view (or the
         current error) now, else with the first list."""
         with self._lock:
             self._readers.append(reader)
+            reader.slices.set_ready_pods(self._ready_pods)
             if self.listed:
                 reader.slices.reset(self._objs.values())
                 self._check_port(reader)
@@ -150,6 +153,17 @@ class Readers:
                     reader.slices.upsert(obj)
                     self._check_port(reader)
                 if not reader.slices.view().same(before):
+                    self._hand_on(reader, None)
+
+    def pods_changed(self, pairs: ReadyPairs) -> None:
+        """The Service's Ready pods (:mod:`dnsbalance._kube.pods`) are now ``pairs``
+        (none while the pods are not followed): the readers whose view changed get it."""
+        with self._lock:
+            self._ready_pods = pairs
+            for reader in self._readers:
+                before = reader.slices.view()
+                reader.slices.set_ready_pods(pairs)
+                if self.listed and self.reported is None and not reader.slices.view().same(before):
                     self._hand_on(reader, None)
 
     def emit(self, error: KubernetesError | None) -> None:

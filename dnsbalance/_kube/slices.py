@@ -37,6 +37,7 @@ from typing import Any
 
 from dnsbalance._endpoints import Endpoint, normalize
 
+from .pods import ReadyPairs, pod_uid, speaks_for
 from .topology import MAX_HINTS, valid_node_name, valid_zone_name
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,16 @@ def read_slice(
     *,
     include_terminating: bool = False,
     names: frozenset[str] = frozenset(),
+    ready_pods: ReadyPairs = frozenset(),
 ) -> SliceEndpoints:
     """Read one EndpointSlice (a JSON dict, camelCase as the API sends it).
 
     ``port``: a name is looked up in the slice's ``ports`` (a slice without it
     contributes nothing); a number goes through :func:`numeric_port`, ``names`` being
-    the names other slices give that number.
+    the names other slices give that number. ``ready_pods``: the (UID, IP) of pods now
+    Ready, which the EndpointSlice controller will write ready
+    (:mod:`dnsbalance._kube.pods`): its endpoints there that the controller's slice
+    still lists as not ready and not terminating are ready now.
     """
     address_type = obj.get("addressType")
     if address_type not in ("IPv4", "IPv6"):
@@ -117,19 +122,22 @@ def read_slice(
     usable: list[Endpoint] = []
     unusable: list[Endpoint] = []
     serving_only: list[Endpoint] = []
+    foretold = bool(ready_pods) and speaks_for(obj)
     for item in obj.get("endpoints") or ():
         if not isinstance(item, Mapping):
+            continue
+        addresses = item.get("addresses") or ()
+        address = addresses[0] if isinstance(addresses, list) and addresses else None
+        if not isinstance(address, str):
             continue
         conditions = item.get("conditions") or {}
         ready = conditions.get("ready") is not False
         serving = conditions.get("serving") is not False
         terminating = conditions.get("terminating") is True
+        if foretold and not ready and not terminating and (pod_uid(item), address) in ready_pods:
+            ready = serving = True  # its pod is Ready: the controller will write so
         use = ready or (include_terminating and serving and terminating)
         hostname = item.get("hostname") or None
-        addresses = item.get("addresses") or ()
-        address = addresses[0] if isinstance(addresses, list) and addresses else None
-        if not isinstance(address, str):
-            continue
         zone_hints, node_hints = _hints(item.get("hints"), obj)
         try:
             endpoint = Endpoint(
@@ -291,6 +299,19 @@ class SliceSet:
         self._objs: dict[str, Mapping[str, Any]] = {}
         self._names: frozenset[str] = frozenset()  # numeric port: other slices' names
         self._first: str | None = None  # no port: the Service's first port
+        self._ready_pods: ReadyPairs = frozenset()
+
+    def set_ready_pods(self, pairs: ReadyPairs) -> None:
+        """The Ready pods (see :func:`read_slice`); the slices naming a pod whose
+        readiness changed are read again."""
+        changed = {uid for uid, _ in pairs ^ self._ready_pods}
+        self._ready_pods = pairs
+        for key, obj in list(self._objs.items()):
+            if any(
+                isinstance(item, Mapping) and pod_uid(item) in changed
+                for item in obj.get("endpoints") or ()
+            ):
+                self._read(key)
 
     def reset(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """Replace everything with a fresh list's items."""
@@ -341,6 +362,7 @@ class SliceSet:
                 port,
                 include_terminating=self._include_terminating,
                 names=self._names,
+                ready_pods=self._ready_pods,
             )
 
     def port_mismatch(self) -> tuple[tuple[str, int], ...]:
