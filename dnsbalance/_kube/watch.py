@@ -37,6 +37,7 @@ from dnsbalance._exceptions import KubernetesError, api_error
 from dnsbalance._metrics import TargetMetrics
 
 from .client import _kubernetes, watch_events
+from .pod_watch import PodWatcher
 from .readers import Readers, SliceReader, ViewCallback
 from .slices import SERVICE_NAME_LABEL
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
@@ -126,6 +127,15 @@ class SliceWatcher:
         self._resp_lock = threading.Lock()
         self._resp: Any = None
         self.polling = False  # the watch is forbidden: re-listing every relist_interval
+        self.pods = PodWatcher(
+            api_client,
+            namespace=namespace,
+            service=service,
+            on_change=self._readers.pods_changed,
+            name=f"{name}-pods",
+            rng=self._rng,
+            retry=self._retry,
+        )
 
     @property
     def on_view(self) -> ViewCallback | None:
@@ -206,10 +216,12 @@ class SliceWatcher:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
+                self.pods.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop watching: closes the open stream and joins the thread. Idempotent."""
+        """Stop watching: closes the open streams and joins the threads. Idempotent."""
         self._stop.set()
+        self.pods.stop(timeout)
         with self._resp_lock:
             resp, self._resp = self._resp, None
         if resp is not None:

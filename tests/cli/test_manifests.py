@@ -68,6 +68,13 @@ CLUSTER_SCOPED_RBAC = {"ClusterRole", "ClusterRoleBinding"}
 # Node for its zone takes a ClusterRole; it grants get on nodes and nothing else.
 TOPOLOGY_RBAC = "manifests/rbac-topology.yaml"
 TOPOLOGY_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": {"get"}}]
+# Optional too: a pod's readiness read from the pod, before its slice (issue 24). Apart
+# from rbac.yaml because `list pods` reads the pods' specs (their environment).
+PODS_RBAC = "manifests/rbac-pods.yaml"
+PODS_RULES = [
+    {"apiGroups": [""], "resources": ["services"], "verbs": {"get"}},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": {"list", "watch"}},
+]
 
 
 def yaml_files() -> list[Path]:
@@ -236,6 +243,7 @@ def test_every_role_in_the_repository_is_one_of_these() -> None:
     assert sorted(roles) == [
         ("examples/demo/k8s/rbac.yaml", "dnsbalance"),
         ("manifests/rbac-convert.yaml", "dnsbalance-convert"),
+        ("manifests/rbac-pods.yaml", "dnsbalance-pods"),
         ("manifests/rbac-topology.yaml", "dnsbalance-topology"),
         ("manifests/rbac.yaml", "dnsbalance"),
     ]
@@ -265,6 +273,25 @@ def test_the_topology_role_reads_nodes_only() -> None:
     assert "sed 's/namespace: default/namespace: app/' manifests/rbac-topology.yaml" in text
 
 
+def test_the_pods_role_reads_the_service_and_its_pods_only() -> None:
+    """rbac-pods.yaml: a Role (namespaced, as rbac.yaml) with get on services and list,
+    watch on pods, nothing else, bound to the ServiceAccount rbac.yaml creates."""
+    path = ROOT / PODS_RBAC
+    assert sorted(doc["kind"] for doc in documents(path)) == ["Role", "RoleBinding"]
+    role = one(path, "Role", "dnsbalance-pods")
+    assert normalized_rules(role) == PODS_RULES
+    binding = one(path, "RoleBinding", "dnsbalance-pods")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "dnsbalance-pods",
+    }
+    account = one(MANIFESTS / "rbac.yaml", "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"]}]
+    text = path.read_text(encoding="utf-8")
+    assert "kubectl apply -n NAMESPACE -f manifests/rbac-pods.yaml" in text
+
+
 # -- kustomizations ---------------------------------------------------------------------
 
 
@@ -292,7 +319,8 @@ def test_manifests_kustomization_leaves_only_rbac_convert_out() -> None:
     assert "rbac.yaml" in listed
     assert "rbac-convert.yaml" not in listed, "write access to Services is opt-in"
     assert "rbac-topology.yaml" not in listed, "reading Nodes (cluster-wide) is opt-in"
-    assert present - listed == {"rbac-convert.yaml", "rbac-topology.yaml"}
+    assert "rbac-pods.yaml" not in listed, "reading pods (their specs) is opt-in"
+    assert present - listed == {"rbac-convert.yaml", "rbac-pods.yaml", "rbac-topology.yaml"}
     assert "namespace" not in kustomization(MANIFESTS), "the namespace comes from -n"
 
 

@@ -334,6 +334,8 @@ def test_in_cluster_token_rotation(fleet: Fleet, unique_service: str, tmp_path: 
                 f"{unique_service}.{NS}:grpc", mode="api", api_client=client
             ) as channel:
                 assert wait_until(lambda: kube.watch_count > 0, 3.0)
+                # the pod readiness side is done too (the fake serves no pods: it stops)
+                assert wait_until(lambda: any(r.status == 404 for r in kube.requests), 3.0)
                 # As kubelet does: the new token is in the file before the old one expires.
                 (account / "token").write_text("token-2")
                 kube.rotate_token("token-1", "token-2")

@@ -1,0 +1,129 @@
+"""A pod's Ready condition followed before its EndpointSlice says it, on the real control
+plane: with kube-controller-manager stopped (SIGSTOP) the slices cannot follow the pods,
+so a channel that calls a pod made Ready meanwhile read it from the pod, and one that
+stops calling it when it is made not Ready again read that too. With rbac.yaml alone
+(no access to pods), the slices alone decide and nothing is read early."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from benchmarks._common import TcpProxy
+from dnsbalance._kube.pod_watch import PodWatcher
+from dnsbalance.testing import ControlPlane
+from dnsbalance.testing._controlplane.cluster import PodRef
+from tests.kits.backends import demo_pb2_grpc, wait_until
+
+from .kit import open_channel, stub_for, until_absent, until_seen
+from .test_rbac import MANIFESTS, kubectl
+
+LABELS = {"app": "greeter"}
+
+
+def _greeter(cluster: ControlPlane, namespace: str) -> tuple[set[str], PodRef]:
+    """Two Ready pods and a third listed in the slices as not ready; their backends and
+    the third pod."""
+    cluster.create_service(namespace, "greeter", selector=LABELS)
+    ready = [cluster.add_pod(namespace, f"g{i}", node="node-a", labels=LABELS) for i in range(2)]
+    late = cluster.add_pod(namespace, "late", node="node-a", labels=LABELS, ready=False)
+    cluster.wait_for_ready(namespace, "greeter", [p.ip for p in ready])
+    assert wait_until(lambda: late.ip in cluster.listed_addresses(namespace, "greeter"), 30)
+    return {p.backend for p in ready}, late
+
+
+def _followed_early(
+    cluster: ControlPlane,
+    namespace: str,
+    stub: demo_pb2_grpc.DemoServiceStub,
+    backends: set[str],
+    late: PodRef,
+) -> None:
+    """With the controllers stopped, ``late`` made Ready is called, and made not Ready
+    again is not: read from the pod, as its slice never moved."""
+    assert until_seen(stub, backends, timeout=15) == backends
+    with cluster.controllers_paused():
+        cluster.set_ready(namespace, late.name, True)
+        everyone = backends | {late.backend}
+        assert until_seen(stub, everyone, timeout=15) == everyone
+        cluster.set_ready(namespace, late.name, False)
+        assert until_absent(stub, late.backend, timeout=15)
+        assert cluster.listed_addresses(namespace, "greeter")[late.ip] is False
+
+
+@pytest.mark.parametrize("mode", ["api", "auto"])
+def test_a_pod_made_ready_is_called_before_its_slice_says_so(
+    cluster: ControlPlane, namespace: str, mode: str
+) -> None:
+    backends, late = _greeter(cluster, namespace)
+    with stub_for(open_channel(cluster, namespace, "greeter", mode)) as stub:
+        _followed_early(cluster, namespace, stub, backends, late)
+
+
+def test_the_shipped_pods_role_is_enough(
+    cluster: ControlPlane, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rbac.yaml and rbac-pods.yaml, applied as their comments say."""
+    kubectl(cluster, "apply", "-k", str(MANIFESTS), "-n", namespace)
+    kubectl(cluster, "apply", "-n", namespace, "-f", str(MANIFESTS / "rbac-pods.yaml"))
+    backends, late = _greeter(cluster, namespace)
+    token = cluster.kubeconfig_for(namespace, "dnsbalance", path=tmp_path / "sa")
+    caplog.set_level(logging.INFO, logger="dnsbalance")
+    with stub_for(open_channel(cluster, namespace, "greeter", "api", kubeconfig=token)) as stub:
+        _followed_early(cluster, namespace, stub, backends, late)
+    assert not [r for r in caplog.records if "not following the pods" in r.getMessage()]
+
+
+def test_with_rbac_yaml_alone_the_slices_alone_decide(
+    cluster: ControlPlane, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kubectl(cluster, "apply", "-k", str(MANIFESTS), "-n", namespace)
+    backends, late = _greeter(cluster, namespace)
+    token = cluster.kubeconfig_for(namespace, "dnsbalance", path=tmp_path / "sa")
+    caplog.set_level(logging.INFO, logger="dnsbalance")
+
+    def notes() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "not following the pods" in r.getMessage()]
+
+    with stub_for(open_channel(cluster, namespace, "greeter", "api", kubeconfig=token)) as stub:
+        assert until_seen(stub, backends, timeout=15) == backends
+        assert wait_until(lambda: bool(notes()), 10)
+        with cluster.controllers_paused():
+            cluster.set_ready(namespace, late.name, True)
+            everyone = backends | {late.backend}
+            assert until_seen(stub, everyone, timeout=3) == backends  # 3 s of calls
+        assert until_seen(stub, everyone, timeout=30) == everyone  # the slice caught up
+    assert len(notes()) == 1
+    assert notes()[0].levelno == logging.INFO
+    assert "HTTP 403" in notes()[0].getMessage()
+    assert "manifests/rbac-pods.yaml" in notes()[0].getMessage()
+
+
+def test_while_the_pod_watch_is_down_no_pod_counts(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The pod watch reaches the API server through a TCP relay; the relay goes (every
+    connection cut, none accepted): the watcher hands on no Ready pods until it is back."""
+    from kubernetes import client, config
+
+    _, late = _greeter(cluster, namespace)
+    ready = client.CoreV1Api(cluster.admin).list_namespaced_pod(namespace)
+    want = {(p.metadata.uid, p.status.pod_ip) for p in ready.items if p.metadata.name != late.name}
+    handed: list[frozenset[tuple[str, str]]] = []
+    upstream = cluster.api_url.removeprefix("https://")
+    with TcpProxy("127.0.0.1", [upstream]) as relay:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "relayed")
+        kubeconfig.write_text(kubeconfig.read_text().replace(upstream, relay.address))
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        watcher = PodWatcher(api, namespace=namespace, service="greeter", on_change=handed.append)
+        watcher.start()
+        try:
+            assert wait_until(lambda: bool(handed) and handed[-1] == want, 15), handed
+            relay.close()
+            assert wait_until(lambda: handed[-1] == frozenset(), 15), handed
+            assert watcher.following  # still trying: back once the API is reachable
+        finally:
+            watcher.stop()
+            api.close()
