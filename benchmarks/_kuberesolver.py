@@ -139,7 +139,9 @@ class GoClient:
     process's time.monotonic() clock). ``flags`` are added to its command line (v6's
     ``-ca-file``, ``-token-file``, ``-events``); the v6 client's watch-event lines are
     kept in ``events`` as (time.monotonic(), type, ready addresses). Stopped by closing
-    its stdin."""
+    its stdin. The dnsbalance client of :mod:`benchmarks._pyclient` speaks the same
+    protocol (``binary`` the Python interpreter, ``prefix`` ``-m benchmarks._pyclient``);
+    its ``change`` lines are kept in ``changes`` as (time.monotonic(), addresses)."""
 
     def __init__(
         self,
@@ -153,11 +155,14 @@ class GoClient:
         limit: float = 300.0,
         timeout: float = 5.0,
         flags: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
         self.recorder = recorder
         self.events: list[tuple[float, str, int]] = []
+        self.changes: list[tuple[float, set[str]]] = []
         self._argv = [
             str(binary),
+            *prefix,
             f"-api={api_url}",
             f"-target={target}",
             f"-callers={callers}",
@@ -178,6 +183,7 @@ class GoClient:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            cwd=Path(__file__).resolve().parents[1],  # python -m benchmarks._pyclient
         )
         self._reader = threading.Thread(
             target=self._read, args=(self._proc,), name="bench-go-reader", daemon=True
@@ -205,6 +211,9 @@ class GoClient:
                 self.lines += 1
             elif words[:1] == ["event"] and len(words) >= 4:
                 self.events.append((int(words[1]) / 1e9 - offset, words[2], int(words[3])))
+            elif words[:1] == ["change"] and len(words) >= 3:
+                addresses = set(words[2].split(",")) - {"-"}
+                self.changes.append((int(words[1]) / 1e9 - offset, addresses))
 
     def stop(self) -> None:
         if self._proc is None:
