@@ -37,6 +37,9 @@ PORT = 50051
 SERVER = "real kube-apiserver v1.37.2"
 CIP, NATIVE_DNS, KR6, KR3 = "ClusterIP", "gRPC dns:", "kuberesolver v6", "kuberesolver v3"
 API, AUTO, DNS = "dnsbalance api", "dnsbalance auto", "dnsbalance dns"
+# mode "api" with manifests/rbac.yaml alone: the slices alone (no pod readiness)
+SLICES = "dnsbalance api, rbac.yaml alone"
+MODE = {API: "api", AUTO: "auto", DNS: "dns", SLICES: "api"}
 SHORT = {
     CIP: "cip",
     NATIVE_DNS: "native",
@@ -45,6 +48,7 @@ SHORT = {
     API: "api",
     AUTO: "auto",
     DNS: "dns",
+    SLICES: "slices",
 }
 COLUMN = {
     CIP: CLUSTER_IP,
@@ -54,12 +58,13 @@ COLUMN = {
     API: DNSBALANCE,
     AUTO: DNSBALANCE,
     DNS: DNSBALANCE,
+    SLICES: DNSBALANCE,
 }
-WATCHERS = (KR6, KR3, API, AUTO, DNS)  # those that follow the cluster
+WATCHERS = (KR6, KR3, API, AUTO, DNS, SLICES)  # those that follow the cluster
 
 
 def mode_prefix(name: str) -> str:
-    return f"{name.split()[-1]}: " if name.startswith("dnsbalance") else ""
+    return f"{name.removeprefix('dnsbalance ')}: " if name in MODE else ""
 
 
 class SliceWatcher:
@@ -192,7 +197,7 @@ def measure_large(
                         options=ROUND_ROBIN,
                     )
                 else:
-                    mode = name.split()[-1]
+                    mode = MODE[name]
                     channel = resolve_channel(
                         f"wide.{NS}:{PORT}",
                         mode=mode,  # type: ignore[arg-type]

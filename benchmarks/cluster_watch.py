@@ -13,7 +13,12 @@ counted per client), and every change is made to every contender's pods in one l
 - kuberesolver v6.0.1 (benchmarks/kuberesolver6/) and v3.1.1 (benchmarks/kuberesolver/,
   when it builds): https with the admin token; v6 watches EndpointSlices, v3 core/v1
   Endpoints (the Endpoints controller writes them);
-- dnsbalance ``api``, ``auto`` and ``dns`` (CoreDNS, poll 1 s).
+- dnsbalance ``api``, ``auto`` and ``dns`` (CoreDNS, poll 1 s), with the admin token
+  (so ``api`` and ``auto`` read the pods' readiness too, as ``manifests/rbac-pods.yaml``
+  allows); and ``api`` once more with a ServiceAccount bound to ``manifests/rbac.yaml``
+  alone: the slices alone decide, the EndpointSlice controller's latency included.
+  Each dnsbalance lane runs in a process of its own (:mod:`benchmarks._pyclient`), as
+  each kuberesolver client does, so no lane's latency includes another lane's callers.
 
 Figures: spread over 5 pods; from the Ready status patch to the new pod's first call
 (p50/p95), with the stage in between where it can be timestamped (the slice's watch
@@ -31,6 +36,7 @@ without them the suite says so and measures nothing, and fails under ``CI=true``
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +44,6 @@ from typing import Any
 
 import grpc
 
-from dnsbalance import resolve_channel
 from dnsbalance.testing import ControlPlane, ControlPlaneError
 
 from ._cluster import (
@@ -49,11 +54,13 @@ from ._cluster import (
     DNS,
     KR3,
     KR6,
+    MODE,
     NATIVE_DNS,
     NS,
     PORT,
     SERVER,
     SHORT,
+    SLICES,
     WATCHERS,
     SliceWatcher,
     connections,
@@ -81,7 +88,6 @@ class Lane:
         self.labels = {"bench-lane": SHORT[name]}
         self.pods: list[Any] = []  # PodRefs, oldest first
         self.recorder = Recorder()
-        self.changes: list[tuple[float, set[str]]] = []  # dnsbalance rebuilds
         self.client: Any = None
         self.channel: grpc.Channel | None = None
         self.proxy: TcpProxy | None = None
@@ -106,9 +112,6 @@ class Lane:
     def used_since(self, since: float) -> set[str]:
         return {c.backend for c in self.recorder.window(since, time.monotonic() + 1) if c.backend}
 
-    def on_change(self, old: Any, new: Any) -> None:
-        self.changes.append((time.monotonic(), {e.address for e in new}))
-
     def stop(self) -> None:
         if self.client is not None:
             self.client.stop()
@@ -123,7 +126,7 @@ class Lane:
 
 def run(quick: bool) -> Suite:
     suite = Suite("cluster_watch")
-    trials = 3 if quick else 20
+    trials = 3 if quick else 40
     wide = 150 if quick else 1100
     if os.geteuid() != 0:
         return _unavailable(suite, "the pod network needs root")
@@ -147,6 +150,8 @@ def run(quick: bool) -> Suite:
         plane.create_namespace(NS)
         flags = api_flags(ca_file=plane.ca_file, token_file=token_file(plane.kubeconfig, tmp))
         names = [CIP, NATIVE_DNS, *[n for n in (KR6, KR3) if n in binaries], API, AUTO, DNS]
+        names.append(SLICES)
+        slices_only = _rbac_yaml_alone(plane, Path(tmp))
         suite.note(
             f"{SERVER} with the EndpointSlice and Endpoints controllers and CoreDNS 1.15 "
             f"(control plane up in {up:.1f} s); lanes: "
@@ -159,7 +164,7 @@ def run(quick: bool) -> Suite:
         try:
             _prepare(plane, lanes)
             for lane in lanes:
-                _start(lane, plane, binaries, flags)
+                _start(lane, plane, binaries, flags, slices_only)
             _measure(suite, plane, lanes, watcher, trials)
         finally:
             for lane in lanes:
@@ -187,7 +192,23 @@ def _prepare(plane: ControlPlane, lanes: list[Lane]) -> None:
         plane.wait_for_ready(NS, lane.service, lane.ips(), timeout=60)
 
 
-def _start(lane: Lane, plane: ControlPlane, binaries: dict[str, Path], flags: list[str]) -> None:
+def _rbac_yaml_alone(plane: ControlPlane, folder: Path) -> Path:
+    """A kubeconfig of ServiceAccount ``dnsbalance`` bound to manifests/rbac.yaml's Role
+    alone, applied as shipped: what a client without rbac-pods.yaml runs with."""
+    from kubernetes import utils
+
+    shipped = Path(__file__).resolve().parents[1] / "manifests" / "rbac.yaml"
+    utils.create_from_yaml(plane.admin, str(shipped), namespace=NS)  # type: ignore[no-untyped-call]
+    return plane.kubeconfig_for(NS, "dnsbalance", path=folder / "rbac-yaml-alone")
+
+
+def _start(
+    lane: Lane,
+    plane: ControlPlane,
+    binaries: dict[str, Path],
+    flags: list[str],
+    slices_only: Path,
+) -> None:
     fqdn = f"{lane.service}.{NS}.svc.cluster.local"
     if lane.name in (KR6, KR3):
         lane.client = GoClient(
@@ -208,17 +229,26 @@ def _start(lane: Lane, plane: ControlPlane, binaries: dict[str, Path], flags: li
         lane.channel = grpc.insecure_channel(
             f"dns://{plane.dns_address}/{fqdn}:{PORT}", options=ROUND_ROBIN
         )
-    else:
-        mode = lane.name.split()[-1]
-        lane.channel = resolve_channel(
+    else:  # its own process, as each kuberesolver client has
+        mode = MODE[lane.name]
+        kubeconfig = slices_only if lane.name == SLICES else plane.kubeconfig
+        lane.client = GoClient(
+            Path(sys.executable),
+            plane.api_url,
             f"{lane.service}.{NS}:{PORT}",
-            mode=mode,  # type: ignore[arg-type]
-            kubeconfig=plane.kubeconfig if mode != "dns" else None,
-            nameservers=[plane.dns_address],
-            cluster_domain="cluster.local",
-            poll_interval=1.0,
-            on_change=lane.on_change,
-        )
+            lane.recorder,
+            callers=CALLERS,
+            interval_ms=int(1000 / RATE),
+            limit=1800,
+            prefix=["-m", "benchmarks._pyclient"],
+            flags=[
+                f"-mode={mode}",
+                f"-nameserver={plane.dns_address}",
+                "-poll=1.0",
+                *([f"-kubeconfig={kubeconfig}"] if mode != "dns" else []),
+            ],
+        ).start(timeout=60)
+        return
     lane.client = Callers(
         lane.channel, lane.recorder, threads=CALLERS, rate=RATE, limit=1800, name=lane.name
     ).start()
@@ -298,6 +328,7 @@ def _new_pods(
     client_part: dict[str, list[float | None]] = {lane.name: [] for lane in lanes}
     slice_part: list[float] = []
     stage: dict[str, list[float]] = {lane.name: [] for lane in lanes}
+    acted: dict[str, list[float | None]] = {lane.name: [] for lane in lanes}
     conns: dict[str, list[int]] = {lane.name: [] for lane in lanes}
     for trial in range(trials):
         # ClusterIP and gRPC dns: never follow a new pod; two trials say so
@@ -326,6 +357,8 @@ def _new_pods(
             mark = _stage(lane, patched[lane.name], pod.ip, len(lane.pods))
             if mark is not None and first is not None:
                 stage[lane.name].append(first - mark)
+            if lane.name == KR6 or lane.name in MODE:
+                acted[lane.name].append(None if mark is None else mark - patched[lane.name])
         time.sleep(0.5)
         for lane in active:
             conns[lane.name].append(len(connections(lane.ips()) - before[lane.name]))
@@ -354,7 +387,17 @@ def _new_pods(
             summary=f"new connections per added pod ({SERVER})",
             cell=mode_prefix(lane.name) + f"{sorted(values)[len(values) // 2]} (max {max(values)})",
         )
-    for name in (API, AUTO):  # the same trial's change, side by side: robust to its noise
+    for lane in lanes:
+        if acted[lane.name]:
+            _report(
+                suite,
+                "new pod: Ready status patch to the client acting on it (v6: reads the "
+                "slice's event; dnsbalance: its channel rebuilt onto the pod)",
+                lane.name,
+                acted[lane.name],
+                bound,
+            )
+    for name in (API, AUTO, SLICES):  # the same trial's change, side by side: robust to noise
         if KR6 not in total or name not in total:
             continue
         both = zip(total[name], total[KR6], strict=False)
@@ -387,7 +430,8 @@ def _stage(lane: Lane, patched: float, ip: str, count: int) -> float | None:
         return next(
             (t for t, _, ready in list(lane.client.events) if t >= patched and ready >= count), None
         )
-    return next((t for t, ips in list(lane.changes) if t >= patched and ip in ips), None)
+    changes = getattr(lane.client, "changes", [])
+    return next((t for t, ips in list(changes) if t >= patched and ip in ips), None)
 
 
 def _retire_newest(plane: ControlPlane, lanes: list[Lane]) -> None:
