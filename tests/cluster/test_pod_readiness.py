@@ -6,10 +6,13 @@ stops calling it when it is made not Ready again read that too. With rbac.yaml a
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from benchmarks._common import TcpProxy
 from dnsbalance._kube.pod_watch import PodWatcher
@@ -106,7 +109,7 @@ def test_while_the_pod_watch_is_down_no_pod_counts(
 ) -> None:
     """The pod watch reaches the API server through a TCP relay; the relay goes (every
     connection cut, none accepted): the watcher hands on no Ready pods until it is back."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     _, late = _greeter(cluster, namespace)
     ready = client.CoreV1Api(cluster.admin).list_namespaced_pod(namespace)
@@ -127,3 +130,38 @@ def test_while_the_pod_watch_is_down_no_pod_counts(
         finally:
             watcher.stop()
             api.close()
+
+
+def test_a_refused_token_is_tried_again_not_given_up(
+    cluster: ControlPlane, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401 (a token that rotated under the request) is an error to retry, unlike 403: once
+    the token is good again, the pods are followed."""
+    _greeter(cluster, namespace)
+    want = {
+        (p.metadata.uid, p.status.pod_ip)
+        for p in client_pods(cluster, namespace)
+        if p.metadata.name != "late"
+    }
+    handed: list[frozenset[tuple[str, str]]] = []
+    caplog.set_level(logging.INFO, logger="dnsbalance")
+    token = json.loads(cluster.kubeconfig.read_text())["users"][0]["user"]["token"]
+    configuration = client.Configuration()
+    configuration.host = cluster.api_url
+    configuration.ssl_ca_cert = str(cluster.ca_file)
+    configuration.api_key = {"authorization": "Bearer not-a-token"}
+    with client.ApiClient(configuration) as api:
+        watcher = PodWatcher(api, namespace=namespace, service="greeter", on_change=handed.append)
+        watcher.start()
+        try:
+            assert not wait_until(lambda: bool(handed), 2), handed  # refused, trying again
+            assert watcher.following
+            configuration.api_key = {"authorization": f"Bearer {token}"}
+            assert wait_until(lambda: bool(handed) and handed[-1] == want, 15), handed
+        finally:
+            watcher.stop()
+    assert not [r for r in caplog.records if "not following the pods" in r.getMessage()]
+
+
+def client_pods(cluster: ControlPlane, namespace: str) -> list[Any]:
+    return list(client.CoreV1Api(cluster.admin).list_namespaced_pod(namespace).items)
