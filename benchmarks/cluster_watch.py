@@ -16,7 +16,8 @@ counted per client), and every change is made to every contender's pods in one l
 - dnsbalance ``api``, ``auto`` and ``dns`` (CoreDNS, poll 1 s), with the admin token
   (so ``api`` and ``auto`` read the pods' readiness too, as ``manifests/rbac-pods.yaml``
   allows); and ``api`` once more with a ServiceAccount bound to ``manifests/rbac.yaml``
-  alone: the slices alone decide, the EndpointSlice controller's latency included.
+  alone: the slices alone decide, the EndpointSlice controller's latency included
+  (full runs only: it is no target, and ``--quick`` runs in CI's time).
   Each dnsbalance lane runs in a process of its own (:mod:`benchmarks._pyclient`), as
   each kuberesolver client does, so no lane's latency includes another lane's callers.
 
@@ -150,7 +151,8 @@ def run(quick: bool) -> Suite:
         plane.create_namespace(NS)
         flags = api_flags(ca_file=plane.ca_file, token_file=token_file(plane.kubeconfig, tmp))
         names = [CIP, NATIVE_DNS, *[n for n in (KR6, KR3) if n in binaries], API, AUTO, DNS]
-        names.append(SLICES)
+        if not quick:  # informative, not a target: full runs only (CI's time)
+            names.append(SLICES)
         slices_only = _rbac_yaml_alone(plane, Path(tmp))
         suite.note(
             f"{SERVER} with the EndpointSlice and Endpoints controllers and CoreDNS 1.15 "
