@@ -25,10 +25,8 @@ pod UID and IP per Ready pod in memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +35,7 @@ from dnsbalance._exceptions import KubernetesError, api_error
 
 from .client import _kubernetes, watch_events
 from .pods import ReadyPairs, ReadyPods, selector_of
+from .stream import Expired, StreamThread, json_body, list_pages, watch_error
 from .watch_policy import RetryPolicy, retry_delay, watch_was_healthy
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,6 @@ WATCH_SECONDS = (240, 360)  # as the slices' watch: randomized like client-go
 NO_ACCESS = (403, 404)  # not followed (for this process): the slices alone decide
 
 ApiClient = Any
-
-
-class _Expired(Exception):
-    """The resourceVersion is too old: list again."""
 
 
 class PodWatcher:
@@ -78,33 +73,17 @@ class PodWatcher:
         self._pods = ReadyPods()
         self._handed: ReadyPairs = frozenset()
         self._rv: str | None = None
-        self._stop = threading.Event()
-        self._start_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._resp_lock = threading.Lock()
-        self._resp: Any = None
+        self._stream = StreamThread(name, self._run)
+        self._stop = self._stream.stopping
         self.following = False  # the thread lists and watches (False once it gave up)
 
     def start(self) -> None:
         """Start the thread (idempotent; never again after :meth:`stop`)."""
-        with self._start_lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+        self._stream.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop: closes the open stream and joins the thread. Idempotent."""
-        self._stop.set()
-        with self._resp_lock:
-            resp, self._resp = self._resp, None
-        if resp is not None:
-            try:
-                resp.shutdown() if hasattr(resp, "shutdown") else resp.close()
-            except Exception:  # closing from another thread may race the reader
-                log.debug("%s: closing the pod watch stream", self._name, exc_info=True)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._stream.stop(timeout)
 
     # -- the thread ---------------------------------------------------------------
 
@@ -124,7 +103,7 @@ class PodWatcher:
                 if self._watch(selector):
                     failures = 0
                     continue
-            except _Expired:
+            except Expired:
                 self._rv = None
                 if failures == 0:
                     failures = 1  # at most one re-list at once, then the schedule
@@ -167,10 +146,7 @@ class PodWatcher:
             resp = self._api.read_namespaced_service(
                 self.service, self.namespace, _preload_content=False, _request_timeout=(5, 30)
             )
-            try:
-                body = json.loads(resp.data)
-            finally:
-                resp.release_conn()
+            body = json_body(resp)
         except Exception as exc:
             raise api_error(exc, verb="get", resource="services", namespace=self.namespace) from exc
         selector = selector_of(body)
@@ -179,29 +155,22 @@ class PodWatcher:
         return selector
 
     def _list(self, selector: str) -> None:
-        items: list[Any] = []
-        token: str | None = None
-        for _ in range(10_000):  # pages; bounded
-            body = self._call(selector, limit=LIST_PAGE, _continue=token, _request_timeout=(5, 60))
-            items.extend(body.get("items") or ())
-            metadata = body.get("metadata") or {}
-            token = metadata.get("continue") or None
-            if token is None:
-                self._rv = str(metadata.get("resourceVersion") or "") or None
-                self._pods.reset(items)
-                self._hand_on(self._pods.pairs)
-                return
-        raise KubernetesError("pod list did not end after 10000 pages")
+        items, rv = list_pages(
+            lambda token: self._call(
+                selector, limit=LIST_PAGE, _continue=token, _request_timeout=(5, 60)
+            ),
+            "pod",
+        )
+        self._rv = rv or None
+        self._pods.reset(items)
+        self._hand_on(self._pods.pairs)
 
     def _call(self, selector: str, **kwargs: Any) -> Mapping[str, Any]:
         try:
             resp = self._api.list_namespaced_pod(
                 self.namespace, label_selector=selector, _preload_content=False, **kwargs
             )
-            try:
-                body = json.loads(resp.data)
-            finally:
-                resp.release_conn()
+            body = json_body(resp)
         except Exception as exc:
             raise api_error(exc, verb="list", resource="pods", namespace=self.namespace) from exc
         if not isinstance(body, dict):
@@ -226,13 +195,10 @@ class PodWatcher:
         except Exception as exc:
             error = api_error(exc, verb="watch", resource="pods", namespace=self.namespace)
             if error.status == 410:
-                raise _Expired() from exc
+                raise Expired() from exc
             raise error from exc
-        with self._resp_lock:
-            if self._stop.is_set():
-                resp.close()
-                return True
-            self._resp = resp
+        if not self._stream.hold(resp):
+            return True
         events = 0
         try:
             for event in watch_events(resp):
@@ -241,10 +207,7 @@ class PodWatcher:
                 if self._stop.is_set():
                     return True
         finally:
-            with self._resp_lock:
-                self._resp = None
-            resp.close()
-            resp.release_conn()
+            self._stream.release(resp)
         return watch_was_healthy(time.monotonic() - started, events, self._retry)
 
     def _apply(self, event: Mapping[str, Any]) -> None:
@@ -253,13 +216,7 @@ class PodWatcher:
         if not isinstance(obj, dict):
             return
         if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Expired()
-            raise KubernetesError(
-                f"watch of pods failed: {obj.get('reason')}: {obj.get('message')}",
-                status=obj.get("code") if isinstance(obj.get("code"), int) else None,
-                reason=str(obj.get("reason") or ""),
-            )
+            raise watch_error(obj, "pods")
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self._rv = str(rv)

@@ -24,7 +24,6 @@ channel decides never leaks into another's view.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -40,6 +39,7 @@ from .client import _kubernetes, watch_events
 from .pod_watch import PodWatcher
 from .readers import Readers, SliceReader, ViewCallback
 from .slices import SERVICE_NAME_LABEL
+from .stream import Expired, StreamThread, json_body, list_pages, watch_error
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ QUICK_END = 1.0  # a stream that ends sooner without an event counts as a failur
 WATCH_FORBIDDEN_RETRY = 60.0  # seconds between watch attempts while watch is forbidden
 
 ApiClient = Any  # kubernetes.client.ApiClient (imported lazily: mode="dns" never loads it)
-
-
-class _Expired(Exception):
-    """The watch's resourceVersion is too old: list again."""
 
 
 class _Failed(Exception):
@@ -121,11 +117,8 @@ class SliceWatcher:
         self._rv: str | None = None
         self._first_watch = True  # no watch has ended since the last list
         self._watch_warned = False
-        self._start_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._resp_lock = threading.Lock()
-        self._resp: Any = None
+        self._stream = StreamThread(name, self._run)
+        self._stop = self._stream.stopping
         self.polling = False  # the watch is forbidden: re-listing every relist_interval
         self.pods = PodWatcher(
             api_client,
@@ -211,27 +204,15 @@ class SliceWatcher:
         self._readers.listed_now(items, skip=skip, only_changes=only_changes)
 
     def start(self) -> None:
-        """Start the thread (idempotent; never again after :meth:`stop`)."""
-        with self._start_lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-                self.pods.start()
+        """Start the threads, the pods' too (idempotent; never again after :meth:`stop`)."""
+        self._stream.start()
+        self.pods.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop watching: closes the open streams and joins the threads. Idempotent."""
         self._stop.set()
         self.pods.stop(timeout)
-        with self._resp_lock:
-            resp, self._resp = self._resp, None
-        if resp is not None:
-            try:
-                resp.shutdown() if hasattr(resp, "shutdown") else resp.close()
-            except Exception:  # closing from another thread may race the reader
-                log.debug("%s: closing the watch stream", self._name, exc_info=True)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._stream.stop(timeout)
 
     # -- the thread ---------------------------------------------------------------
 
@@ -262,7 +243,7 @@ class SliceWatcher:
                     continue
                 # The stream ended at once without an event (a proxy or an API that ends
                 # watches at once): resume from the same rv, on the backoff schedule.
-            except _Expired:
+            except Expired:
                 if not self._first_watch:  # resumed from an old rv: list again at once
                     log.debug("%s: resourceVersion expired; listing again", self._name)
                     self._rv = None
@@ -333,16 +314,10 @@ class SliceWatcher:
         self._readers.emit(error)
 
     def _list(self) -> tuple[list[dict[str, Any]], str]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        for _ in range(10_000):  # pages; bounded
-            body = self._call(limit=LIST_PAGE, _continue=token, _request_timeout=(5, 60))
-            items.extend(i for i in body.get("items") or () if isinstance(i, dict))
-            metadata = body.get("metadata") or {}
-            token = metadata.get("continue") or None
-            if token is None:
-                return items, str(metadata.get("resourceVersion") or "")
-        raise KubernetesError("EndpointSlice list did not end after 10000 pages")
+        return list_pages(
+            lambda token: self._call(limit=LIST_PAGE, _continue=token, _request_timeout=(5, 60)),
+            "EndpointSlice",
+        )
 
     def _call(self, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -352,10 +327,7 @@ class SliceWatcher:
                 _preload_content=False,
                 **kwargs,
             )
-            try:
-                body = json.loads(resp.data)
-            finally:
-                resp.release_conn()
+            body = json_body(resp)
         except Exception as exc:
             raise self._failed(exc, "list") from exc
         if not isinstance(body, dict):
@@ -392,13 +364,10 @@ class SliceWatcher:
         except Exception as exc:
             failed = self._failed(exc, "watch")
             if failed.error.status == 410:  # "too old resourceVersion" as an HTTP status
-                raise _Expired() from exc
+                raise Expired() from exc
             raise failed from exc
-        with self._resp_lock:
-            if self._stop.is_set():
-                resp.close()
-                return True
-            self._resp = resp
+        if not self._stream.hold(resp):
+            return True
         if self._readers.reported is not None:  # open again: the view is current
             self._readers.emit(None)
         events = 0
@@ -408,7 +377,7 @@ class SliceWatcher:
                 self._apply(event)
                 if self._stop.is_set():
                     return True
-        except _Expired:
+        except Expired:
             raise
         except KubernetesError as exc:  # an ERROR event other than 410
             raise _Failed(exc, "watch", None) from exc
@@ -417,10 +386,7 @@ class SliceWatcher:
                 return True
             log.debug("%s: watch stream ended: %r", self._name, exc)
         finally:
-            with self._resp_lock:
-                self._resp = None
-            resp.close()
-            resp.release_conn()
+            self._stream.release(resp)
         self._first_watch = False
         self._readers.watch_restarted()
         up_for = time.monotonic() - started
@@ -434,13 +400,7 @@ class SliceWatcher:
         if not isinstance(obj, dict):
             return
         if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Expired()
-            raise KubernetesError(
-                f"watch of endpointslices failed: {obj.get('reason')}: {obj.get('message')}",
-                status=obj.get("code") if isinstance(obj.get("code"), int) else None,
-                reason=str(obj.get("reason") or ""),
-            )
+            raise watch_error(obj, "endpointslices")
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self._rv = str(rv)
