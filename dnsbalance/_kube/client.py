@@ -4,11 +4,10 @@ namespace rule, and the token file a long-running client re-reads."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -263,18 +262,3 @@ class TokenFile:
                 for key in ("BearerToken", "authorization"):
                     configuration.api_key[key] = f"bearer {token}"
                     configuration.api_key_prefix.pop(key, None)
-
-
-def watch_events(resp: Any) -> Iterator[dict[str, Any]]:
-    """The JSON events of a watch response, one per line."""
-    _, _, watch = _kubernetes()
-    for line in watch.iter_resp_lines(resp):
-        if not line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            log.debug("skipping a watch line that is not JSON: %.100r", line)
-            continue
-        if isinstance(event, dict):
-            yield event

@@ -33,9 +33,9 @@ from typing import Any
 
 from dnsbalance._exceptions import KubernetesError, api_error
 
-from .client import _kubernetes, watch_events
+from .client import _kubernetes
 from .pods import ReadyPairs, ReadyPods, selector_of
-from .stream import Expired, StreamThread, json_body, list_pages, watch_error
+from .stream import Expired, StreamThread, json_body, list_pages, watch_error, watch_events
 from .watch_policy import RetryPolicy, retry_delay, watch_was_healthy
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ I/O plumbing, no decisions.
   by closing that stream from the stopping thread;
 - :func:`list_pages`: a paged list, bounded;
 - :func:`json_body`: a response's JSON, its connection released;
+- :func:`watch_events`: a watch stream's events, as JSON dicts;
 - :func:`watch_error`: what a watch's ERROR event means (410: :class:`Expired`).
 """
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dnsbalance._exceptions import KubernetesError
+
+from .client import _kubernetes
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +119,18 @@ def watch_error(obj: Mapping[str, Any], resource: str) -> Exception:
         status=code if isinstance(code, int) else None,
         reason=str(obj.get("reason") or ""),
     )
+
+
+def watch_events(resp: Any) -> Iterator[dict[str, Any]]:
+    """The JSON events of a watch response, one per line."""
+    _, _, watch = _kubernetes()
+    for line in watch.iter_resp_lines(resp):
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            log.debug("skipping a watch line that is not JSON: %.100r", line)
+            continue
+        if isinstance(event, dict):
+            yield event

@@ -35,11 +35,11 @@ from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import KubernetesError, api_error
 from dnsbalance._metrics import TargetMetrics
 
-from .client import _kubernetes, watch_events
+from .client import _kubernetes
 from .pod_watch import PodWatcher
 from .readers import Readers, SliceReader, ViewCallback
 from .slices import SERVICE_NAME_LABEL
-from .stream import Expired, StreamThread, json_body, list_pages, watch_error
+from .stream import Expired, StreamThread, json_body, list_pages, watch_error, watch_events
 from .watch_policy import RetryPolicy, parse_retry_after, retry_delay, watch_was_healthy
 
 log = logging.getLogger(__name__)
