@@ -20,20 +20,16 @@ slice says the rest, as it did.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .topology import valid_zone_name
+from .topology import valid_node_name, valid_zone_name
 
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER = "endpointslice-controller.k8s.io"
 
 ReadyPairs = frozenset[tuple[str, str]]
 """(pod UID, IP) of every Ready pod, an IP each: what :func:`read_slice` matches."""
-
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def ready_pod(obj: Any) -> tuple[str, frozenset[str]]:
@@ -120,13 +116,12 @@ def selector_of(service: Any) -> str | None:
 
 def _label_key(key: object) -> bool:
     """A qualified name: an optional DNS-subdomain prefix and '/', then a name of at
-    most 63 characters (apimachinery's IsQualifiedName)."""
+    most 63 characters (apimachinery's IsQualifiedName: the name part has the rule of a
+    non-empty label value, the prefix that of a node name)."""
     if not isinstance(key, str):
         return False
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+    return (not prefix or valid_node_name(prefix)) and valid_zone_name(name)
 
 
 def speaks_for(obj: Mapping[str, Any]) -> bool:
