@@ -343,13 +343,18 @@ class TcpProxy:
         self._stop.set()
         self._acceptor.join(2)
         self._listener.close()
+        self.cut()
+
+    def cut(self) -> None:
+        """Close every connection open now (both sides); new ones are still accepted."""
         with self._lock:
-            sockets = list(self._sockets)
+            sockets, self._sockets = list(self._sockets), set()
+            threads = list(self._threads)
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        for thread in self._threads:
+        for thread in threads:
             thread.join(2)
 
     def __enter__(self) -> TcpProxy:

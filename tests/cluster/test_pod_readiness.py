@@ -107,8 +107,9 @@ def test_with_rbac_yaml_alone_the_slices_alone_decide(
 def test_while_the_pod_watch_is_down_no_pod_counts(
     cluster: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    """The pod watch reaches the API server through a TCP relay; the relay goes (every
-    connection cut, none accepted): the watcher hands on no Ready pods until it is back."""
+    """The pod watch reaches the API server through a TCP relay. The relay cuts every
+    connection: the watcher hands on no Ready pods, then lists them again. The relay
+    goes (none accepted): no Ready pods, for as long as it is gone."""
     from kubernetes import config
 
     _, late = _greeter(cluster, namespace)
@@ -124,6 +125,10 @@ def test_while_the_pod_watch_is_down_no_pod_counts(
         watcher.start()
         try:
             assert wait_until(lambda: bool(handed) and handed[-1] == want, 15), handed
+            before = len(handed)
+            relay.cut()
+            assert wait_until(lambda: frozenset() in handed[before:], 15), handed
+            assert wait_until(lambda: handed[-1] == want, 15), handed  # back, from a list
             relay.close()
             assert wait_until(lambda: handed[-1] == frozenset(), 15), handed
             assert watcher.following  # still trying: back once the API is reachable
