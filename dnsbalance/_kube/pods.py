@@ -3,7 +3,8 @@
 A pod's Ready status patch reaches an EndpointSlice only after the EndpointSlice
 controller has seen it, queued the Service and written the slice (on the real control
 plane here 15-25 ms calm, 16-340 ms under the benchmark's load, and as long as the
-controller is down when it restarts), and every watcher of the slices waits that long. The controller's rule is known (``podToEndpoint`` in
+controller is down when it restarts), and every watcher of the slices waits that long.
+The controller's rule is known (``podToEndpoint`` in
 staging/src/k8s.io/endpointslice/utils.go): ``serving`` is the pod's Ready condition,
 ``terminating`` its deletionTimestamp, ``ready = publishNotReadyAddresses || (serving &&
 !terminating)``; only pods with an IP and not Succeeded/Failed are endpoints at all.
