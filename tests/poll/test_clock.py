@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 from dnsbalance._poll.clock import COALESCE, PollClock, UdpRound
 from tests.kits.backends import wait_until
@@ -24,6 +26,33 @@ class Recorder:
         self.calls.append((ticket, time.monotonic(), threading.current_thread().name))
         if self.done is not None and len(self.calls) >= self.expected:
             self.done.set()
+
+
+class Blocker:
+    """A poll that holds the clock thread inside its round until released."""
+
+    def __init__(self) -> None:
+        self.running, self.release = threading.Event(), threading.Event()
+
+    def clock_poll(self, ticket: int) -> None:
+        self.running.set()
+        self.release.wait(LIVENESS)
+
+
+@contextlib.contextmanager
+def clock_held(clock: PollClock) -> Iterator[None]:
+    """Schedule inside the block without the clock running a round meanwhile: its
+    thread is held in a round of its own, so however long the test thread is kept off
+    the CPU between two ``schedule`` calls, every entry is there when the next round
+    takes the due ones (a test that relies on the calls coming within ``delay`` of
+    each other fails on a busy machine: CI did, 2026-12-07)."""
+    blocker = Blocker()
+    clock.schedule(blocker, 0.0, window=0.0, ticket=-1)
+    assert blocker.running.wait(LIVENESS)
+    try:
+        yield
+    finally:
+        blocker.release.set()
 
 
 def wait_for_thread_end(clock: PollClock, timeout: float = LIVENESS) -> bool:
@@ -57,8 +86,9 @@ def test_polls_at_the_default_interval_due_up_to_half_a_second_apart_share_a_rou
     clock = PollClock()
     done = threading.Event()
     first, second = Recorder(), Recorder(done)
-    clock.schedule(first, 0.05, window=window, ticket=1)
-    clock.schedule(second, 0.45, window=window, ticket=2)
+    with clock_held(clock):
+        clock.schedule(first, 0.05, window=window, ticket=1)
+        clock.schedule(second, 0.45, window=window, ticket=2)
     assert done.wait(LIVENESS)
     assert first.calls
     # one round runs them back to back; separate rounds would be ~0.4 s apart
@@ -69,8 +99,9 @@ def test_polls_due_close_together_share_a_round() -> None:
     clock = PollClock()
     done = threading.Event()
     first, second = Recorder(), Recorder(done)
-    clock.schedule(first, 0.05, window=COALESCE, ticket=1)
-    clock.schedule(second, 0.05 + COALESCE / 2, window=COALESCE, ticket=2)
+    with clock_held(clock):
+        clock.schedule(first, 0.05, window=COALESCE, ticket=1)
+        clock.schedule(second, 0.05 + COALESCE / 2, window=COALESCE, ticket=2)
     assert done.wait(LIVENESS)
     assert first.calls
     assert second.calls
@@ -106,7 +137,7 @@ def test_an_earlier_entry_wakes_the_sleeping_thread() -> None:
 def test_cancel_forgets_a_stopped_poller() -> None:
     clock = PollClock()
     poller = Recorder()
-    clock.schedule(poller, 0.1, window=0.0, ticket=1)
+    clock.schedule(poller, 10.0, window=0.0, ticket=1)  # not due before the cancel
     assert clock.pending() == 1
     clock.cancel(poller)
     assert clock.pending() == 0
@@ -182,8 +213,9 @@ def test_a_round_sends_every_due_poll_before_it_waits_for_the_answers() -> None:
     server = Server()
     try:
         pollers = [Starter(events, name, done, server) for name in ("a", "b", "c")]
-        for i, poller in enumerate(pollers):
-            clock.schedule(poller, 0.05, window=COALESCE, ticket=i)
+        with clock_held(clock):
+            for i, poller in enumerate(pollers):
+                clock.schedule(poller, 0.05, window=COALESCE, ticket=i)
         received = [server.receive() for _ in pollers]
         assert events == ["begin a", "begin b", "begin c"]  # nothing ends before its answer
         assert len({peer for _, peer in received}) == 1  # one socket for the round
