@@ -21,9 +21,9 @@ on a real control plane, and what a rebuild costs), chart (scale-up.png).
 
 The v6 Go client is built from the module proxy (cached in ~/.cache/dnsbalance); the v3
 one when go and Debian's sources are there; a column that cannot be built is skipped.
-``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 13 minutes on
-2 shared cores, 5 of them building the v3 client twice) and writes results/quick.*; it
-fails only on errors, never because a machine is slow.
+``--quick`` uses fewer repetitions and shorter bounds (CI runs it; about 6 minutes on
+2 quiet cores with the Go clients cached by scripts/check) and writes results/quick.*;
+it fails only on errors, never because a machine is slow.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def run(quick: bool) -> Suite:
         binaries: dict[str, Path] = {}
         for name in (KR6, KR3):
             begin = time.monotonic()
-            binary, why = build_v6() if name == KR6 else build_v3(Path(tmp))
+            binary, why = build_v6() if name == KR6 else build_v3()
             if binary is None:
                 suite.note(f"{name} column skipped: {why}")
             else:
