@@ -245,7 +245,7 @@ def test_check_good_kubeconfig_is_all_ok(
 ) -> None:
     done = check(embedded_dns, published, "--kubeconfig", str(good))
     assert done.returncode == 0, done.stdout
-    assert done.stdout.splitlines()[-1] == "7 ok, 0 warn, 0 fail"
+    assert done.stdout.splitlines()[-1] == "8 ok, 0 warn, 0 fail"
 
 
 @pytest.mark.parametrize("mode", ["auto", "api"])

@@ -2,7 +2,9 @@
 
 - :func:`run_checks` answers, one :class:`CheckResult` each: does the name resolve, is
   the Service headless, are its ports named, may this identity list and watch
-  EndpointSlices, which gRPC DNS resolver is active. Each result carries its fix.
+  EndpointSlices (and, optionally, read the Service's pods: a pod's readiness before its
+  EndpointSlice, ``manifests/rbac-pods.yaml``), which gRPC DNS resolver is active. Each
+  result carries its fix.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ __all__ = [
 Status = Literal["ok", "warn", "fail"]
 
 RBAC_MANIFEST = "manifests/rbac.yaml"
+PODS_MANIFEST = "manifests/rbac-pods.yaml"
+# What the pod watcher (dnsbalance._kube.pod_watch) asks for: the Service's selector,
+# then its pods.
+POD_WATCH_ACCESS = (("get", "services"), ("list", "pods"), ("watch", "pods"))
 # The service and ports lines read the Service (get on services): not a need of the
 # library, so not in rbac.yaml (issue 22: least privilege for every client pod).
 GET_SERVICES_FIX = (
@@ -121,8 +127,10 @@ def run_checks(
         facts.add("rbac", "warn", "not checked: no usable Kubernetes API access (see api)")
     else:
         _check_rbac(facts, target, usable, mode)
+        if not any(r.name == "rbac" and r.status == "fail" for r in facts.results):
+            _check_pods(facts, target, usable)
     _check_grpc(facts, grpc_resolver or grpc_dns_resolver())
-    order = ["dns", "api", "service", "ports", "rbac", "endpoints", "grpc-resolver"]
+    order = ["dns", "api", "service", "ports", "rbac", "pods", "endpoints", "grpc-resolver"]
     return sorted(facts.results, key=lambda r: order.index(r.name) if r.name in order else 99)
 
 
@@ -381,6 +389,47 @@ def _check_rbac(facts: _Facts, target: Target, api_client: Any, mode: str) -> No
         f'may list and watch endpointslices.discovery.k8s.io in namespace "{target.namespace}"',
     )
     _check_endpoints(facts, target, api_client)
+
+
+def _check_pods(facts: _Facts, target: Target, api_client: Any) -> None:
+    """The pods line: whether the library may read a pod's readiness before its
+    EndpointSlice. Optional (``list pods`` reads pod specs), so never a warning when not
+    granted: the line says what that costs and which manifest grants it."""
+    if facts.service is not None and not selector_of(facts.service):
+        facts.add(
+            "pods",
+            "ok",
+            "not used: the Service has no selector, so its EndpointSlices are not the "
+            "controller's and alone decide",
+        )
+        return
+    try:
+        denied = [
+            f"{verb} {resource}"
+            for verb, resource in POD_WATCH_ACCESS
+            if not access_review(
+                api_client, verb=verb, resource=resource, namespace=target.namespace
+            )
+        ]
+    except KubernetesError as exc:
+        facts.add("pods", "warn", f"could not ask (SelfSubjectAccessReview failed: {exc})")
+        return
+    if denied:
+        facts.add(
+            "pods",
+            "ok",
+            f"not granted (cannot {', '.join(denied)}), and optional: the EndpointSlices "
+            "alone decide, so a pod is called once the EndpointSlice controller marks it "
+            f"ready; {PODS_MANIFEST} grants it",
+            f"apply {PODS_MANIFEST} (it lets the pods' specs be read: optional)",
+        )
+        return
+    facts.add(
+        "pods",
+        "ok",
+        f'may get the Service and list and watch its pods in namespace "{target.namespace}": '
+        "a pod made Ready is called before its EndpointSlice says so",
+    )
 
 
 def _check_endpoints(facts: _Facts, target: Target, api_client: Any) -> None:

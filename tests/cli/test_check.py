@@ -5,6 +5,7 @@ port follows the library's rule (the API alone says the port) in every command."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,66 @@ def test_under_the_library_role_the_service_lines_say_what_they_need(
         "services, which manifests/rbac.yaml does not grant)"
     )
     assert out.count('add get on services to the Role (apiGroups: [""], resources: ') == 2
+
+
+# -- issue 24: a pod's readiness before its slice (manifests/rbac-pods.yaml) ---------------
+
+PODS_GRANTED = (
+    'ok  may get the Service and list and watch its pods in namespace "app": a pod made '
+    "Ready is called before its EndpointSlice says so"
+)
+
+
+def test_the_pods_line_says_a_pod_is_read_before_its_slice(
+    cluster: Cluster, embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    """On both sides (the real one's admin may do anything); the real authorizer with
+    the shipped manifests is tests/cluster/test_rbac.py's."""
+    greeter(cluster, unique_service)
+    embedded_dns.set_service(unique_service, NS, [Pod(ip="10.7.8.1")], ports={"grpc": 50051})
+    _, out, _ = check(cluster, embedded_dns, f"{unique_service}.{NS}:grpc")
+    assert lines(out)["pods"] == PODS_GRANTED
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"), [("watch", "pods"), ("list", "pods"), ("get", "services")]
+)
+def test_without_rbac_pods_yaml_the_pods_line_is_ok_and_names_it(
+    kube: FakeKubernetesAPI,
+    tmp_path: Path,
+    embedded_dns: DNSResponder,
+    unique_service: str,
+    verb: str,
+    resource: str,
+) -> None:
+    """Optional (list pods reads pod specs): not granted is no warning, and says what it
+    costs and which manifest grants it. Each verb alone, which only the fake can refuse
+    (the real authorizer with rbac.yaml alone: tests/cluster/test_rbac.py)."""
+    path = kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+    cluster = Cluster(kubeconfig=path, namespace=NS, fake=kube)
+    greeter(cluster, unique_service)
+    pods(cluster, embedded_dns, unique_service, ["10.7.8.2"])
+    kube.deny(verb, resource, namespace=NS)
+    code, out, _ = check(cluster, embedded_dns, f"{unique_service}.{NS}:grpc")
+    assert code == 0, out
+    assert lines(out)["pods"] == (
+        f"ok  not granted (cannot {verb} {resource}), and optional: the EndpointSlices "
+        "alone decide, so a pod is called once the EndpointSlice controller marks it "
+        "ready; manifests/rbac-pods.yaml grants it"
+    )
+
+
+def test_a_service_without_a_selector_has_no_pods_to_read(
+    cluster: Cluster, embedded_dns: DNSResponder, unique_service: str
+) -> None:
+    cluster.create_service(
+        FakeKubernetesAPI.service(
+            unique_service, NS, ports=[("grpc", 8000, 50051)], cluster_ip="None"
+        )
+    )
+    embedded_dns.set_service(unique_service, NS, [Pod(ip="10.7.8.3")], ports={"grpc": 50051})
+    _, out, _ = check(cluster, embedded_dns, f"{unique_service}.{NS}:grpc")
+    assert lines(out)["pods"] == (
+        "ok  not used: the Service has no selector, so its EndpointSlices are not the "
+        "controller's and alone decide"
+    )

@@ -496,10 +496,11 @@ def test_check_all_ok_then_failures_with_fixes(
         ["ok", "service:"],
         ["ok", "ports:"],
         ["ok", "rbac:"],
+        ["ok", "pods:"],
         ["ok", "endpoints:"],
         ["ok", "grpc-resolver:"],
     ]
-    assert out.splitlines()[-1] == "7 ok, 0 warn, 0 fail"
+    assert out.splitlines()[-1] == "8 ok, 0 warn, 0 fail"
 
     kube.deny("list", "endpointslices", namespace=NS)
     monkeypatch.setenv("GRPC_DNS_RESOLVER", "native")

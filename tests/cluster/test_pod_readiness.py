@@ -19,6 +19,7 @@ from dnsbalance._kube.pod_watch import PodWatcher
 from dnsbalance.testing import ControlPlane
 from dnsbalance.testing._controlplane.cluster import PodRef
 from tests.kits.backends import demo_pb2_grpc, wait_until
+from tests.kits.cli import run
 
 from .kit import open_channel, stub_for, until_absent, until_seen
 from .test_rbac import MANIFESTS, kubectl
@@ -102,6 +103,40 @@ def test_with_rbac_yaml_alone_the_slices_alone_decide(
     assert notes()[0].levelno == logging.INFO
     assert "HTTP 403" in notes()[0].getMessage()
     assert "manifests/rbac-pods.yaml" in notes()[0].getMessage()
+
+
+def test_check_says_whether_the_shipped_roles_let_the_pods_be_read(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """``dnsbalance check`` as the ServiceAccount, asking the real authorizer: with
+    rbac.yaml alone, then with rbac-pods.yaml too (applied as its comment says)."""
+    kubectl(cluster, "apply", "-k", str(MANIFESTS), "-n", namespace)
+    _greeter(cluster, namespace)
+    token = cluster.kubeconfig_for(namespace, "dnsbalance", path=tmp_path / "sa")
+
+    def pods_line() -> str:
+        _, out, _ = run(
+            "check",
+            f"greeter.{namespace}:grpc",
+            "--kubeconfig",
+            str(token),
+            "--nameserver",
+            cluster.dns_address,
+            "--cluster-domain",
+            "cluster.local",
+        )
+        return next(line for line in out.splitlines() if line.split()[1:2] == ["pods:"])
+
+    assert pods_line() == (
+        "ok    pods: not granted (cannot get services, list pods, watch pods), and optional: "
+        "the EndpointSlices alone decide, so a pod is called once the EndpointSlice "
+        "controller marks it ready; manifests/rbac-pods.yaml grants it"
+    )
+    kubectl(cluster, "apply", "-n", namespace, "-f", str(MANIFESTS / "rbac-pods.yaml"))
+    assert pods_line() == (
+        f'ok    pods: may get the Service and list and watch its pods in namespace "{namespace}": '
+        "a pod made Ready is called before its EndpointSlice says so"
+    )
 
 
 def test_while_the_pod_watch_is_down_no_pod_counts(
