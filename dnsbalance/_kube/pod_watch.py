@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 LIST_PAGE = 500
 WATCH_SECONDS = (240, 360)  # as the slices' watch: randomized like client-go
 NO_ACCESS = (403, 404)  # not followed (for this process): the slices alone decide
+ACCESS = (("get", "services"), ("list", "pods"), ("watch", "pods"))
+"""(verb, resource) of every request the watcher makes, in its namespace (core group):
+what manifests/rbac-pods.yaml grants and ``dnsbalance check`` asks the authorizer for."""
 
 ApiClient = Any
 

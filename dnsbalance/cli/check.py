@@ -20,6 +20,7 @@ from dnsbalance._dns.servers import describe_servers
 from dnsbalance._dns.sync import discover
 from dnsbalance._endpoints import Endpoint
 from dnsbalance._exceptions import DnsBalanceError, KubernetesError, ResolutionError
+from dnsbalance._kube import pod_watch, pods
 from dnsbalance._kube.client import load_api_client
 from dnsbalance._settings import api_only, check_port_for_mode
 from dnsbalance._target import Target
@@ -41,9 +42,6 @@ Status = Literal["ok", "warn", "fail"]
 
 RBAC_MANIFEST = "manifests/rbac.yaml"
 PODS_MANIFEST = "manifests/rbac-pods.yaml"
-# What the pod watcher (dnsbalance._kube.pod_watch) asks for: the Service's selector,
-# then its pods.
-POD_WATCH_ACCESS = (("get", "services"), ("list", "pods"), ("watch", "pods"))
 # The service and ports lines read the Service (get on services): not a need of the
 # library, so not in rbac.yaml (issue 22: least privilege for every client pod).
 GET_SERVICES_FIX = (
@@ -395,7 +393,7 @@ def _check_pods(facts: _Facts, target: Target, api_client: Any) -> None:
     """The pods line: whether the library may read a pod's readiness before its
     EndpointSlice. Optional (``list pods`` reads pod specs), so never a warning when not
     granted: the line says what that costs and which manifest grants it."""
-    if facts.service is not None and not selector_of(facts.service):
+    if facts.service is not None and pods.selector_of(facts.service) is None:
         facts.add(
             "pods",
             "ok",
@@ -406,7 +404,7 @@ def _check_pods(facts: _Facts, target: Target, api_client: Any) -> None:
     try:
         denied = [
             f"{verb} {resource}"
-            for verb, resource in POD_WATCH_ACCESS
+            for verb, resource in pod_watch.ACCESS
             if not access_review(
                 api_client, verb=verb, resource=resource, namespace=target.namespace
             )

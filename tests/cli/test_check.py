@@ -227,7 +227,7 @@ def test_the_pods_line_says_a_pod_is_read_before_its_slice(
     cluster: Cluster, embedded_dns: DNSResponder, unique_service: str
 ) -> None:
     """On both sides (the real one's admin may do anything); the real authorizer with
-    the shipped manifests is tests/cluster/test_rbac.py's."""
+    the shipped manifests is tests/cluster/test_pod_readiness.py's."""
     greeter(cluster, unique_service)
     embedded_dns.set_service(unique_service, NS, [Pod(ip="10.7.8.1")], ports={"grpc": 50051})
     _, out, _ = check(cluster, embedded_dns, f"{unique_service}.{NS}:grpc")
@@ -247,7 +247,7 @@ def test_without_rbac_pods_yaml_the_pods_line_is_ok_and_names_it(
 ) -> None:
     """Optional (list pods reads pod specs): not granted is no warning, and says what it
     costs and which manifest grants it. Each verb alone, which only the fake can refuse
-    (the real authorizer with rbac.yaml alone: tests/cluster/test_rbac.py)."""
+    (the real authorizer with rbac.yaml alone: tests/cluster/test_pod_readiness.py)."""
     path = kube.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
     cluster = Cluster(kubeconfig=path, namespace=NS, fake=kube)
     greeter(cluster, unique_service)
