@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 
@@ -201,14 +201,21 @@ class Recorder:
             return [c for c in self.calls if start <= c.start < end]
 
 
+class CallSink(Protocol):
+    """Where :class:`Callers` put each call: a :class:`Recorder`, or anything that takes
+    calls as it does (``benchmarks._pyclient`` prints them)."""
+
+    def add(self, call: Call) -> None: ...
+
+
 class Callers:
     """``threads`` threads calling ``channel`` (paced at ``rate`` calls/s each; 0: back to
-    back) into a :class:`Recorder` until :meth:`stop`, or ``limit`` seconds at most."""
+    back) into a :class:`CallSink` until :meth:`stop`, or ``limit`` seconds at most."""
 
     def __init__(
         self,
         channel: grpc.Channel,
-        recorder: Recorder,
+        recorder: CallSink,
         *,
         threads: int = 1,
         rate: float = 0.0,

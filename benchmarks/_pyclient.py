@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     callers = Callers(
         channel,
-        _Printed(out),  # type: ignore[arg-type]
+        _Printed(out),
         threads=args.callers,
         rate=1.0 / _seconds(args.interval),
         limit=_seconds(args.duration),

@@ -153,7 +153,8 @@ def run(quick: bool) -> Suite:
         names = [CIP, NATIVE_DNS, *[n for n in (KR6, KR3) if n in binaries], API, AUTO, DNS]
         if not quick:  # informative, not a target: full runs only (CI's time)
             names.append(SLICES)
-        slices_only = _rbac_yaml_alone(plane, Path(tmp))
+        # the ServiceAccount of rbac.yaml alone: made only for the lane that uses it
+        slices_only = _rbac_yaml_alone(plane, Path(tmp)) if SLICES in names else None
         suite.note(
             f"{SERVER} with the EndpointSlice and Endpoints controllers and CoreDNS 1.15 "
             f"(control plane up in {up:.1f} s); lanes: "
@@ -209,7 +210,7 @@ def _start(
     plane: ControlPlane,
     binaries: dict[str, Path],
     flags: list[str],
-    slices_only: Path,
+    slices_only: Path | None,
 ) -> None:
     fqdn = f"{lane.service}.{NS}.svc.cluster.local"
     if lane.name in (KR6, KR3):
