@@ -203,5 +203,26 @@ def test_a_refused_token_is_tried_again_not_given_up(
     assert not [r for r in caplog.records if "not following the pods" in r.getMessage()]
 
 
+def test_a_service_without_a_selector_is_left_to_its_slices_with_a_debug_line(
+    cluster: ControlPlane, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's promise: no pods to read, so nothing handed on and the watcher ends,
+    saying so at DEBUG only (its slices are made by hand: no INFO line to act on)."""
+    cluster.create_service(namespace, "by-hand", selector=None)
+    handed: list[frozenset[tuple[str, str]]] = []
+    caplog.set_level(logging.DEBUG, logger="dnsbalance")
+    watcher = PodWatcher(
+        cluster.admin, namespace=namespace, service="by-hand", on_change=handed.append
+    )
+    watcher.start()
+    try:
+        assert wait_until(lambda: not watcher.following and "selects no pods" in caplog.text, 15)
+    finally:
+        watcher.stop()
+    assert handed == []
+    mine = [r for r in caplog.records if r.name.startswith("dnsbalance._kube.pod_watch")]
+    assert [r.levelno for r in mine] == [logging.DEBUG], [r.getMessage() for r in mine]
+
+
 def client_pods(cluster: ControlPlane, namespace: str) -> list[Any]:
     return list(client.CoreV1Api(cluster.admin).list_namespaced_pod(namespace).items)
